@@ -1,0 +1,153 @@
+"""Desired state: which environments should exist, each fully resolved with the origin of every value.
+
+Precedence, lowest first: platform defaults < policy tier defaults < `.odooops.yaml` top level <
+`.odooops.yaml` tiers.<tier> < `.odooops.yaml` environments.<branch> < environments.<env name>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core import naming
+from reconciler.core.config import CONFIG_FILE
+from reconciler.core.model import Blocked, ConfigError, DesiredState, EnvSpec, Head, Tier
+from reconciler.core.policy import BranchRule, Policy, limit_violations, match_rule, repo_rules
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Settings of this OdooOps installation that shape every environment."""
+
+    base_domain: str = "odooops.localhost"
+    default_odoo_version: str = "19.0"
+
+
+def _defaults(platform: PlatformConfig) -> dict[str, tuple[Any, str]]:
+    return {
+        "odoo_version": (platform.default_odoo_version, "default"),
+        "image": (f"odoo:{platform.default_odoo_version}", "default"),
+        "test_tags": (None, "default"),
+        "modules": ([], "default"),
+        "addons_paths": ([], "default"),
+        "external_addons": ([], "default"),
+        "requirements": (None, "default"),
+        "masking_rules": ([], "default"),
+    }
+
+
+def env_name(head: Head, tier: Tier) -> str:
+    if tier is Tier.PRODUCTION:
+        return naming.PRODUCTION_NAME
+    if head.kind in ("pull_request", "merge_request") and head.number is not None:
+        return naming.env_name_for_change_request(head.kind, head.number)
+    return naming.env_name_for_branch(head.branch)
+
+
+def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], policy: Policy,
+                  platform: PlatformConfig | None = None) -> DesiredState:
+    """Map every head to an environment (or an error, a block, or nothing) by policy and config.
+
+    `configs` maps a `.odooops.yaml` blob id to the result of `config.parse_config`.
+    """
+    platform = platform or PlatformConfig()
+    heads = sorted(heads, key=lambda h: h.ref)
+    rules = policy.rules + _repo_rules(heads, configs, policy)
+    envs: dict[str, EnvSpec] = {}
+    blocked: list[Blocked] = []
+    errors: list[ConfigError] = []
+    ignored: list[str] = []
+    production_taken: str | None = None
+    for head in heads:
+        rule = match_rule(rules, head)
+        if rule is None:
+            ignored.append(head.branch)
+            continue
+        name = env_name(head, rule.tier)
+        if rule.tier is Tier.PRODUCTION:
+            if production_taken is not None:
+                blocked.append(Blocked(
+                    name=naming.env_name_for_branch(head.branch), branch=head.branch, tier=rule.tier,
+                    reason=f'exactly one production environment is allowed; "{production_taken}" already is',
+                    remediation=f"change the branch rules so only one branch maps to production "
+                                f"({rule.describe()})"))
+                continue
+            production_taken = head.branch
+        parsed = configs.get(head.config_blob) if head.config_blob else {"ok": True}
+        if parsed is None or not parsed.get("ok"):
+            errs = (parsed or {}).get("errors") or [
+                {"line": 1, "column": 1, "pointer": "", "message": "configuration was not read",
+                 "remediation": "re-run the plan"}]
+            errors.extend(ConfigError(branch=head.branch, file=CONFIG_FILE, **e) for e in errs)
+            blocked.append(Blocked(
+                name=name, branch=head.branch, tier=rule.tier,
+                reason=f"{CONFIG_FILE} on {head.branch} is invalid ({len(errs)} error"
+                       f"{'s' if len(errs) != 1 else ''})",
+                remediation=f"fix {CONFIG_FILE} on {head.branch} (see errors); a running environment "
+                            "keeps its current version meanwhile"))
+            continue
+        spec = _resolve(head, rule, name, parsed, policy, platform)
+        violations = limit_violations(policy, rule.tier, spec.settings, spec.origins)
+        if violations:
+            blocked.append(Blocked(name=name, branch=head.branch, tier=rule.tier,
+                                   reason="; ".join(v[0] for v in violations),
+                                   remediation="; ".join(v[1] for v in violations), spec=spec))
+            continue
+        envs[name] = spec
+    return DesiredState(environments=envs, blocked=tuple(blocked), errors=tuple(errors),
+                        ignored=tuple(ignored))
+
+
+def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy: Policy) -> tuple[BranchRule, ...]:
+    """Repository additions are read from the production branch only, so no branch maps itself."""
+    for head in heads:
+        rule = match_rule(policy.rules, head)
+        if rule is not None and rule.tier is Tier.PRODUCTION:
+            parsed = configs.get(head.config_blob) if head.config_blob else None
+            if parsed and parsed.get("ok"):
+                return repo_rules(parsed.get("branches", []))
+            return ()
+    return ()
+
+
+def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], policy: Policy,
+             platform: PlatformConfig) -> EnvSpec:
+    layers: list[dict[str, tuple[Any, str]]] = [_defaults(platform), policy.tier_defaults[rule.tier]]
+    for layer in _repo_layers(parsed, rule.tier, head, name):
+        layers.append({k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in layer.items()})
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for layer in layers:
+        for key, (value, origin) in layer.items():
+            values[key] = value
+            origins[key] = origin
+    if "odoo_version" in origins and origins["odoo_version"] != "default" and origins["image"] == "default":
+        values["image"] = f"odoo:{values['odoo_version']}"
+        origins["image"] = origins["odoo_version"]
+    if values["data_source"] == "production" and not values["neutralize"]:
+        # A copy of production data must never send mail or charge cards: not negotiable.
+        values["neutralize"] = True
+        origins["neutralize"] = "policy: copies of production are always neutralized"
+    values["demo"] = values["data_source"] == "fresh_demo"
+    origins["demo"] = origins["data_source"]
+    if "domains" not in values:
+        values["domains"] = [f"{name}.{platform.base_domain}"]
+        origins["domains"] = "default: <env>.<base domain>"
+    settings = {k: values[k] for k in sorted(values)}
+    return EnvSpec.build(
+        name=name, branch=head.branch, ref=head.ref, kind=head.kind, number=head.number,
+        commit=head.commit, commit_time=head.commit_time, tier=rule.tier,
+        rule=f"{rule.origin}:{rule.id}", settings=settings,
+        origins={k: origins[k] for k in sorted(origins)},
+    )
+
+
+def _repo_layers(parsed: dict[str, Any], tier: Tier, head: Head, name: str) -> list[dict[str, list[Any]]]:
+    layers = [parsed.get("project", {}), parsed.get("tiers", {}).get(str(tier), {})]
+    envs = parsed.get("environments", {})
+    if head.branch in envs and head.branch != name:
+        layers.append(envs[head.branch])
+    if name in envs:
+        layers.append(envs[name])
+    return layers
