@@ -1,0 +1,47 @@
+"""`odooops plan`: what the next apply would do, without touching anything."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, handle_errors, state_dir_option
+from reconciler.cli.plan_output import human, plan_json
+from reconciler.controller.planning import Project, compute_plan
+
+
+@click.command("plan")
+@click.option("--repo", required=True, help="Local path or URL (file://, git://, http(s)://, ssh) of the project.")
+@click.option("--branch", "branches", multiple=True, help="Only plan these branches (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (schemas/plan.schema.json).")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 = no changes, 2 = changes, 1 = error.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Platform policy file (default: the bundled policies/default.yaml).")
+@click.option("--show-artifacts", is_flag=True, help="Also print every rendered artifact.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Save the plan as JSON, for `odooops apply --plan-file`.")
+@click.option("--now", "now", type=float, default=None, hidden=True, help="Evaluate TTLs at this epoch time.")
+@state_dir_option
+@handle_errors
+def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_exitcode: bool,
+                 policy_file: Path | None, show_artifacts: bool, out_file: Path | None, now: float | None,
+                 state_dir: Path | None) -> None:
+    """Show which environments would exist, why, with what settings, and what would change."""
+    project = Project.open(repo, state_dir=state_dir, policy_file=policy_file)
+    outcome = compute_plan(project, branches=branches or None, now=now)
+    policy_name = str(policy_file) if policy_file else "default"
+    doc = plan_json(outcome, repo, policy_name, show_artifacts=show_artifacts)
+    if out_file is not None:
+        out_file.write_text(json.dumps(plan_json(outcome, repo, policy_name, show_artifacts=True),
+                                       indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        click.echo(human(outcome, repo, policy_name, show_artifacts=show_artifacts,
+                         color=sys.stdout.isatty()), nl=False)
+    if detailed_exitcode and outcome.plan.has_changes:
+        sys.exit(EXIT_CHANGES)
+    sys.exit(EXIT_OK)

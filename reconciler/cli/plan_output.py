@@ -1,0 +1,132 @@
+"""Plan output: the JSON document (schemas/plan.schema.json) and the human view, terraform-style."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconciler.controller.planning import PlanOutcome
+from reconciler.core import quantities
+from reconciler.core.model import SETTINGS, Action, ActionKind, EnvSpec
+
+FORMAT = "odooops/plan/v1"
+_SYMBOL = {ActionKind.CREATE: ("+", "green"), ActionKind.UPDATE: ("~", "yellow"),
+           ActionKind.REDEPLOY: ("↻", "cyan"), ActionKind.DESTROY: ("-", "red"),
+           ActionKind.BLOCKED: ("!", "magenta"), ActionKind.NOOP: ("=", None)}
+
+
+def plan_json(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = False) -> dict[str, Any]:
+    plan = outcome.plan
+    envs = []
+    for spec in plan.environments:
+        item = spec.to_json()
+        item["artifacts"] = outcome.artifact_digests(spec.name)
+        if show_artifacts:
+            item["artifact_texts"] = outcome.artifacts.get(spec.name, {})
+        envs.append(item)
+    return {
+        "format": FORMAT,
+        "plan_digest": plan.plan_digest,
+        "repo": repo,
+        "policy": policy,
+        "summary": {**plan.counts(), "errors": len(plan.errors), "has_changes": plan.has_changes},
+        "environments": envs,
+        "actions": [a.to_json() for a in plan.actions],
+        "errors": [e.to_json() for e in plan.errors],
+        "ignored": list(plan.ignored),
+    }
+
+
+def summary_line(outcome: PlanOutcome) -> str:
+    c = outcome.plan.counts()
+    errors = len(outcome.plan.errors)
+    line = (f"Plan: {c['create']} to create, {c['update']} to update, {c['redeploy']} to redeploy, "
+            f"{c['destroy']} to destroy, {c['blocked']} blocked, {c['noop']} unchanged")
+    return line + (f"; {errors} configuration error{'s' if errors != 1 else ''}." if errors else ".")
+
+
+def fmt_value(key: str, value: Any) -> str:
+    if value is None:
+        return "never" if key == "ttl_hours" else "-"
+    if key == "memory_mib":
+        return quantities.format_mib(int(value))
+    if key == "storage_gib":
+        return f"{value} GiB"
+    if key == "ttl_hours":
+        return quantities.format_ttl(int(value))
+    if key == "cpu":
+        return f"{value:g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return ", ".join(str(v.get("name") or v.get("table") or v) for v in value)
+        return ", ".join(str(v) for v in value) if value else "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+_LABEL = {"memory_mib": "memory", "storage_gib": "storage", "ttl_hours": "ttl"}
+
+
+def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = False, color: bool = False) -> str:
+    plan = outcome.plan
+    specs = {s.name: s for s in plan.environments}
+    out: list[str] = [summary_line(outcome), ""]
+    out.append(f"Repository {repo}: {outcome.heads} refs, {len(plan.environments)} environments "
+               f"(policy {policy}).")
+    out.append("")
+    for action in plan.actions:
+        out.extend(_action_block(action, specs.get(action.env), color))
+        out.append("")
+    if plan.errors:
+        out.append(f"Configuration errors ({len(plan.errors)}):")
+        for e in plan.errors:
+            out.append(f"  {e.branch}: {e.file}:{e.line}:{e.column} {e.pointer or '/'}")
+            out.append(f"      {e.message}")
+            out.append(f"      fix: {e.remediation}")
+        out.append("")
+    if plan.ignored:
+        out.append(f"Ignored (no branch rule matches): {', '.join(plan.ignored)}")
+        out.append("")
+    if show_artifacts:
+        for spec in plan.environments:
+            for name, text in outcome.artifacts.get(spec.name, {}).items():
+                out.append(f"--- {spec.name}/{name}  sha256:{outcome.artifact_digests(spec.name)[name][:12]}")
+                out.extend(text.rstrip("\n").splitlines())
+                out.append("")
+    out.append(f"Plan digest: {plan.plan_digest}")
+    return "\n".join(out) + "\n"
+
+
+def _paint(text: str, fg: str | None, color: bool, bold: bool = False) -> str:
+    return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
+
+
+def _action_block(action: Action, spec: EnvSpec | None, color: bool) -> list[str]:
+    symbol, fg = _SYMBOL[action.action]
+    commit = (action.commit or action.old_commit or "")[:7]
+    head = f"{symbol} {action.action.value:<8} {action.env}"
+    where = f"{action.branch}" + (f" @ {commit}" if commit else "")
+    tier = f"  tier {action.tier}" if action.tier else ""
+    lines = [_paint(head, fg, color, bold=True) + f"  ({where}){tier}"]
+    lines.append(f"      why: {action.reason}")
+    if spec is not None and action.action in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY):
+        lines.append(f"      rule: {spec.rule}   spec {spec.spec_digest[:12]}")
+    if action.action is ActionKind.CREATE and spec is not None:
+        for key in SETTINGS:
+            if key in spec.settings:
+                label = _LABEL.get(key, key)
+                lines.append(f"      {label:<16} {fmt_value(key, spec.settings[key]):<28} {spec.origins.get(key, '')}")
+    elif action.action in (ActionKind.UPDATE, ActionKind.REDEPLOY):
+        for ch in action.changes:
+            label = _LABEL.get(ch.field, ch.field)
+            old, new = fmt_value(ch.field, ch.old), fmt_value(ch.field, ch.new)
+            if ch.field == "commit":
+                old, new = str(ch.old)[:12], str(ch.new)[:12]
+            lines.append(f"      {label:<16} {old} -> {new:<18} {ch.source}")
+    if action.remediation and action.action in (ActionKind.BLOCKED, ActionKind.DESTROY, ActionKind.NOOP):
+        lines.append(f"      fix: {action.remediation}")
+    return lines

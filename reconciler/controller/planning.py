@@ -1,0 +1,120 @@
+"""One planning pass: Git source -> configs (cached by blob id) -> desired -> observed -> plan -> artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from reconciler.controller.state_store import StateStore, merge_observed
+from reconciler.core.config import parse_config
+from reconciler.core.desired import PlatformConfig, desired_state
+from reconciler.core.model import Head, ObservedEnv, Plan, digest
+from reconciler.core.plan import plan as make_plan
+from reconciler.core.policy import Policy, load_policy
+from reconciler.core.resources import read_text
+from reconciler.render.artifacts import Renderer, artifact_digest
+from reconciler.sources.blob_cache import BlobCache
+from reconciler.sources.git import GitSource
+from reconciler.sources.notes import iter_notes
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("ODOOOPS_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "odooops"
+
+
+def project_id(location: str) -> str:
+    """A stable folder name for a repository: readable tail plus a hash of the full location."""
+    loc = location if "://" in location or "@" in location.split("/")[0] else str(Path(location).resolve())
+    tail = re.sub(r"[^a-z0-9]+", "-", loc.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")[:40] or "repo"
+    return f"{tail}-{hashlib.sha256(loc.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Project:
+    """Everything one repository's reconcile needs: its source, policy, platform settings and state."""
+
+    location: str
+    state_dir: Path
+    policy: Policy
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
+    source: GitSource = field(init=False)
+    cache: BlobCache = field(init=False)
+    store: StateStore = field(init=False)
+    renderer: Renderer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.source = GitSource(self.location, self.state_dir)
+        self.dir = self.state_dir / "projects" / project_id(self.location)
+        self.cache = BlobCache(self.state_dir / "cache" / "configs.json")
+        self.store = StateStore(self.dir / "state.json")
+        self.renderer = Renderer()
+
+    @classmethod
+    def open(cls, location: str, state_dir: Path | None = None, policy_file: Path | None = None,
+             platform: PlatformConfig | None = None) -> Project:
+        if policy_file is not None:
+            policy = load_policy(policy_file.read_text(encoding="utf-8"), name=str(policy_file))
+        else:
+            policy = load_policy(read_text("policies", "default.yaml"), name="default")
+        return cls(location=location, state_dir=state_dir or default_state_dir(), policy=policy,
+                   platform=platform or PlatformConfig())
+
+    def heads(self) -> list[Head]:
+        return [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number, commit=h.commit,
+                     commit_time=h.commit_time, config_blob=h.config_blob) for h in self.source.heads()]
+
+    def configs(self, heads: Iterable[Head]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for blob in {h.config_blob for h in heads if h.config_blob}:
+            out[blob] = self.cache.get_or_compute(blob, lambda data: parse_config(data))
+        return out
+
+    def observed(self) -> dict[str, ObservedEnv]:
+        from_notes: dict[str, dict[str, Any]] = {}
+        for _commit, note in iter_notes(self.source.repo):
+            for name, entry in (note.get("environments") or {}).items():
+                if isinstance(entry, dict) and "env" in entry:
+                    prev = from_notes.get(name)
+                    if prev is None or float(entry.get("updated_at") or 0) > float(prev.get("updated_at") or 0):
+                        from_notes[name] = entry
+        return merge_observed(self.store.entries(), from_notes)
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    plan: Plan
+    artifacts: dict[str, dict[str, str]]  # env -> artifact name -> rendered text (markers unfilled)
+    heads: int
+    seconds: float
+
+    def artifact_digests(self, env: str) -> dict[str, str]:
+        return {name: artifact_digest(text) for name, text in self.artifacts.get(env, {}).items()}
+
+
+def compute_plan(project: Project, branches: Iterable[str] | None = None, now: float | None = None,
+                 refresh: bool = True) -> PlanOutcome:
+    started = time.perf_counter()
+    if refresh:
+        project.source.refresh()
+    heads = project.heads()
+    configs = project.configs(heads)
+    desired = desired_state(heads, configs, project.policy, project.platform)
+    observed = project.observed()
+    result = make_plan(desired, observed, project.policy, now=time.time() if now is None else now,
+                       branches=list(branches) if branches else None)
+    artifacts = {spec.name: project.renderer.render(spec) for spec in result.environments}
+    # The digest also covers the rendered artifacts, so a template change is a different plan.
+    rendered = {env: {n: artifact_digest(t) for n, t in arts.items()} for env, arts in artifacts.items()}
+    result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
+    return PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
+                       seconds=time.perf_counter() - started)

@@ -1,0 +1,103 @@
+"""Render each environment's artifacts (odoo.conf, Terraform root module, container spec, route).
+
+Artifacts are rendered with host-specific values and secrets left as `@@platform:NAME@@` and
+`@@secret:NAME@@` markers, so a plan is machine-independent, secret-free and its digests are
+stable; `fill()` substitutes the real values on the host at apply time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from reconciler.core.model import EnvSpec
+from reconciler.core.resources import data_dir
+
+ARTIFACTS: dict[str, str] = {
+    "odoo.conf": "odoo.conf.j2",
+    "main.tf.json": "terraform/main.tf.json.j2",
+    "container.json": "container.json.j2",
+    "route.json": "route.json.j2",
+}
+_MARKER = re.compile(r"@@(platform|secret):([a-z0-9_]+)@@")
+
+
+class MissingValue(KeyError):
+    """A marker had no value to fill in."""
+
+
+def _regex_escape(value: str) -> str:
+    return re.escape(value)
+
+
+def _oneline(value: str) -> str:
+    return re.sub(r"[\r\n]+", " ", str(value))
+
+
+class Renderer:
+    """A Jinja2 environment with StrictUndefined over the templates folder."""
+
+    def __init__(self, templates: Path | None = None) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates or data_dir("templates"))),
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+        )
+        self.env.filters["regex_escape"] = _regex_escape
+        self.env.filters["oneline"] = _oneline
+        self.env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
+
+    def render(self, spec: EnvSpec) -> dict[str, str]:
+        ctx = context(spec)
+        out: dict[str, str] = {}
+        for name, template in ARTIFACTS.items():
+            text = self.env.get_template(template).render(**ctx)
+            if name.endswith(".json"):
+                # a template bug must fail here, not in Terraform or Docker
+                text = json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            out[name] = text
+        return out
+
+
+def context(spec: EnvSpec) -> dict[str, Any]:
+    s = spec.settings
+    workers = max(int(s["workers"]), 1)
+    per_worker = max(s["memory_mib"] * 1024 * 1024 // (workers + 1), 256 * 1024 * 1024)
+    addons = [f"/mnt/extra-addons/repo/{p.strip('/')}" for p in s["addons_paths"]]
+    addons += [f"/mnt/extra-addons/external/{e['name']}" for e in s["external_addons"]]
+    return {
+        "env": {"name": spec.name, "branch": spec.branch, "tier": str(spec.tier), "commit": spec.commit,
+                "spec_digest": spec.spec_digest, "kind": spec.kind},
+        "s": s,
+        "db_name": spec.name,
+        "db_role": spec.name,
+        "addons_path": addons or ["/mnt/extra-addons"],
+        "limit_memory_hard": per_worker,
+        "limit_memory_soft": per_worker * 4 // 5,
+    }
+
+
+def artifact_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fill(text: str, platform: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> str:
+    """Replace the markers with host values and secrets; every marker must have a value."""
+    secrets = secrets or {}
+
+    def sub(m: re.Match[str]) -> str:
+        table = platform if m.group(1) == "platform" else secrets
+        if m.group(2) not in table:
+            raise MissingValue(f"{m.group(1)}:{m.group(2)}")
+        return str(table[m.group(2)])
+
+    return _MARKER.sub(sub, text)
+
+
+def markers(text: str) -> set[str]:
+    return {f"{k}:{n}" for k, n in _MARKER.findall(text)}
