@@ -8,7 +8,7 @@ import click
 
 from reconciler.controller.planning import PlanOutcome
 from reconciler.core import quantities
-from reconciler.core.model import SETTINGS, Action, ActionKind, EnvSpec
+from reconciler.core.model import Action, ActionKind, EnvSpec
 
 FORMAT = "odooops/plan/v1"
 _SYMBOL = {ActionKind.CREATE: ("+", "green"), ActionKind.UPDATE: ("~", "yellow"),
@@ -69,6 +69,9 @@ def fmt_value(key: str, value: Any) -> str:
 
 
 _LABEL = {"memory_mib": "memory", "storage_gib": "storage", "ttl_hours": "ttl"}
+# Settings the policy gives per tier: the ones worth calling out when a repository overrides them.
+_POLICY_KEYS = {"workers", "cron_workers", "cpu", "memory_mib", "storage_gib", "ttl_hours", "backup_schedule",
+                "backup_retention", "data_source", "neutralize", "mask", "mail_catcher", "run_tests", "domains"}
 
 
 def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = False, color: bool = False) -> str:
@@ -105,6 +108,30 @@ def _paint(text: str, fg: str | None, color: bool, bold: bool = False) -> str:
     return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
 
 
+def _settings_lines(spec: EnvSpec) -> list[str]:
+    s = spec.settings
+    cron = f"{s['cron_workers']} cron worker{'s' if s['cron_workers'] != 1 else ''}"
+    cron += " (separate container)" if s["separate_cron"] else " (in the web container)"
+    backups = (f'"{s["backup_schedule"]}", keep {fmt_value("backup_retention", s["backup_retention"])}'
+               if s["backup_schedule"] else "none")
+    data = s["data_source"] + (", neutralized" if s["neutralize"] else "") + (", masked" if s["mask"] else "")
+    tests = f"run ({s['test_tags']})" if s["run_tests"] else "not run"
+    lines = [
+        f"odoo      {s['odoo_version']} ({s['image']}); modules {fmt_value('modules', s['modules'])}",
+        f"size      {s['workers']} worker{'s' if s['workers'] != 1 else ''}, {cron}, {fmt_value('cpu', s['cpu'])} CPU, "
+        f"{fmt_value('memory_mib', s['memory_mib'])} memory, {s['storage_gib']} GiB storage",
+        f"lifetime  ttl {fmt_value('ttl_hours', s['ttl_hours'])}; backups {backups}",
+        f"data      {data}; demo {fmt_value('demo', s['demo'])}; mail "
+        + ("captured" if s["mail_catcher"] else "delivered") + f"; tests {tests}",
+        f"url       http://{s['domains'][0]}" if s["domains"] else "url       -",
+    ]
+    own = [(k, o.split(" ", 1)[1]) for k, o in spec.origins.items()
+           if o.startswith(".odooops.yaml ") and k in _POLICY_KEYS]
+    if own:
+        lines.append("overrides .odooops.yaml " + ", ".join(f"{p}" for _k, p in own))
+    return lines
+
+
 def _action_block(action: Action, spec: EnvSpec | None, color: bool) -> list[str]:
     symbol, fg = _SYMBOL[action.action]
     commit = (action.commit or action.old_commit or "")[:7]
@@ -113,20 +140,16 @@ def _action_block(action: Action, spec: EnvSpec | None, color: bool) -> list[str
     tier = f"  tier {action.tier}" if action.tier else ""
     lines = [_paint(head, fg, color, bold=True) + f"  ({where}){tier}"]
     lines.append(f"      why: {action.reason}")
-    if spec is not None and action.action in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY):
-        lines.append(f"      rule: {spec.rule}   spec {spec.spec_digest[:12]}")
     if action.action is ActionKind.CREATE and spec is not None:
-        for key in SETTINGS:
-            if key in spec.settings:
-                label = _LABEL.get(key, key)
-                lines.append(f"      {label:<16} {fmt_value(key, spec.settings[key]):<28} {spec.origins.get(key, '')}")
+        lines.extend("      " + line for line in _settings_lines(spec))
     elif action.action in (ActionKind.UPDATE, ActionKind.REDEPLOY):
+        width = max(len(_LABEL.get(c.field, c.field)) for c in action.changes)
         for ch in action.changes:
             label = _LABEL.get(ch.field, ch.field)
             old, new = fmt_value(ch.field, ch.old), fmt_value(ch.field, ch.new)
             if ch.field == "commit":
                 old, new = str(ch.old)[:12], str(ch.new)[:12]
-            lines.append(f"      {label:<16} {old} -> {new:<18} {ch.source}")
+            lines.append(f"      {label:<{width}}  {old} -> {new}   ({ch.source})")
     if action.remediation and action.action in (ActionKind.BLOCKED, ActionKind.DESTROY, ActionKind.NOOP):
         lines.append(f"      fix: {action.remediation}")
     return lines

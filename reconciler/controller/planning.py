@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.controller.state_store import StateStore, merge_observed
-from reconciler.core.config import parse_config
+from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.desired import PlatformConfig, desired_state
 from reconciler.core.model import Head, ObservedEnv, Plan, digest
 from reconciler.core.plan import plan as make_plan
@@ -55,7 +55,9 @@ class Project:
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
         self.dir = self.state_dir / "projects" / project_id(self.location)
-        self.cache = BlobCache(self.state_dir / "cache" / "configs.json")
+        # The parse result depends on the parser and schema too: a new release gets a new cache file.
+        parser = digest([PARSER_VERSION, schema()])[:12]
+        self.cache = BlobCache(self.state_dir / "cache" / f"configs-{parser}.sqlite", reader=self.source.read_blob)
         self.store = StateStore(self.dir / "state.json")
         self.renderer = Renderer()
 
@@ -76,7 +78,7 @@ class Project:
     def configs(self, heads: Iterable[Head]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for blob in {h.config_blob for h in heads if h.config_blob}:
-            out[blob] = self.cache.get_or_compute(blob, lambda data: parse_config(data))
+            out[blob] = self.cache.get_or_compute(blob, parse_config)
         return out
 
     def observed(self) -> dict[str, ObservedEnv]:

@@ -21,6 +21,7 @@ from reconciler.core import quantities, yamldoc
 from reconciler.core.resources import read_text
 
 CONFIG_FILE = ".odooops.yaml"
+PARSER_VERSION = 1  # bump when parse_config output changes for the same input
 Layer = dict[str, list[Any]]  # setting -> [value, pointer]
 
 _TOP_LEVEL: dict[str, tuple[str, ...]] = {

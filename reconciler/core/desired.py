@@ -114,8 +114,13 @@ def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy
 def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], policy: Policy,
              platform: PlatformConfig) -> EnvSpec:
     layers: list[dict[str, tuple[Any, str]]] = [_defaults(platform), policy.tier_defaults[rule.tier]]
-    for layer in _repo_layers(parsed, rule.tier, head, name):
-        layers.append({k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in layer.items()})
+    for index, layer in enumerate(_repo_layers(parsed, rule.tier, head, name)):
+        entries = {k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in layer.items()}
+        if index == 0 and rule.tier is Tier.PRODUCTION:
+            # The top-level mail_catcher is for non-production environments: production mail is
+            # only captured when tiers.production or environments.production says so.
+            entries.pop("mail_catcher", None)
+        layers.append(entries)
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for layer in layers:
