@@ -1,10 +1,10 @@
 """`odooops plan` end to end on real Git repositories: golden output, JSON schema, exit codes."""
 
 import json
-import time
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
