@@ -64,7 +64,9 @@ def fmt_value(key: str, value: Any) -> str:
             return ", ".join(str(v.get("name") or v.get("table") or v) for v in value)
         return ", ".join(str(v) for v in value) if value else "-"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        order = {"daily": 0, "weekly": 1, "monthly": 2, "days": 3}
+        items = sorted(value.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))
+        return ", ".join(f"{k} {v}" for k, v in items) or "-"
     return str(value)
 
 

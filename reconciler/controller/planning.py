@@ -16,7 +16,7 @@ from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.desired import PlatformConfig, desired_state
 from reconciler.core.model import Head, ObservedEnv, Plan, digest
 from reconciler.core.plan import plan as make_plan
-from reconciler.core.policy import Policy, load_policy
+from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
 from reconciler.render.artifacts import Renderer, artifact_digest
 from reconciler.sources.blob_cache import BlobCache
@@ -64,11 +64,17 @@ class Project:
     @classmethod
     def open(cls, location: str, state_dir: Path | None = None, policy_file: Path | None = None,
              platform: PlatformConfig | None = None) -> Project:
+        state_dir = state_dir or default_state_dir()
         if policy_file is not None:
-            policy = load_policy(policy_file.read_text(encoding="utf-8"), name=str(policy_file))
+            text, name = policy_file.read_text(encoding="utf-8"), str(policy_file)
         else:
-            policy = load_policy(read_text("policies", "default.yaml"), name="default")
-        return cls(location=location, state_dir=state_dir or default_state_dir(), policy=policy,
+            text, name = read_text("policies", "default.yaml"), "default"
+        # Validated policies are cached by content, like configs: the warm path skips jsonschema.
+        key = "policy:" + hashlib.sha256(text.encode()).hexdigest()
+        cache = BlobCache(state_dir / "cache" / "policies.sqlite", reader=lambda _k: text.encode())
+        raw = cache.get_or_compute(key, lambda data: validate_policy(data.decode(), name))
+        cache.close()
+        return cls(location=location, state_dir=state_dir, policy=policy_from_raw(raw, name),
                    platform=platform or PlatformConfig())
 
     def heads(self) -> list[Head]:

@@ -12,13 +12,13 @@ import difflib
 import json
 from collections.abc import Callable
 from functools import cache
-from typing import Any
-
-import jsonschema
-from croniter import croniter
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import quantities, yamldoc
 from reconciler.core.resources import read_text
+
+if TYPE_CHECKING:
+    import jsonschema
 
 CONFIG_FILE = ".odooops.yaml"
 PARSER_VERSION = 1  # bump when parse_config output changes for the same input
@@ -61,6 +61,9 @@ def schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    # Imported here: a warm plan reads parse results from the cache and never validates.
+    import jsonschema
+
     return jsonschema.Draft202012Validator(schema())
 
 
@@ -176,6 +179,8 @@ def _yaml_text(value: Any) -> str:
 
 def _semantic_errors(value: dict[str, Any], doc: yamldoc.YamlDoc) -> list[dict[str, Any]]:
     """Checks a JSON Schema cannot express: cron syntax and unit ranges."""
+    from croniter import croniter
+
     errors: list[dict[str, Any]] = []
     blocks = [(f"/tiers/{t}", o) for t, o in value.get("tiers", {}).items()]
     blocks += [(f"/environments/{yamldoc.escape_pointer(n)}", o) for n, o in value.get("environments", {}).items()]

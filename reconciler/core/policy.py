@@ -6,14 +6,15 @@ import json
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import quantities, yamldoc
 from reconciler.core.model import Head, Tier, digest
 from reconciler.core.resources import read_text
 from reconciler.errors import OdooOpsError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ class Policy:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(json.loads(read_text("schemas", "policy.schema.json")))
 
 
-def load_policy(text: str, name: str = "default") -> Policy:
-    """Parse a policy file; a broken policy stops everything, so it raises with the location."""
+def validate_policy(text: str, name: str = "default") -> dict[str, Any]:
+    """Parse and validate a policy file into its raw dict; raises with the location."""
     try:
         doc = yamldoc.load(text)
     except yamldoc.YamlProblem as exc:
@@ -65,7 +68,16 @@ def load_policy(text: str, name: str = "default") -> Policy:
         line, col = doc.position(pointer)
         raise OdooOpsError("POLICY_INVALID", f"policy {name}:{line}:{col} at {pointer or '/'}: {err.message}",
                            "fix the policy file (schema: schemas/policy.schema.json) or run without --policy")
-    raw = doc.value
+    return dict(doc.value)
+
+
+def load_policy(text: str, name: str = "default") -> Policy:
+    """Parse a policy file; a broken policy stops everything, so it raises with the location."""
+    return policy_from_raw(validate_policy(text, name), name)
+
+
+def policy_from_raw(raw: dict[str, Any], name: str = "default") -> Policy:
+    """Build the Policy from an already validated raw dict (e.g. from the parse cache)."""
     rules = tuple(
         BranchRule(id=r["id"], tier=Tier(r["tier"]), branch=r.get("branch"),
                    pull_request=bool(r.get("pull_request")), origin="policy")

@@ -1,0 +1,439 @@
+"""Run an environment's containers on a Docker Engine and read every bit of state back from labels."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import jsonschema
+from docker.types import LogConfig, Mount
+
+from reconciler.core.model import digest
+from reconciler.core.resources import read_text
+from reconciler.errors import OdooOpsError
+
+L_ENV, L_TIER, L_COMMIT = "odooops.env", "odooops.tier", "odooops.commit"
+L_SPEC, L_ARTIFACT = "odooops.spec-digest", "odooops.artifact"
+L_MANAGED, L_ROLE, L_CDIGEST = "odooops.managed", "odooops.role", "odooops.container-digest"
+L_ONESHOT, L_HTTP, L_GEVENT = "odooops.oneshot", "odooops.http-port", "odooops.gevent-port"
+# A container is left alone only when all of these match what the spec asks for.
+IDENTITY = (L_COMMIT, L_SPEC, L_ARTIFACT, L_CDIGEST)
+_SECRET_FLAGS = re.compile(r"^(-w|--db_password|--db-password|--admin_passwd|--smtp_password)(=.*)?$")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_UNREACHABLE_FIX = "start dockerd (bash scripts/services.sh start) or point DOCKER_HOST at a running engine"
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    """One container as the engine reports it; identity comes from its labels only."""
+
+    name: str
+    id: str
+    role: str
+    state: str  # created | running | restarting | exited | paused | dead
+    health: str | None  # healthy | unhealthy | starting | None (no healthcheck)
+    commit: str | None
+    spec_digest: str | None
+    artifact: str | None
+    container_digest: str | None
+    image: str
+    http_host_port: int | None
+    gevent_host_port: int | None
+    oneshot: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ObservedRuntime:
+    """Everything the engine holds for one environment."""
+
+    env: str
+    containers: tuple[ObservedContainer, ...] = ()
+    networks: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+
+    def container(self, role: str) -> ObservedContainer | None:
+        return next((c for c in self.containers if c.role == role and not c.oneshot), None)
+
+    @property
+    def web_upstream(self) -> str | None:
+        """`127.0.0.1:PORT` of the web container, what the router proxies to."""
+        web = self.container("web")
+        return f"127.0.0.1:{web.http_host_port}" if web and web.http_host_port else None
+
+    @property
+    def websocket_upstream(self) -> str | None:
+        web = self.container("web")
+        return f"127.0.0.1:{web.gevent_host_port}" if web and web.gevent_host_port else None
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    env: str
+    created: tuple[str, ...]
+    replaced: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    removed: tuple[str, ...]  # containers of the env that the spec no longer lists
+    network_created: bool
+    volumes_created: tuple[str, ...]
+    observed: ObservedRuntime
+    duration_s: float
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.replaced or self.removed or self.network_created
+                    or self.volumes_created)
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    env: str
+    containers: tuple[str, ...]
+    networks: tuple[str, ...]
+    volumes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    container: str
+    exit_code: int | None  # None when it timed out and was killed
+    timed_out: bool
+    logs: str  # the tail, stdout and stderr interleaved
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(read_text("schemas", "container-spec.schema.json")))
+
+
+def validate_spec(spec: dict[str, Any]) -> None:
+    """Raise CONTAINER_SPEC_INVALID naming the JSON pointer of the first problem."""
+    errors = sorted(_validator().iter_errors(spec), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [("/" + "/".join(str(p) for p in e.absolute_path), e.message) for e in errors]
+    if spec.get("labels", {}).get(L_ENV) not in (None, spec.get("env")):
+        problems.append(("/labels/odooops.env", "must equal /env"))
+    for key in ("name", "role"):
+        values = [c.get(key) for c in spec.get("containers", [])]
+        if len(values) != len(set(values)):
+            problems.append(("/containers", f"container {key}s must be unique"))
+    if problems:
+        pointer, message = problems[0]
+        raise OdooOpsError("CONTAINER_SPEC_INVALID", f"container spec {pointer}: {message}",
+                           "fix the renderer output against schemas/container-spec.schema.json",
+                           {"pointer": pointer, "problems": [list(p) for p in problems[:20]]})
+
+
+def check_command(command: list[str]) -> None:
+    """Passwords on a command line leak through `ps` and `docker inspect`: refuse them."""
+    for arg in command:
+        if _SECRET_FLAGS.match(arg):
+            raise OdooOpsError("SECRET_ON_COMMAND_LINE", f"refusing to pass {arg.split('=')[0]} "
+                               "on a command line", "pass PASSWORD_FILE (a mounted file) instead")
+
+
+class DockerRuntime:
+    """Narrow interface over the Docker SDK: ensure, observe, remove, run one-shots, read logs."""
+
+    def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
+        self.base_url = f"unix://{base_url}" if base_url.startswith("/") else base_url
+        try:
+            self.client = docker.DockerClient(base_url=self.base_url, timeout=int(timeout_s))
+            self.client.ping()
+        except (docker.errors.DockerException, OSError) as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        self.api = self.client.api
+
+    def close(self) -> None:
+        self.client.close()
+
+    @contextmanager
+    def _engine(self, what: str) -> Iterator[None]:
+        """Turn engine failures into OdooOpsError with the operation that failed."""
+        try:
+            yield
+        except OdooOpsError:
+            raise
+        except docker.errors.APIError as exc:
+            raise OdooOpsError("DOCKER_API_ERROR", f"{what}: {exc.explanation or exc}",
+                               "read the engine's message above; `docker info` shows its state",
+                               {"engine": self.base_url, "status": exc.status_code}) from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
+    # ------------------------------------------------------------------ observe
+
+    def observe(self) -> dict[str, ObservedRuntime]:
+        """All managed environments, rebuilt from labels (three engine calls in total)."""
+        return self._observe([])
+
+    def observe_env(self, env: str) -> ObservedRuntime:
+        return self._observe([f"{L_ENV}={env}"]).get(env, ObservedRuntime(env))
+
+    def _observe(self, extra: list[str]) -> dict[str, ObservedRuntime]:
+        with self._engine("observe"):
+            flt = {"label": [f"{L_MANAGED}=true", *extra]}
+            summaries = self.api.containers(all=True, filters=flt)
+            networks = self.api.networks(filters=flt)
+            volumes = self.api.volumes(filters=flt).get("Volumes") or []
+        found: dict[str, tuple[list[ObservedContainer], list[str], list[str]]] = {}
+        for kind, items in ((0, summaries), (1, networks), (2, volumes)):
+            for item in items:
+                if env := (item.get("Labels") or {}).get(L_ENV):
+                    entry = _from_summary(item) if kind == 0 else item["Name"]
+                    found.setdefault(env, ([], [], []))[kind].append(entry)  # type: ignore[arg-type]
+        return {env: ObservedRuntime(env, tuple(sorted(c, key=lambda x: x.name)),
+                                     tuple(sorted(n)), tuple(sorted(v)))
+                for env, (c, n, v) in sorted(found.items())}
+
+    # ------------------------------------------------------------------ ensure
+
+    def ensure(self, spec: dict[str, Any]) -> EnsureResult:
+        """Make the engine hold exactly this spec; running containers that already match stay up."""
+        started = time.monotonic()
+        validate_spec(spec)
+        env = spec["env"]
+        created: list[str] = []
+        replaced: list[str] = []
+        unchanged: list[str] = []
+        removed: list[str] = []
+        with self._engine(f"ensure {env}"):
+            # Resolving images first means a missing image changes nothing at all.
+            all_labels = {c["name"]: self._container_labels(spec, c) for c in spec["containers"]}
+            network_created, volumes_created = self._ensure_network_and_volumes(spec)
+            current = {c.name: c for c in self.observe_env(env).containers if not c.oneshot}
+            for name, obs in current.items():
+                if name not in all_labels:
+                    self._stop_and_remove(obs.id, 10)
+                    removed.append(name)
+            for c in spec["containers"]:
+                labels = all_labels[c["name"]]
+                obs = current.get(c["name"])
+                if obs is not None:
+                    have = {L_COMMIT: obs.commit, L_SPEC: obs.spec_digest,
+                            L_ARTIFACT: obs.artifact, L_CDIGEST: obs.container_digest}
+                    if obs.running and all(have[k] == labels[k] for k in IDENTITY):
+                        unchanged.append(c["name"])
+                        continue
+                    self._stop_and_remove(obs.id, c.get("stop_timeout_s", 20))
+                    replaced.append(c["name"])
+                else:
+                    self._refuse_foreign(c["name"], env)
+                    created.append(c["name"])
+                container = self.client.containers.create(**self._create_kwargs(spec, c, labels))
+                container.start()
+            observed = self.observe_env(env)
+        return EnsureResult(env, tuple(created), tuple(replaced), tuple(unchanged), tuple(removed),
+                            network_created, tuple(volumes_created), observed,
+                            time.monotonic() - started)
+
+    def _ensure_network_and_volumes(self, spec: dict[str, Any]) -> tuple[bool, list[str]]:
+        env, labels = spec["env"], self._shared_labels(spec)
+        network_created = False
+        # The name filter matches substrings, so compare names exactly.
+        existing = [n for n in self.api.networks(names=[spec["network"]]) if n["Name"] == spec["network"]]
+        if existing:
+            _check_owner("network", spec["network"], existing[0].get("Labels"), env)
+        else:
+            self.api.create_network(spec["network"], driver="bridge", labels=labels,
+                                    check_duplicate=True)
+            network_created = True
+        volumes_created: list[str] = []
+        for vol in spec["volumes"]:
+            try:
+                info = self.api.inspect_volume(vol["name"])
+                _check_owner("volume", vol["name"], info.get("Labels"), env)
+            except docker.errors.NotFound:
+                self.api.create_volume(vol["name"], labels=labels)
+                volumes_created.append(vol["name"])
+        return network_created, volumes_created
+
+    def _refuse_foreign(self, name: str, env: str) -> None:
+        """A container with our name that is not ours for this env is never touched."""
+        try:
+            info = self.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return
+        _check_owner("container", name, info["Config"].get("Labels"), env)
+        # Ours but invisible to the label filter cannot happen; a leftover one-shot can't
+        # share this name either, so removing here is safe.
+        self._stop_and_remove(info["Id"], 10)
+
+    def _stop_and_remove(self, container_id: str, stop_timeout_s: int) -> None:
+        try:
+            self.api.stop(container_id, timeout=stop_timeout_s)
+            # v=True also drops anonymous volumes an image's VOLUME lines made: nothing orphaned.
+            self.api.remove_container(container_id, v=True, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _shared_labels(self, spec: dict[str, Any]) -> dict[str, str]:
+        # Networks and volumes outlive commits, so they carry only labels that never change.
+        return {L_ENV: spec["env"], L_TIER: spec["labels"][L_TIER], L_MANAGED: "true"}
+
+    def _container_labels(self, spec: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
+        labels = dict(spec["labels"])
+        labels.update({L_MANAGED: "true", L_ROLE: c["role"],
+                       L_CDIGEST: digest(self._resolved(spec, c))})
+        if c.get("http_port"):
+            labels[L_HTTP] = str(c["http_port"])
+        if c.get("gevent_port"):
+            labels[L_GEVENT] = str(c["gevent_port"])
+        return labels
+
+    def _resolved(self, spec: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
+        """Everything that shapes the container, with the image resolved to its id."""
+        return {"container": {k: v for k, v in c.items() if k != "name"},
+                "image_id": self._image_id(c["image"]), "network": spec["network"],
+                "volumes": spec["volumes"], "tier": spec["labels"][L_TIER]}
+
+    def _image_id(self, ref: str) -> str:
+        try:
+            return self.api.inspect_image(ref)["Id"]
+        except docker.errors.NotFound:
+            pass
+        try:
+            self.client.images.pull(ref)
+            return self.api.inspect_image(ref)["Id"]
+        except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+            raise OdooOpsError(
+                "IMAGE_UNAVAILABLE", f"image {ref} is not on the engine and could not be pulled",
+                f"load or build it on the engine (docker load / docker build -t {ref} ...)",
+                {"image": ref, "engine": self.base_url}) from exc
+
+    def _create_kwargs(self, spec: dict[str, Any], c: dict[str, Any], labels: dict[str, str],
+                       *, command: list[str] | None = None, oneshot: bool = False) -> dict[str, Any]:
+        check_command(command or c["command"])
+        mounts = [Mount(v["target"], v["name"], type="volume") for v in spec["volumes"]]
+        mounts += [Mount(m["target"], m["source"], type="bind", read_only=m.get("read_only", True))
+                   for m in c.get("mounts", [])]
+        kwargs: dict[str, Any] = {
+            "image": c["image"], "command": command or c["command"], "labels": labels,
+            "name": f"{c['name']}-run-{uuid.uuid4().hex[:8]}" if oneshot else c["name"],
+            "environment": c.get("environment", {}), "mounts": mounts, "network": spec["network"],
+            "init": True,  # PID 1 must forward SIGTERM and reap zombies; python does neither
+            "pids_limit": c.get("pids_limit", 4096),
+            "security_opt": ["no-new-privileges"],
+            "extra_hosts": c.get("extra_hosts") or None,
+            "log_config": LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"}),
+        }
+        if c.get("cpus"):
+            kwargs["nano_cpus"] = round(c["cpus"] * 1e9)
+        if c.get("memory_bytes"):
+            kwargs["mem_limit"] = kwargs["memswap_limit"] = c["memory_bytes"]
+        if not oneshot:
+            kwargs["restart_policy"] = {"Name": "unless-stopped"}
+            # Loopback only, Docker picks the host port; observe() reads it back for the router.
+            ports = [c[k] for k in ("http_port", "gevent_port") if c.get(k)]
+            kwargs["ports"] = {f"{p}/tcp": ("127.0.0.1",) for p in ports}
+        return kwargs
+
+    # ------------------------------------------------------------------ remove
+
+    def remove(self, env: str) -> RemoveResult:
+        """Containers (one-shots too), network and volumes of the env; idempotent."""
+        with self._engine(f"remove {env}"):
+            obs = self.observe_env(env)
+            for c in obs.containers:
+                self._stop_and_remove(c.id, 10)
+            for name in obs.networks:
+                with suppress(docker.errors.NotFound):
+                    self.api.remove_network(name)
+            for name in obs.volumes:
+                with suppress(docker.errors.NotFound):
+                    self.api.remove_volume(name, force=True)
+        return RemoveResult(env, tuple(c.name for c in obs.containers), obs.networks, obs.volumes)
+
+    # ------------------------------------------------------------------ one-shots and logs
+
+    def run_once(self, spec: dict[str, Any], container: dict[str, Any], command: list[str],
+                 timeout_s: float, tail: int = 200) -> RunResult:
+        """Run `command` once with the container's image, env, mounts and network; always cleaned up."""
+        validate_spec(spec)
+        started = time.monotonic()
+        with self._engine(f"run_once {spec['env']}"):
+            self._ensure_network_and_volumes(spec)
+            self._image_id(container["image"])
+            labels = dict(spec["labels"], **{L_MANAGED: "true", L_ROLE: container["role"],
+                                             L_ONESHOT: "true"})
+            kwargs = self._create_kwargs(spec, container, labels, command=command, oneshot=True)
+            one = self.client.containers.create(**kwargs)
+            try:
+                one.start()
+                exit_code: int | None = None
+                try:
+                    exit_code = int(one.wait(timeout=max(timeout_s, 0.1))["StatusCode"])
+                except OSError:
+                    # requests raises ReadTimeout (an OSError) at the deadline; anything earlier
+                    # is the engine going away.
+                    if time.monotonic() - started < timeout_s:
+                        raise
+                    one.kill()
+                logs = one.logs(stdout=True, stderr=True, tail=tail).decode("utf-8", "replace")
+            finally:
+                self._stop_and_remove(one.id, 0)
+        return RunResult(kwargs["name"], exit_code, exit_code is None, logs,
+                         time.monotonic() - started)
+
+    def logs(self, env: str, role: str = "web", tail: int = 200) -> str:
+        obs = self.observe_env(env).container(role)
+        if obs is None:
+            raise OdooOpsError("CONTAINER_NOT_FOUND", f"environment {env} has no {role} container",
+                               f"odooops status {env}  # is the environment deployed?",
+                               {"env": env, "role": role})
+        with self._engine(f"logs {env}/{role}"):
+            raw = self.api.logs(obs.id, stdout=True, stderr=True, tail=tail)
+        return raw.decode("utf-8", "replace")
+
+
+def _from_summary(s: dict[str, Any]) -> ObservedContainer:
+    labels = s.get("Labels") or {}
+    ports: dict[int, int] = {}
+    for p in s.get("Ports") or []:
+        if p.get("PublicPort") and p.get("Type") == "tcp":
+            ports.setdefault(int(p["PrivatePort"]), int(p["PublicPort"]))
+    health = _HEALTH.search(s.get("Status") or "")
+
+    def port(label: str) -> int | None:
+        return ports.get(int(labels[label])) if labels.get(label, "").isdigit() else None
+
+    return ObservedContainer(
+        name=(s.get("Names") or ["/?"])[0].lstrip("/"), id=s["Id"], role=labels.get(L_ROLE, ""),
+        state=s.get("State", ""),
+        health=health.group(1).replace("health: ", "") if health else None,
+        commit=labels.get(L_COMMIT), spec_digest=labels.get(L_SPEC), artifact=labels.get(L_ARTIFACT),
+        container_digest=labels.get(L_CDIGEST), image=s.get("Image", ""),
+        http_host_port=port(L_HTTP), gevent_host_port=port(L_GEVENT),
+        oneshot=labels.get(L_ONESHOT) == "true")
+
+
+def _check_owner(kind: str, name: str, labels: dict[str, str] | None, env: str) -> None:
+    labels = labels or {}
+    if labels.get(L_MANAGED) == "true" and labels.get(L_ENV) == env:
+        return
+    owner = f"environment {labels[L_ENV]}" if labels.get(L_ENV) else "something outside OdooOps"
+    raise OdooOpsError("DOCKER_NAME_CONFLICT", f"{kind} {name} exists and belongs to {owner}",
+                       f"remove or rename it (docker {kind} rm {name}) if it is stale",
+                       {"kind": kind, "name": name, "env": env})
+
+
+def _unreachable(base_url: str, exc: BaseException) -> OdooOpsError:
+    return OdooOpsError("DOCKER_UNREACHABLE", f"cannot reach the Docker engine at {base_url}: {exc}",
+                        _UNREACHABLE_FIX, {"engine": base_url})
+

@@ -1,0 +1,489 @@
+"""Git source: branch and PR/MR heads, their .odooops.yaml blobs, from a repo or a pygit2 mirror."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pygit2
+from pygit2.enums import FetchPrune, FileMode, RepositoryOpenFlag
+
+from reconciler.errors import OdooOpsError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = ".odooops.yaml"
+NOTES_REF = "refs/notes/odooops"
+FETCH_REFSPECS = (
+    "+refs/heads/*:refs/heads/*",
+    "+refs/pull/*/head:refs/pull/*/head",
+    "+refs/merge-requests/*/head:refs/merge-requests/*/head",
+    "+refs/notes/*:refs/notes/*",
+)
+# How long refresh() waits for another process that is fetching into the same mirror.
+MIRROR_LOCK_TIMEOUT = 600.0
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCP_RE = re.compile(r"^(?:[^@/:\s]+@)?[^@/:\s]+:")
+_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
+_PULL_RE = re.compile(r"^refs/(pull|merge-requests)/([0-9]+)/head$")
+_HEAD_PREFIXES = ("refs/heads/", "refs/pull/", "refs/merge-requests/")
+
+
+@dataclass(frozen=True)
+class RefHead:
+    """One deployable head: a branch or a pull/merge request ref, peeled to its commit."""
+
+    ref: str
+    branch: str
+    kind: str
+    number: int | None
+    commit: str
+    commit_time: int
+    config_blob: str | None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What a refresh changed among the head refs (branches, PRs, MRs) and the notes refs."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    notes_changed: bool = False
+    received_objects: int = 0
+    received_bytes: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.deleted or self.notes_changed)
+
+
+def is_url(location: str) -> bool:
+    """True for scheme URLs and scp-like `user@host:path`; False for local paths."""
+    if _URL_RE.match(location):
+        return True
+    # git's own rule: a colon before any slash means scp-like, unless the path exists locally.
+    return bool(_SCP_RE.match(location)) and not os.path.exists(location)
+
+
+def redact_url(text: str) -> str:
+    """Replace the user-info of every `scheme://user:secret@host` in text with `***`."""
+    return _USERINFO_RE.sub("***@", text)
+
+
+def _secrets_of(location: str) -> list[str]:
+    """The user-info pieces of a URL that may be secret (HTTP tokens often sit in the user part)."""
+    if not _URL_RE.match(location):
+        return []
+    parts = urlsplit(location)
+    secret: list[str] = []
+    if parts.password:
+        secret += [parts.password, unquote(parts.password)]
+    if parts.username and (parts.password or parts.scheme in ("http", "https")):
+        secret += [parts.username, unquote(parts.username)]
+    return [s for s in secret if len(s) >= 3]
+
+
+def scrub(text: str, location: str) -> str:
+    """Remove the credentials of location from text (libgit2 messages may echo them)."""
+    text = redact_url(text)
+    for secret in sorted(set(_secrets_of(location)), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def git_error(exc: BaseException, location: str, action: str) -> OdooOpsError:
+    """Map a libgit2 failure talking to location into an OdooOpsError with a remediation."""
+    shown = redact_url(location)
+    cause = scrub(str(exc) or type(exc).__name__, location)
+    low = cause.lower()
+    details = {"location": shown, "cause": cause}
+    if isinstance(exc, AuthenticationFailed) or any(
+        k in low for k in ("authentication", "401", "403", "credential", "permission denied")
+    ):
+        return OdooOpsError(
+            "GIT_AUTH_FAILED",
+            f"Authentication to {shown} failed while trying to {action}.",
+            "Check the credentials: for HTTPS put a valid token in the URL "
+            "(https://TOKEN@host/org/repo.git); for SSH load a key the server accepts into "
+            "ssh-agent (ssh-add) and check `ssh -T` to the host works.",
+            details,
+        )
+    if any(k in low for k in ("could not find repository", "not a git repository",
+                              "repository not found", "not exported", "404",
+                              "failed to resolve path")):
+        return OdooOpsError(
+            "GIT_NOT_A_REPOSITORY",
+            f"{shown} is not a git repository (or is not exported to this user).",
+            f"Check the location: `git ls-remote {shown}` must list its branches.",
+            details,
+        )
+    if any(k in low for k in ("connect", "resolve", "timed out", "timeout", "refused",
+                              "unreachable", "early eof", "disconnect", "socket", "network")):
+        return OdooOpsError(
+            "GIT_REMOTE_UNREACHABLE",
+            f"Cannot reach the git remote {shown} to {action}.",
+            f"Check the host is up and reachable from this machine: `git ls-remote {shown}`.",
+            details,
+        )
+    return OdooOpsError(
+        "GIT_FETCH_FAILED" if action == "fetch" else "GIT_PUSH_FAILED",
+        f"git could not {action} {shown}: {cause}",
+        f"Run `git ls-remote {shown}` to see the remote's own error, then retry.",
+        details,
+    )
+
+
+class AuthenticationFailed(Exception):
+    """Raised from the credentials callback to stop libgit2 replaying rejected credentials."""
+
+
+class Callbacks(pygit2.RemoteCallbacks):
+    """Credentials from the URL (HTTP) or ssh-agent (SSH), offered once each."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        parts = urlsplit(url) if _URL_RE.match(url) else None
+        self._user = unquote(parts.username) if parts and parts.username else None
+        self._password = unquote(parts.password) if parts and parts.password else None
+        self._offered = False
+        self.rejected: dict[str, str] = {}
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
+    ) -> pygit2.Username | pygit2.UserPass | pygit2.KeypairFromAgent:
+        kinds = pygit2.enums.CredentialType
+        if self._offered:
+            raise AuthenticationFailed("the remote rejected the credentials")
+        self._offered = True
+        user = username_from_url or self._user
+        if allowed_types & kinds.USERPASS_PLAINTEXT and self._password is not None and user:
+            return pygit2.UserPass(user, self._password)
+        if allowed_types & kinds.SSH_KEY:
+            return pygit2.KeypairFromAgent(user or "git")
+        if allowed_types & kinds.USERNAME and user:
+            return pygit2.Username(user)
+        raise AuthenticationFailed("the remote requires credentials and none were given")
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.rejected[refname] = message
+
+
+def mirror_name(url: str) -> str:
+    """`<readable-slug>-<sha256[:12]>.git`, both computed from the URL without its user-info."""
+    bare = _USERINFO_RE.sub("", url)
+    if not _URL_RE.match(bare):
+        bare = re.sub(r"^[^@/:\s]+@", "", bare)  # scp-like user@
+    digest = hashlib.sha256(bare.encode()).hexdigest()[:12]
+    readable = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", bare).removesuffix(".git")
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", readable).strip("-.")[-48:].strip("-.") or "repo"
+    return f"{slug}-{digest}.git"
+
+
+def _ref_of(head: RefHead) -> str:
+    return head.ref
+
+
+def _classify(name: str) -> tuple[str, str, int | None] | None:
+    if name.startswith("refs/heads/"):
+        return "branch", name[11:], None
+    if name.startswith(("refs/pull/", "refs/merge-requests/")):
+        m = _PULL_RE.match(name)
+        if m:
+            kind = "pull_request" if m.group(1) == "pull" else "merge_request"
+            return kind, f"{m.group(1)}/{m.group(2)}", int(m.group(2))
+    return None
+
+
+class GitSource:
+    """Reads heads and blobs from a local repository in place, or from a bare mirror of a URL."""
+
+    def __init__(self, location: str, state_dir: Path) -> None:
+        self.location = location
+        self.display = redact_url(location)
+        self._url: str | None = location if is_url(location) else None
+        # (ref, target) -> RefHead: objects never change, so an entry never goes stale.
+        self._memo: dict[tuple[str, pygit2.Oid], RefHead] = {}
+        self._last_heads: dict[str, str] | None = None
+        if self._url is not None:
+            mirrors = Path(state_dir) / "mirrors"
+            self.path = mirrors / mirror_name(self._url)
+            self._lock_path = mirrors / (self.path.name + ".lock")
+            self._repo = self._open_mirror()
+        else:
+            self.path = Path(location).expanduser().resolve()
+            self._repo = self._open_local(self.path)
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        return self._repo
+
+    @property
+    def is_mirror(self) -> bool:
+        return self._url is not None
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open_local(self, path: Path) -> pygit2.Repository:
+        try:
+            # NO_SEARCH: a plain directory inside some other checkout must not silently match it.
+            return pygit2.Repository(str(path), RepositoryOpenFlag.NO_SEARCH)
+        except (pygit2.GitError, KeyError, OSError) as exc:
+            raise OdooOpsError(
+                "GIT_NOT_A_REPOSITORY",
+                f"{self.display} is not a git repository.",
+                f"Point the location at a repository (`git -C {self.display} rev-parse "
+                "--git-dir` must succeed) or at a remote URL to mirror.",
+                {"location": self.display, "cause": str(exc)},
+            ) from exc
+
+    def _try_open_mirror(self) -> pygit2.Repository | None:
+        if not (self.path / "HEAD").is_file():
+            return None
+        try:
+            repo = pygit2.Repository(str(self.path), RepositoryOpenFlag.NO_SEARCH)
+            repo.lookup_reference("HEAD")  # opening alone does not notice a mangled HEAD
+            return repo
+        except pygit2.GitError:
+            return None
+
+    def _open_mirror(self) -> pygit2.Repository:
+        repo = self._try_open_mirror()
+        if repo is not None:
+            return repo
+        with self._locked():
+            repo = self._try_open_mirror()  # another process may have created it meanwhile
+            if repo is not None:
+                return repo
+            if self.path.exists():
+                log.warning("mirror %s is unreadable; recreating it", self.path)
+                shutil.rmtree(self.path)
+            # Initialise beside the final path and rename, so a crash never leaves half a mirror.
+            tmp = self.path.with_name(f"{self.path.name}.init-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            repo = pygit2.init_repository(str(tmp), bare=True)
+            repo.config["core.logallrefupdates"] = False
+            del repo
+            os.replace(tmp, self.path)
+        return pygit2.Repository(str(self.path), RepositoryOpenFlag.NO_SEARCH)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise writers of one mirror across threads and processes (flock is per open)."""
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + MIRROR_LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise OdooOpsError(
+                            "GIT_MIRROR_BUSY",
+                            f"Another process has been updating the mirror of {self.display} "
+                            f"for over {MIRROR_LOCK_TIMEOUT:.0f}s.",
+                            f"Find and stop it: `fuser {self._lock_path}`.",
+                        ) from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def _clear_stale_locks(self) -> None:
+        """Remove leftovers of an interrupted fetch; safe because we hold the mirror lock."""
+        root = self.path
+        stale = [root / n for n in ("packed-refs.lock", "FETCH_HEAD.lock", "HEAD.lock",
+                                    "config.lock", "shallow.lock")]
+        for dirpath, _dirs, files in os.walk(root / "refs"):
+            stale += [Path(dirpath) / f for f in files if f.endswith(".lock")]
+        pack_dir = root / "objects" / "pack"
+        if pack_dir.is_dir():
+            stale += [p for p in pack_dir.iterdir() if p.name.startswith(("pack_git2_", "tmp_"))]
+        for path in stale:
+            if path.exists():
+                log.warning("removing stale %s left by an interrupted fetch", path)
+                path.unlink(missing_ok=True)
+
+    # -- refresh -------------------------------------------------------------------------------
+
+    def refresh(self) -> FetchResult:
+        """Fetch the mirror incrementally; for a local path, report changes since the last call."""
+        if self._url is None:
+            now = self._head_targets()
+            before = self._last_heads if self._last_heads is not None else {}
+            self._last_heads = now
+            return _diff(before, now)
+        from reconciler.sources import notes  # notes imports this module's helpers
+
+        # The notes write lock keeps in-process note writers out while the forced notes refspec
+        # may move refs/notes/odooops; _keep_local_notes then merges our unpushed notes back.
+        with self._locked(), notes.lock_for(self._repo):
+            self._clear_stale_locks()
+            before = self._all_targets()
+            remote = self._repo.remotes.create_anonymous(self._url)
+            try:
+                stats = remote.fetch(list(FETCH_REFSPECS), callbacks=Callbacks(self._url),
+                                     prune=FetchPrune.PRUNE, message="odooops: refresh")
+            except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
+                raise git_error(exc, self._url, "fetch") from None
+            after = self._all_targets()
+            notes_before = before.get(NOTES_REF)
+            if notes_before and notes_before != after.get(NOTES_REF):
+                self._keep_local_notes(notes_before, after.get(NOTES_REF))
+                after = self._all_targets()
+            if after != before:
+                # One packed-refs file reads much faster than thousands of loose ref files.
+                self._repo.compress_references()
+        heads = {k: v for k, v in after.items() if _classify(k)}
+        old_heads = {k: v for k, v in before.items() if _classify(k)}
+        notes_changed = any(
+            before.get(k) != after.get(k)
+            for k in set(before) | set(after) if k.startswith("refs/notes/")
+        )
+        result = _diff(old_heads, heads, notes_changed)
+        return FetchResult(result.added, result.updated, result.deleted, result.notes_changed,
+                           stats.received_objects, stats.received_bytes)
+
+    def _keep_local_notes(self, ours: str, theirs: str | None) -> None:
+        """The forced notes refspec must not drop local notes that were not pushed yet."""
+        from reconciler.sources import notes
+
+        if theirs is not None and self._repo.descendant_of(theirs, ours):
+            return
+        try:
+            notes.merge_into_ref(self._repo, NOTES_REF, ours, theirs)
+        except notes.NotesRefMoved:
+            # Only another process can move it while we hold both locks; its write carries on
+            # from the fetched notes, and ours are re-written by the next reconcile.
+            log.warning("notes ref of %s moved during refresh; local notes %s not merged",
+                        self.display, ours)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _all_targets(self) -> dict[str, str]:
+        return {
+            ref.name: str(ref.target)
+            for ref in self._repo.listall_reference_objects()
+            if isinstance(ref.target, pygit2.Oid)
+        }
+
+    def _head_targets(self) -> dict[str, str]:
+        return {k: v for k, v in self._all_targets().items() if _classify(k)}
+
+    def heads(self) -> list[RefHead]:
+        """All branches and PR/MR refs, sorted by ref, each with its .odooops.yaml blob id."""
+        memo, fresh = self._memo, {}
+        out: list[RefHead] = []
+        # One C call for all refs; symbolic refs have a str target and are skipped.
+        for ref in self._repo.listall_reference_objects():
+            name = ref.name
+            if not name.startswith(_HEAD_PREFIXES):
+                continue
+            target = ref.target
+            if not isinstance(target, pygit2.Oid):
+                continue
+            key = (name, target)
+            head = memo.get(key)
+            if head is None:
+                head = self._make_head(name, target)
+                if head is None:
+                    continue
+            fresh[key] = head
+            out.append(head)
+        self._memo = fresh
+        out.sort(key=_ref_of)
+        return out
+
+    def _make_head(self, name: str, target: pygit2.Oid) -> RefHead | None:
+        kind = _classify(name)
+        info = self._inspect(target) if kind else None
+        if kind is None or info is None:
+            return None
+        return RefHead(name, kind[1], kind[0], kind[2], *info)
+
+    def _inspect(self, target: pygit2.Oid) -> tuple[str, int, str | None] | None:
+        obj = self._repo.get(target)
+        if obj is None:
+            return None
+        if not isinstance(obj, pygit2.Commit):
+            try:
+                obj = obj.peel(pygit2.Commit)  # an annotated tag under refs/heads
+            except (pygit2.GitError, ValueError, TypeError):
+                return None
+        blob: str | None = None
+        try:
+            entry = obj.tree[CONFIG_FILE]
+            if entry.type_str == "blob" and entry.filemode != FileMode.LINK:
+                blob = str(entry.id)
+        except KeyError:
+            pass
+        return str(obj.id), obj.commit_time, blob
+
+    def read_blob(self, oid: str) -> bytes:
+        try:
+            obj = self._repo.get(oid)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, pygit2.Blob):
+            raise OdooOpsError(
+                "GIT_OBJECT_NOT_FOUND",
+                f"Blob {oid} is not in the repository {self.display}.",
+                "Refresh the source (the object may belong to a ref fetched later) "
+                "or check the id.",
+                {"location": self.display, "oid": oid},
+            )
+        return obj.data
+
+    def tree_id(self, commit: str, path: str = "") -> str | None:
+        """Id of the tree at path in commit ("" is the root tree); None if path is no tree."""
+        try:
+            obj = self._repo.get(commit)
+            commit_obj = obj.peel(pygit2.Commit) if obj is not None else None
+        except (ValueError, pygit2.GitError, TypeError):
+            commit_obj = None
+        if commit_obj is None:
+            raise OdooOpsError(
+                "GIT_OBJECT_NOT_FOUND",
+                f"Commit {commit} is not in the repository {self.display}.",
+                "Refresh the source first, or check the commit id.",
+                {"location": self.display, "commit": commit},
+            )
+        tree = commit_obj.tree
+        path = path.strip("/")
+        if not path:
+            return str(tree.id)
+        try:
+            entry = tree[path]
+        except KeyError:
+            return None
+        return str(entry.id) if entry.type_str == "tree" else None
+
+    def refs_digest(self) -> str:
+        """sha256 over the sorted (ref, target) pairs of the refs heads() reads; no object reads."""
+        h = hashlib.sha256()
+        for name, target in sorted(self._head_targets().items()):
+            h.update(f"{name}\0{target}\n".encode())
+        return h.hexdigest()
+
+
+def _diff(before: dict[str, str], after: dict[str, str], notes: bool = False) -> FetchResult:
+    return FetchResult(
+        added=tuple(sorted(set(after) - set(before))),
+        updated=tuple(sorted(k for k in set(after) & set(before) if after[k] != before[k])),
+        deleted=tuple(sorted(set(before) - set(after))),
+        notes_changed=notes,
+    )

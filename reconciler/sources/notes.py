@@ -1,0 +1,348 @@
+"""Status notes under refs/notes/odooops: deterministic writes and lossless concurrent pushes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag
+
+from reconciler.errors import OdooOpsError
+from reconciler.sources.git import (
+    NOTES_REF,
+    AuthenticationFailed,
+    Callbacks,
+    git_error,
+    is_url,
+    redact_url,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "odooops/status-note/v1"
+DEFAULT_AUTHOR = ("OdooOps", "odooops@localhost")
+_SYNC_PREFIX = "refs/odooops-sync/"
+_HEX = frozenset("0123456789abcdef")
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Outcome of push_notes: whether the remote moved, and the retries/merges it took."""
+
+    pushed: bool
+    retries: int
+    merges: int
+    remote_commit: str | None
+
+
+class NotesRefMoved(Exception):
+    """A notes ref moved under us (or was locked): re-read, merge and try again."""
+
+
+def canonical_json(doc: Any) -> str:
+    """The one serialisation of a note: sorted keys, no spaces, trailing newline."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def _parse(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("environments"), dict):
+        return None
+    return doc
+
+
+def _note_bytes(repo: pygit2.Repository, commit: str, ref: str = NOTES_REF) -> bytes | None:
+    try:
+        note = repo.lookup_note(commit, ref)
+    except KeyError:
+        return None
+    return repo[note.id].data
+
+
+def read_note(repo: pygit2.Repository, commit: str) -> dict[str, Any] | None:
+    """The status note of commit, or None when there is none (or it is not a valid note)."""
+    raw = _note_bytes(repo, commit)
+    doc = _parse(raw)
+    if raw is not None and doc is None:
+        log.warning("ignoring unparsable status note on %s", commit)
+    return doc
+
+
+def iter_notes(repo: pygit2.Repository) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(commit, note) for every valid status note, in commit id order."""
+    tip = _ref_target(repo, NOTES_REF)
+    if tip is None:
+        return
+    for commit, blob in sorted(_notes_map(repo, tip).items()):
+        doc = _parse(repo[blob].data)
+        if doc is not None:
+            yield commit, doc
+
+
+def write_env_entry(
+    repo: pygit2.Repository, commit: str, env: str, entry: dict[str, Any],
+    author: pygit2.Signature,
+) -> bool:
+    """Set environments[env] = entry in commit's note; False (and no write) if bytes are equal."""
+    if not isinstance(entry, dict):
+        raise TypeError("a status entry must be a dict")
+    if not isinstance(repo.get(commit), pygit2.Commit):
+        raise OdooOpsError(
+            "NOTE_COMMIT_NOT_FOUND",
+            f"Cannot write a status note on {commit}: no such commit in {repo.path}.",
+            "Refresh the git source so the deployed commit is present, then retry.",
+            {"commit": commit, "environment": env},
+        )
+    with lock_for(repo):
+        for _ in range(20):
+            raw = _note_bytes(repo, commit)
+            doc = _parse(raw) or {"environments": {}}
+            doc["schema"] = SCHEMA
+            doc["environments"][env] = entry
+            text = canonical_json(doc)
+            if raw == text.encode():
+                return False
+            try:
+                repo.create_note(text, author, author, commit, NOTES_REF, True)
+                return True
+            except pygit2.GitError as exc:
+                # Another process moved the notes ref between our read and write: re-read.
+                if not _is_transient(exc):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+    raise OdooOpsError(
+        "NOTE_WRITE_CONFLICT",
+        f"Could not write the status note of {env} on {commit}: the notes ref kept changing.",
+        "Check that no process rewrites refs/notes/odooops in a loop, then retry.",
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return any(k in low for k in ("current tip", "lock", "modified", "already exists"))
+
+
+def lock_for(repo: pygit2.Repository) -> threading.Lock:
+    """The in-process lock that serialises writers of one repository's notes ref."""
+    with _write_locks_guard:
+        return _write_locks.setdefault(str(Path(repo.path).resolve()), threading.Lock())
+
+
+# -- merging -----------------------------------------------------------------------------------
+
+
+def _updated_key(entry: Any) -> tuple[float, str]:
+    """Order entries by updated_at (ISO-8601 or epoch), then by canonical JSON for ties."""
+    stamp = entry.get("updated_at") if isinstance(entry, dict) else None
+    when = float("-inf")
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        when = float(stamp)
+    elif isinstance(stamp, str):
+        try:
+            parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            # A stamp without offset is taken as UTC, never as this machine's local time.
+            when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            when = float("-inf")
+    return when, canonical_json(entry)
+
+
+def merge_docs(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> dict[str, Any]:
+    """Union of environments; an env on both sides keeps the entry with the later updated_at."""
+    envs: dict[str, Any] = dict((theirs or {}).get("environments", {}))
+    for name, entry in (ours or {}).get("environments", {}).items():
+        if name not in envs or _updated_key(entry) > _updated_key(envs[name]):
+            envs[name] = entry
+    return {"schema": SCHEMA, "environments": envs}
+
+
+def _notes_map(repo: pygit2.Repository, notes_commit: str) -> dict[str, pygit2.Oid]:
+    """commit id -> note blob id of a notes commit, flattening git's fan-out directories."""
+    out: dict[str, pygit2.Oid] = {}
+    stack: list[tuple[str, pygit2.Tree]] = [("", repo[notes_commit].peel(pygit2.Tree))]
+    while stack:
+        prefix, tree = stack.pop()
+        for entry in tree:
+            name = prefix + entry.name
+            if entry.type_str == "tree" and len(name) < 40 and set(entry.name) <= _HEX:
+                stack.append((name, repo[entry.id]))
+            elif entry.type_str == "blob" and len(name) == 40 and set(name) <= _HEX:
+                out[name] = entry.id
+    return out
+
+
+def _merged_tree(repo: pygit2.Repository, ours: str, theirs: str) -> pygit2.Oid:
+    a, b = _notes_map(repo, ours), _notes_map(repo, theirs)
+    builder = repo.TreeBuilder()
+    for commit in sorted(set(a) | set(b)):
+        blob = a.get(commit) or b[commit]
+        if commit in a and commit in b and a[commit] != b[commit]:
+            doc = merge_docs(_parse(repo[a[commit]].data), _parse(repo[b[commit]].data))
+            blob = repo.create_blob(canonical_json(doc).encode())
+        builder.insert(commit, blob, FileMode.BLOB)
+    return builder.write()
+
+
+def _ref_target(repo: pygit2.Repository, ref: str) -> str | None:
+    found = repo.references.get(ref)
+    return str(found.target) if found is not None else None
+
+
+def _cas(repo: pygit2.Repository, ref: str, expected: set[str | None], new: str) -> bool:
+    """Point ref at new if it still holds one of expected; the ref lock makes this atomic."""
+    try:
+        with repo.transaction() as txn:
+            txn.lock_ref(ref)
+            if _ref_target(repo, ref) not in expected:
+                raise NotesRefMoved(ref)
+            txn.set_target(ref, new, message="odooops: notes")
+    except (NotesRefMoved, pygit2.GitError):
+        return False
+    return True
+
+
+def merge_into_ref(
+    repo: pygit2.Repository, ref: str, ours: str, theirs: str | None,
+    author: pygit2.Signature | None = None,
+) -> str:
+    """Point ref at the union of notes commits ours and theirs (a merge commit when diverged)."""
+    if theirs is None or theirs == ours or repo.descendant_of(ours, theirs):
+        result = ours
+    elif repo.descendant_of(theirs, ours):
+        result = theirs
+    else:
+        sig = author or pygit2.Signature(*DEFAULT_AUTHOR)
+        tree = _merged_tree(repo, ours, theirs)
+        result = str(repo.create_commit(None, sig, sig, f"Merge notes into {ref}\n", tree,
+                                        [pygit2.Oid(hex=ours), pygit2.Oid(hex=theirs)]))
+    if _ref_target(repo, ref) != result and not _cas(repo, ref, {ours, theirs}, result):
+        raise NotesRefMoved(ref)
+    return result
+
+
+# -- pushing -----------------------------------------------------------------------------------
+
+
+def _local_remote_path(url: str) -> str | None:
+    if url.startswith("file://"):
+        return unquote(urlsplit(url).path)
+    return None if is_url(url) else url
+
+
+def _fetch_remote_tip(repo: pygit2.Repository, url: str) -> str | None:
+    """Fetch the remote notes ref into a private ref and return its target (None if absent)."""
+    tmp = f"{_SYNC_PREFIX}{uuid.uuid4().hex}"
+    remote = repo.remotes.create_anonymous(url)
+    try:
+        remote.fetch([f"+{NOTES_REF}:{tmp}"], callbacks=Callbacks(url))
+        return _ref_target(repo, tmp)
+    except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
+        raise git_error(exc, url, "fetch") from None
+    finally:
+        if repo.references.get(tmp) is not None:
+            repo.references.delete(tmp)
+
+
+def _copy_objects(src: pygit2.Repository, dst: pygit2.Repository, root: str) -> None:
+    """Write the objects reachable from root that dst lacks, children before parents."""
+    dst_odb, src_odb = dst.odb, src.odb
+    stack: list[tuple[pygit2.Oid, bool]] = [(pygit2.Oid(hex=root), False)]
+    while stack:
+        oid, expanded = stack.pop()
+        if oid in dst_odb:
+            continue
+        if expanded:
+            kind, data = src_odb.read(oid)
+            dst_odb.write(kind, data)
+            continue
+        stack.append((oid, True))
+        obj = src[oid]
+        if obj.type == ObjectType.COMMIT:
+            stack += [(obj.tree_id, False)] + [(p, False) for p in obj.parent_ids]
+        elif obj.type == ObjectType.TREE:
+            stack += [(e.id, False) for e in obj if e.filemode != FileMode.COMMIT]
+
+
+def _push_local(repo: pygit2.Repository, path: str, tip: str, expected: str | None) -> None:
+    try:
+        remote = pygit2.Repository(path, RepositoryOpenFlag.NO_SEARCH)
+    except pygit2.GitError as exc:
+        raise git_error(OSError(f"could not find repository at {path}"), path, "push") from exc
+    _copy_objects(repo, remote, tip)
+    if not _cas(remote, NOTES_REF, {expected}, tip):
+        raise NotesRefMoved(NOTES_REF)
+
+
+def _push_smart(repo: pygit2.Repository, url: str) -> None:
+    callbacks = Callbacks(url)
+    remote = repo.remotes.create_anonymous(url)
+    try:
+        # No "+": the server refuses anything but a fast-forward of the value it advertised.
+        remote.push([f"{NOTES_REF}:{NOTES_REF}"], callbacks=callbacks)
+    except pygit2.GitError as exc:
+        low = str(exc).lower()
+        if any(k in low for k in ("fastforward", "fast-forward", "not present locally")):
+            raise NotesRefMoved(str(exc)) from None
+        raise git_error(exc, url, "push") from None
+    except (AuthenticationFailed, OSError) as exc:
+        raise git_error(exc, url, "push") from None
+    if callbacks.rejected:
+        raise NotesRefMoved("; ".join(f"{k}: {v}" for k, v in callbacks.rejected.items()))
+
+
+def push_notes(
+    repo: pygit2.Repository, remote_url: str, attempts: int = 5, *,
+    base_delay: float = 0.1, author: pygit2.Signature | None = None,
+) -> PushResult:
+    """Push refs/notes/odooops without forcing; on a race fetch, merge and retry with backoff."""
+    retries = merges = 0
+    local_path = _local_remote_path(remote_url)
+    for attempt in range(attempts):
+        ours = _ref_target(repo, NOTES_REF)
+        if ours is None:
+            return PushResult(False, retries, merges, None)
+        theirs = _fetch_remote_tip(repo, remote_url)
+        try:
+            if theirs != ours and theirs is not None and not repo.descendant_of(ours, theirs):
+                merged = merge_into_ref(repo, NOTES_REF, ours, theirs, author)
+                merges += merged not in (ours, theirs)
+                ours = merged
+            if theirs == ours:
+                return PushResult(False, retries, merges, ours)
+            if local_path is not None:
+                _push_local(repo, local_path, ours, theirs)
+            else:
+                _push_smart(repo, remote_url)
+            return PushResult(True, retries, merges, ours)
+        except NotesRefMoved as why:
+            retries += 1
+            log.info("notes push to %s rejected (%s); retry %d", redact_url(remote_url),
+                     redact_url(str(why)), retries)
+            if attempt + 1 < attempts:
+                delay = min(base_delay * 2**attempt, 5.0)
+                time.sleep(delay + random.uniform(0, delay))
+    raise OdooOpsError(
+        "NOTES_PUSH_CONFLICT",
+        f"Could not push {NOTES_REF} to {redact_url(remote_url)} after {attempts} attempts: "
+        "other writers kept moving it.",
+        "Retry later; if it persists, check that no process force-pushes the notes ref.",
+        {"location": redact_url(remote_url), "retries": retries},
+    )
