@@ -1,0 +1,1 @@
+"""Tests of the executors against real Docker, Caddy and git."""
