@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build the local images the tests and the demo use, only when missing or out of date:
+#   odooops/base:bookworm       debootstrap minbase rootfs (python3, psycopg2) imported into Docker
+#   odooops/odoo-standin:19.0   the Odoo stand-in (tests/standin_odoo) with the official image contract
+# Needs DOCKER_HOST pointing at a running engine. No image registry is reachable on these
+# machines, so everything is built from the Debian mirror apt already uses.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$(pwd)"
+
+BASE_IMAGE="${ODOOOPS_BASE_IMAGE:-odooops/base:bookworm}"
+STANDIN_IMAGE="${ODOOOPS_STANDIN_IMAGE:-odooops/odoo-standin:19.0}"
+CACHE_DIR="${ODOOOPS_IMAGE_CACHE:-/var/cache/odooops}"
+# postgresql-client-15 gives the stand-in pg_dump/pg_restore, as the official odoo image has.
+INCLUDE="python3,python3-psycopg2,postgresql-client-15"
+SUITE="bookworm"
+
+log() { echo "==> images: $*" >&2; }
+
+# The Debian mirror this machine's apt sources already use (deb822 or one-line format).
+debian_mirror() {
+  local uri
+  uri="$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
+  if [ -z "$uri" ]; then
+    uri="$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+      | grep -E '/debian/?$' | head -n1 || true)"
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+build_base() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    return 0
+  fi
+  local key tarball tmp mirror
+  key="$(printf '%s %s minbase' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-12)"
+  tarball="$CACHE_DIR/rootfs-$SUITE-minbase-$key.tar"
+  # The tarball is cached outside the checkout so a fresh clone skips the ~50 s debootstrap.
+  if [ ! -s "$tarball" ]; then
+    mirror="$(debian_mirror)"
+    log "debootstrap $SUITE from $mirror (cached afterwards in $tarball)"
+    mkdir -p "$CACHE_DIR"
+    tmp="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
+    if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp/rootfs" "$mirror" \
+        >"$tmp/debootstrap.log" 2>&1; then
+      tail -n 30 "$tmp/debootstrap.log" >&2
+      rm -rf "$tmp"
+      echo "debootstrap failed (log above)" >&2
+      return 1
+    fi
+    # apt lists and caches only bloat the image; nothing inside runs apt.
+    rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+    tar -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
+    mv "$tmp/rootfs.tar" "$tarball"
+    rm -rf "$tmp"
+  fi
+  log "docker import $tarball -> $BASE_IMAGE"
+  docker import "$tarball" "$BASE_IMAGE" >/dev/null
+}
+
+# A digest of everything that goes into the stand-in image, stored as a label: a changed
+# stand-in source rebuilds the image, an unchanged one is reused.
+standin_digest() {
+  (cd "$ROOT" && find tests/standin_odoo infra/images/standin -type f \
+    ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
+    | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+
+build_standin() {
+  local digest current ctx
+  digest="$(standin_digest)-$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)"
+  current="$(docker image inspect -f '{{index .Config.Labels "odooops.source-digest"}}' \
+    "$STANDIN_IMAGE" 2>/dev/null || true)"
+  if [ "$current" = "$digest" ]; then
+    return 0
+  fi
+  log "docker build $STANDIN_IMAGE (source digest $digest)"
+  ctx="$(mktemp -d)"
+  cp -a infra/images/standin/. "$ctx/"
+  mkdir -p "$ctx/standin_odoo"
+  (cd tests/standin_odoo && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+    -exec cp --parents {} "$ctx/standin_odoo/" \;)
+  # The legacy builder is what Debian's docker.io ships (no buildx); its notice is noise.
+  if ! docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+      --label "odooops.source-digest=$digest" -t "$STANDIN_IMAGE" "$ctx" >"$ctx.log" 2>&1; then
+    tail -n 30 "$ctx.log" >&2
+    rm -rf "$ctx" "$ctx.log"
+    echo "docker build of $STANDIN_IMAGE failed (log above)" >&2
+    return 1
+  fi
+  rm -f "$ctx.log"
+  rm -rf "$ctx"
+}
+
+case "${1:-all}" in
+  base) build_base ;;
+  standin) build_base; build_standin ;;
+  all) build_base; build_standin ;;
+  *) echo "usage: $0 [base|standin|all]" >&2; exit 2 ;;
+esac
