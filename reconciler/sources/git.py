@@ -32,6 +32,9 @@ FETCH_REFSPECS = (
 )
 # How long refresh() waits for another process that is fetching into the same mirror.
 MIRROR_LOCK_TIMEOUT = 600.0
+# libgit2 waits forever by default; a hung remote must not hold the mirror lock for ever.
+CONNECT_TIMEOUT_MS = 30_000
+IO_TIMEOUT_MS = 300_000
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP_RE = re.compile(r"^(?:[^@/:\s]+@)?[^@/:\s]+:")
@@ -181,6 +184,14 @@ class Callbacks(pygit2.RemoteCallbacks):
             self.rejected[refname] = message
 
 
+def ensure_network_timeouts() -> None:
+    """Give libgit2 connect/read timeouts unless the process already chose its own."""
+    if not pygit2.settings.server_connect_timeout:
+        pygit2.settings.server_connect_timeout = CONNECT_TIMEOUT_MS
+    if not pygit2.settings.server_timeout:
+        pygit2.settings.server_timeout = IO_TIMEOUT_MS
+
+
 def mirror_name(url: str) -> str:
     """`<readable-slug>-<sha256[:12]>.git`, both computed from the URL without its user-info."""
     bare = _USERINFO_RE.sub("", url)
@@ -218,6 +229,7 @@ class GitSource:
         self._memo: dict[tuple[str, pygit2.Oid], RefHead] = {}
         self._last_heads: dict[str, str] | None = None
         if self._url is not None:
+            ensure_network_timeouts()
             mirrors = Path(state_dir) / "mirrors"
             self.path = mirrors / mirror_name(self._url)
             self._lock_path = mirrors / (self.path.name + ".lock")

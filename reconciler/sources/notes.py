@@ -23,6 +23,7 @@ from reconciler.sources.git import (
     NOTES_REF,
     AuthenticationFailed,
     Callbacks,
+    ensure_network_timeouts,
     git_error,
     is_url,
     redact_url,
@@ -312,8 +313,14 @@ def push_notes(
     repo: pygit2.Repository, remote_url: str, attempts: int = 5, *,
     base_delay: float = 0.1, author: pygit2.Signature | None = None,
 ) -> PushResult:
-    """Push refs/notes/odooops without forcing; on a race fetch, merge and retry with backoff."""
+    """Push refs/notes/odooops without forcing; on a race fetch, merge and retry with backoff.
+
+    Each attempt first fetches the remote notes and merges them in when they diverged (counted
+    in `merges`); `retries` counts pushes the remote then rejected because it moved meanwhile.
+    """
     retries = merges = 0
+    reason = ""
+    ensure_network_timeouts()
     local_path = _local_remote_path(remote_url)
     for attempt in range(attempts):
         ours = _ref_target(repo, NOTES_REF)
@@ -334,15 +341,17 @@ def push_notes(
             return PushResult(True, retries, merges, ours)
         except NotesRefMoved as why:
             retries += 1
+            reason = redact_url(str(why))
             log.info("notes push to %s rejected (%s); retry %d", redact_url(remote_url),
-                     redact_url(str(why)), retries)
+                     reason, retries)
             if attempt + 1 < attempts:
                 delay = min(base_delay * 2**attempt, 5.0)
                 time.sleep(delay + random.uniform(0, delay))
     raise OdooOpsError(
         "NOTES_PUSH_CONFLICT",
-        f"Could not push {NOTES_REF} to {redact_url(remote_url)} after {attempts} attempts: "
-        "other writers kept moving it.",
-        "Retry later; if it persists, check that no process force-pushes the notes ref.",
-        {"location": redact_url(remote_url), "retries": retries},
+        f"Could not push {NOTES_REF} to {redact_url(remote_url)} after {attempts} attempts; "
+        f"last rejection: {reason}",
+        "Retry later. If it persists, check that no process force-pushes the notes ref and "
+        "that no server hook refuses updates of refs/notes/odooops.",
+        {"location": redact_url(remote_url), "retries": retries, "last_rejection": reason},
     )
