@@ -20,7 +20,7 @@ from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
 from reconciler.render.artifacts import Renderer, artifact_digest
 from reconciler.sources.blob_cache import BlobCache
-from reconciler.sources.git import GitSource
+from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes
 
 
@@ -51,6 +51,7 @@ class Project:
     cache: BlobCache = field(init=False)
     store: StateStore = field(init=False)
     renderer: Renderer = field(init=False)
+    memo: tuple[Any, float, PlanOutcome] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
@@ -104,25 +105,58 @@ class PlanOutcome:
     artifacts: dict[str, dict[str, str]]  # env -> artifact name -> rendered text (markers unfilled)
     heads: int
     seconds: float
+    cached: bool = False
 
     def artifact_digests(self, env: str) -> dict[str, str]:
         return {name: artifact_digest(text) for name, text in self.artifacts.get(env, {}).items()}
 
 
+def _observed_key(project: Project) -> tuple[Any, ...]:
+    """Changes whenever observed state can: the notes ref target and the state file's stamp."""
+    try:
+        ref = project.source.repo.references.get(NOTES_REF)
+    except ValueError:
+        ref = None
+    try:
+        st = project.store.path.stat()
+        stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        stamp = None
+    return (str(ref.target) if ref is not None else None, stamp)
+
+
+def _ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
+    """The earliest time a TTL can expire: a memoised plan is only valid until then."""
+    deadline = float("inf")
+    for spec in result.environments:
+        obs = observed.get(spec.name)
+        ttl = spec.settings.get("ttl_hours")
+        if obs is not None and obs.deployed_at is not None and ttl is not None:
+            deadline = min(deadline, obs.deployed_at + ttl * 3600)
+    return deadline
+
+
 def compute_plan(project: Project, branches: Iterable[str] | None = None, now: float | None = None,
                  refresh: bool = True) -> PlanOutcome:
+    """Plan the project; in a long-lived process an unchanged repository costs one refs read."""
     started = time.perf_counter()
     if refresh:
         project.source.refresh()
+    now = time.time() if now is None else now
+    key = (project.source.refs_digest(), _observed_key(project), tuple(branches) if branches else None)
+    memo = project.memo
+    if memo is not None and memo[0] == key and now < memo[1]:
+        return replace(memo[2], seconds=time.perf_counter() - started, cached=True)
     heads = project.heads()
     configs = project.configs(heads)
     desired = desired_state(heads, configs, project.policy, project.platform)
     observed = project.observed()
-    result = make_plan(desired, observed, project.policy, now=time.time() if now is None else now,
-                       branches=list(branches) if branches else None)
+    result = make_plan(desired, observed, project.policy, now=now, branches=list(branches) if branches else None)
     artifacts = {spec.name: project.renderer.render(spec) for spec in result.environments}
     # The digest also covers the rendered artifacts, so a template change is a different plan.
     rendered = {env: {n: artifact_digest(t) for n, t in arts.items()} for env, arts in artifacts.items()}
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
-    return PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
-                       seconds=time.perf_counter() - started)
+    outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
+                          seconds=time.perf_counter() - started)
+    project.memo = (key, _ttl_deadline(observed, result), outcome)
+    return outcome

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-try:  # the C parser is ~10x faster; the pure one gives identical nodes and marks
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+if TYPE_CHECKING:
+    import yaml
 
 MAX_BYTES = 256 * 1024
 MAX_NODES = 20_000  # counted after alias expansion: stops "billion laughs" documents
@@ -20,7 +17,18 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
-_constructor = yaml.constructor.SafeConstructor()
+
+
+@cache
+def _yaml() -> tuple[Any, Any, Any]:
+    """PyYAML, its fastest safe loader and a constructor; imported on first parse (warm plans skip it)."""
+    import yaml
+
+    try:  # the C parser is ~10x faster; the pure one gives identical nodes and marks
+        loader = yaml.CSafeLoader
+    except AttributeError:  # pragma: no cover
+        loader = yaml.SafeLoader
+    return yaml, loader, yaml.constructor.SafeConstructor()
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,9 @@ def load(text: bytes | str) -> YamlDoc:
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"file is not UTF-8 ({exc.reason} at byte {exc.start})", 1, 1,
                           "save the file as UTF-8") from exc
+    yaml, loader, _ = _yaml()
     try:
-        node = yaml.compose(decoded, Loader=_Loader)
+        node = yaml.compose(decoded, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -84,6 +93,7 @@ def load(text: bytes | str) -> YamlDoc:
 
 
 def _convert(node: yaml.Node, pointer: str, marks: dict[str, tuple[int, int]], budget: list[int]) -> Any:
+    yaml = _yaml()[0]
     budget[0] -= 1
     if budget[0] < 0:
         raise YamlProblem(
@@ -121,6 +131,6 @@ def _convert(node: yaml.Node, pointer: str, marks: dict[str, tuple[int, int]], b
 
 def _scalar(node: yaml.Node) -> Any:
     if node.tag in (_STR, _NULL, _BOOL, _INT, _FLOAT):
-        return _constructor.construct_object(node, deep=True)
+        return _yaml()[2].construct_object(node, deep=True)
     # timestamps, binary and custom tags stay the text the user wrote
     return str(node.value)

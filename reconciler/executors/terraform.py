@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +204,8 @@ class TerraformRunner:
             self._init(env)
             plan_path = self._dir(env) / _PLAN_FILE
             try:
-                self._locking(env, "plan", "plan", input=False, out=_PLAN_FILE, detailed_exitcode=IsFlagged,
-                              json=IsFlagged, lock_timeout=f"{self.lock_timeout_s}s")
+                self._locking(env, "plan", "plan", input=False, out=_PLAN_FILE, json=IsFlagged,
+                              lock_timeout=f"{self.lock_timeout_s}s")
                 shown = json.loads(self._tf(env, "show", "show", _PLAN_FILE, json=IsFlagged, no_color=IsFlagged))
             finally:
                 plan_path.unlink(missing_ok=True)  # a plan file holds the variable values
@@ -251,12 +252,15 @@ class TerraformRunner:
                                    lock_timeout=f"{self.lock_timeout_s}s", on_event=on_event)
         counts = next((e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {})
         outputs = next((e["outputs"] for e in reversed(events) if e.get("type") == "outputs"), {})
+        values = {k: v.get("value") for k, v in outputs.items() if not v.get("sensitive") and op == "apply"}
         return TerraformResult(env, op, counts.get("add", 0), counts.get("change", 0), counts.get("remove", 0),
-                               {k: v.get("value") for k, v in outputs.items() if not v.get("sensitive")},
-                               round(time.monotonic() - start, 3))
+                               values, round(time.monotonic() - start, 3))
 
     def _init(self, env: str) -> None:
         d = self._dir(env)
+        if not (d / ROOT_FILE).exists():
+            raise OdooOpsError("TERRAFORM_FAILED", f"no root module for environment {env} in {d}",
+                               "render and write the root module first (TerraformRunner.write_root)", {"env": env})
         root = json.loads((d / ROOT_FILE).read_text())
         # Only the backend and module sources need a new `init`; inputs do not.
         stamp = hashlib.sha256(json.dumps([root.get("terraform", {}).get("backend"),
@@ -416,7 +420,7 @@ def _lock_info(events: list[dict], stderr: str) -> dict | None:
             info = {k.lower(): v for k, v in _LOCK_FIELD.findall(text.split("Lock Info:", 1)[1])}
             m = _GO_TIME.match(info.get("created", ""))
             if m:
-                info["created_ts"] = time.mktime(time.strptime(m[1] + " " + m[3], "%Y-%m-%d %H:%M:%S %z"))
+                info["created_ts"] = datetime.strptime(f"{m[1]} {m[3]}", "%Y-%m-%d %H:%M:%S %z").timestamp()
             return info
     return None
 
