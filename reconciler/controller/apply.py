@@ -1,0 +1,440 @@
+"""Apply a plan on one host: per environment an idempotent sequence of steps that is safe to re-run.
+
+create/update/redeploy: secrets -> build (artifact) -> infra (Terraform) -> files -> database (Odoo
+init or module update) -> tests -> runtime (Docker) -> route (Caddy) -> health -> status (state +
+note). The running version is only replaced after the database and tests steps passed, and is put
+back when the new one fails its health gate. destroy: runtime -> route -> infra -> files -> status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from reconciler.controller import files
+from reconciler.controller.host import HostSettings
+from reconciler.controller.modules import module_changes
+from reconciler.controller.planning import PlanOutcome, Project
+from reconciler.core.model import Action, ActionKind, EnvSpec, digest
+from reconciler.errors import OdooOpsError
+from reconciler.executors.artifacts import Artifact, ArtifactInputs, ArtifactStore, export_tree
+from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.executors.health import wait_healthy
+from reconciler.executors.router import CaddyRouter
+from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
+from reconciler.render.artifacts import fill
+from reconciler.secrets import SecretStore
+from reconciler.sources.notes import push_notes, write_env_entry
+
+Progress = Callable[[str, str, str, str], None]  # env, step, status (start|ok|changed|skipped|failed), detail
+SIGNATURE = ("OdooOps", "odooops@localhost")
+
+
+@dataclass
+class StepRecord:
+    name: str
+    result: str
+    seconds: float
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "result": self.result, "seconds": round(self.seconds, 3), "detail": self.detail}
+
+
+@dataclass
+class EnvReport:
+    env: str
+    action: str
+    branch: str
+    commit: str | None
+    result: str = "ok"  # ok | failed
+    url: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    tests: dict[str, Any] | None = None
+    modules: dict[str, list[str]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "action": self.action, "branch": self.branch, "commit": self.commit,
+                "result": self.result, "url": self.url, "steps": [s.to_json() for s in self.steps],
+                "error": self.error, "tests": self.tests, "modules": self.modules}
+
+
+@dataclass
+class ApplyReport:
+    plan_digest: str
+    environments: list[EnvReport]
+    seconds: float
+    host_prepared: bool = False
+    notes_pushed: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(e.result == "ok" for e in self.environments)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan_digest": self.plan_digest, "ok": self.ok, "seconds": round(self.seconds, 3),
+                "host_prepared": self.host_prepared, "notes_pushed": self.notes_pushed,
+                "environments": [e.to_json() for e in self.environments]}
+
+
+class StepFailed(Exception):
+    def __init__(self, error: OdooOpsError, log_excerpt: str = "") -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.log_excerpt = log_excerpt
+
+
+class Applier:
+    """Carries out a plan against this host's Terraform, Docker, PostgreSQL and Caddy."""
+
+    def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None) -> None:
+        self.project = project
+        self.host = host
+        self.progress = progress or (lambda *_: None)
+        self.secrets = SecretStore(host.state_dir / "secrets")
+        self._runtime: DockerRuntime | None = None
+        self._router: CaddyRouter | None = None
+        self._tf: TerraformRunner | None = None
+        self.artifacts = ArtifactStore(host.state_dir / "artifacts")
+
+    # Executors connect lazily: a no-op apply touches nothing but Docker's label listing.
+    @property
+    def runtime(self) -> DockerRuntime:
+        if self._runtime is None:
+            self._runtime = DockerRuntime(self.host.docker_host)
+        return self._runtime
+
+    @property
+    def router(self) -> CaddyRouter:
+        if self._router is None:
+            self._router = CaddyRouter(self.host.caddy_admin, server=self.host.caddy_server)
+        return self._router
+
+    @property
+    def tf(self) -> TerraformRunner:
+        if self._tf is None:
+            self._tf = TerraformRunner(self.host.state_dir / "terraform", binary=self.host.terraform_binary,
+                                       secret_env={PG_ADMIN_PASSWORD_ENV: self.host.pg_admin_password})
+        return self._tf
+
+    # ------------------------------------------------------------------ plan level
+
+    def apply(self, outcome: PlanOutcome) -> ApplyReport:
+        started = time.monotonic()
+        plan = outcome.plan
+        specs = {s.name: s for s in plan.environments}
+        todo = [a for a in plan.actions if a.action in (ActionKind.CREATE, ActionKind.UPDATE,
+                                                        ActionKind.REDEPLOY, ActionKind.DESTROY)]
+        todo += self._drifted([a for a in plan.actions if a.action is ActionKind.NOOP], specs)
+        report = ApplyReport(plan.plan_digest, [], 0.0)
+        if todo:
+            report.host_prepared = files.prepare_host_once(self.host, self.progress)
+        for action in todo:
+            if action.action is ActionKind.DESTROY:
+                report.environments.append(self._destroy(action))
+            else:
+                report.environments.append(self._deploy(specs[action.env], action, outcome.artifacts[action.env]))
+        if report.environments and self.project.source.is_mirror:
+            report.notes_pushed = self._push_notes()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _drifted(self, noops: list[Action], specs: dict[str, EnvSpec]) -> list[Action]:
+        """Observed state comes from the real engine: a no-op whose containers are gone is redeployed."""
+        if not noops:
+            return []
+        running = self.runtime.observe()
+        out = []
+        for a in noops:
+            web = running.get(a.env).container("web") if a.env in running else None
+            if web is None or not web.running or web.commit != specs[a.env].commit:
+                what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"
+                out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
+                                  commit=a.commit, old_commit=a.commit,
+                                  reason=f"runtime drift: the web container {what}"))
+        return out
+
+    def _push_notes(self) -> bool:
+        try:
+            push_notes(self.project.source.repo, self.project.location)
+            return True
+        except OdooOpsError as exc:
+            # Notes stay in the mirror and are merged and pushed by the next apply.
+            self.progress("-", "notes", "failed", exc.message)
+            return False
+
+    # ------------------------------------------------------------------ one environment
+
+    def _run(self, report: EnvReport, name: str, fn: Callable[[], tuple[str, str]]) -> None:
+        self.progress(report.env, name, "start", "")
+        t0 = time.monotonic()
+        try:
+            result, detail = fn()
+        except StepFailed:
+            report.steps.append(StepRecord(name, "failed", time.monotonic() - t0))
+            self.progress(report.env, name, "failed", "")
+            raise
+        except OdooOpsError as exc:
+            report.steps.append(StepRecord(name, "failed", time.monotonic() - t0, exc.message))
+            self.progress(report.env, name, "failed", exc.message)
+            raise StepFailed(exc) from exc
+        report.steps.append(StepRecord(name, result, time.monotonic() - t0, detail))
+        self.progress(report.env, name, result, detail)
+
+    def _deploy(self, spec: EnvSpec, action: Action, rendered: dict[str, str]) -> EnvReport:
+        report = EnvReport(spec.name, str(action.action), spec.branch, spec.commit)
+        previous = self.project.store.entries().get(spec.name, {})
+        ctx: dict[str, Any] = {"rendered": rendered}
+        try:
+            self._run(report, "secrets", lambda: self._secrets(spec, ctx))
+            self._run(report, "build", lambda: self._build(spec, ctx))
+            self._run(report, "infra", lambda: self._infra(spec, rendered, previous, ctx))
+            self._run(report, "files", lambda: self._files(spec, rendered, ctx))
+            self._run(report, "database", lambda: self._database(spec, previous, report, ctx))
+            if spec["run_tests"]:
+                self._run(report, "tests", lambda: self._tests(spec, report, ctx))
+            self._run(report, "runtime", lambda: self._runtime_step(spec, rendered, ctx))
+            self._run(report, "route", lambda: self._route(spec, ctx))
+            self._run(report, "health", lambda: self._health(spec, previous, ctx))
+        except StepFailed as failed:
+            report.result = "failed"
+            report.error = {**failed.error.to_dict(), "log_excerpt": failed.log_excerpt[-2000:]}
+            self._record(spec, report, "failed", previous, ctx)
+            return report
+        report.url = f"http://{spec['domains'][0]}"
+        self._record(spec, report, "running", previous, ctx)
+        return report
+
+    def _secrets(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
+        ctx["db_password"] = self.secrets.get_or_create(spec.name, "db_password")
+        ctx["admin_passwd"] = self.secrets.get_or_create(spec.name, "admin_passwd")
+        return "ok", "db and admin passwords in the encrypted store"
+
+    def _build(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
+        image = self.host.image_overrides.get(spec["image"], spec["image"])
+        image_id = self.runtime._image_id(image)
+        ctx["image"], ctx["image_id"] = image, image_id
+        ctx["owner"] = files.image_owner(self.runtime, self.host, image_id)
+        repo = self.project.source.repo
+        addons = []
+        for path in spec["addons_paths"]:
+            tree = self.project.source.tree_id(spec.commit, path)
+            if tree is None:
+                raise OdooOpsError("ADDONS_PATH_MISSING", f"addons path {path!r} does not exist at {spec.commit[:12]}",
+                                   f"create {path}/ on {spec.branch} or fix addons.paths in .odooops.yaml")
+            addons.append((path.strip("/"), tree))
+        external = files.pinned_external(self.host, spec["external_addons"], spec.branch)
+        req_blob = None
+        if spec["requirements"]:
+            req_blob = files.blob_id(repo, spec.commit, spec["requirements"])
+        inputs = ArtifactInputs(base_image=image_id, addons=tuple(addons), external=tuple(external),
+                                requirements=req_blob)
+
+        def materialize(bundle: Path) -> None:
+            for path, tree in addons:
+                export_tree(repo, tree, bundle / "repo" / path)
+            for name, url, commit in external:
+                files.export_external(self.host, name, url, commit, bundle / "external" / name)
+
+        artifact: Artifact = self.artifacts.ensure(inputs, materialize)
+        ctx["artifact"] = artifact
+        return ("changed" if artifact.created else "ok"), f"artifact {artifact.id[:12]}" + (
+            " built" if artifact.created else " reused")
+
+    def _platform(self, spec: EnvSpec, ctx: dict[str, Any]) -> dict[str, str]:
+        art: Artifact = ctx["artifact"]
+        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"])
+
+    def _infra(self, spec: EnvSpec, rendered: dict[str, str], previous: dict[str, Any],
+               ctx: dict[str, Any]) -> tuple[str, str]:
+        root = json.loads(fill(rendered["main.tf.json"], self._platform(spec, ctx)))
+        infra_digest = digest([root, digest(ctx["db_password"])])
+        self.tf.write_root(spec.name, root, {"role_password": ctx["db_password"]})
+        ctx["infra_digest"] = infra_digest
+        if previous.get("infra_digest") == infra_digest and self.tf.has_state(spec.name):
+            return "ok", "database, role and filestore unchanged"
+        result = self.tf.apply(spec.name)
+        return "changed", f"terraform apply ({getattr(result, 'duration_s', 0):.1f}s)"
+
+    def _files(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
+        conf = fill(rendered["odoo.conf"], self._platform(spec, ctx), {"admin_passwd": ctx["admin_passwd"]})
+        changed = files.write_env_files(self.host.env_dir(spec.name), ctx["owner"],
+                                        {"odoo.conf": conf, "secrets/db_password": ctx["db_password"]})
+        return ("changed" if changed else "ok"), "odoo.conf and the password file"
+
+    def _container_spec(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
+        doc = json.loads(fill(rendered["container.json"], self._platform(spec, ctx)))
+        for c in doc["containers"]:
+            c["image"] = ctx["image"]
+        return doc
+
+    def _database(self, spec: EnvSpec, previous: dict[str, Any], report: EnvReport,
+                  ctx: dict[str, Any]) -> tuple[str, str]:
+        container_spec = self._container_spec(spec, ctx["rendered"], ctx)
+        ctx["container_spec"] = container_spec
+        web = container_spec["containers"][0]
+        initialised = files.database_initialised(self.host, spec.name)
+        if not initialised:
+            mods = module_changes(self.project.source.repo, None, spec.commit, spec["addons_paths"], spec["modules"])
+            cmd = ["odoo", "-d", spec.name, "-i", ",".join(mods.install or ("base",)), "--stop-after-init",
+                   "--no-http"]
+            if spec["demo"] and spec["odoo_version"] == "19.0":
+                cmd.append("--with-demo")
+            elif not spec["demo"] and spec["odoo_version"] != "19.0":
+                cmd.append("--without-demo=all")
+            what = f"initialised with {', '.join(mods.install) or 'base'}"
+        else:
+            old_commit = previous.get("commit") if previous.get("state") == "running" else previous.get(
+                "running_commit")
+            old_modules = (previous.get("settings") or {}).get("modules")
+            mods = module_changes(self.project.source.repo, old_commit, spec.commit, spec["addons_paths"],
+                                  spec["modules"], old_modules)
+            if not (mods.install or mods.update):
+                report.modules = mods.to_json()
+                return "ok", "no module changed"
+            cmd = ["odoo", "-d", spec.name, "--stop-after-init", "--no-http"]
+            if mods.install:
+                cmd += ["-i", ",".join(mods.install)]
+            if mods.update:
+                cmd += ["-u", ",".join(mods.update)]
+            what = f"installed {', '.join(mods.install) or '-'}; updated {', '.join(mods.update) or '-'}"
+        report.modules = mods.to_json()
+        run = self.runtime.run_once(container_spec, web, cmd, timeout_s=1800)
+        if not run.ok:
+            raise StepFailed(OdooOpsError(
+                "ODOO_INIT_FAILED" if not initialised else "ODOO_UPDATE_FAILED",
+                f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}",
+                f"fix the module on {spec.branch} and push; the previous version keeps serving "
+                f"(log: odooops status {spec.name} --json)"), run.logs)
+        return "changed", what
+
+    def _tests(self, spec: EnvSpec, report: EnvReport, ctx: dict[str, Any]) -> tuple[str, str]:
+        container_spec = ctx["container_spec"]
+        web = container_spec["containers"][0]
+        cmd = ["odoo", "-d", spec.name, "--test-enable", "--stop-after-init", "--http-port", "8070"]
+        if spec["test_tags"]:
+            cmd += ["--test-tags", spec["test_tags"]]
+        run = self.runtime.run_once(container_spec, web, cmd, timeout_s=3600)
+        passed = run.ok
+        report.tests = {"result": "passed" if passed else "failed", "tags": spec["test_tags"],
+                        "seconds": round(run.duration_s, 2)}
+        required = self.project.policy.gates.get(str(spec.tier), {}).get("tests_required", False)
+        if not passed and required:
+            raise StepFailed(OdooOpsError("TESTS_FAILED", f"tests ({spec['test_tags'] or 'all'}) failed",
+                                          f"fix the failing tests on {spec.branch} and push"), run.logs)
+        return ("ok" if passed else "failed"), report.tests["result"]
+
+    def _runtime_step(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
+        result = self.runtime.ensure(ctx["container_spec"])
+        ctx["upstream"] = result.observed.web_upstream
+        if result.changed:
+            return "changed", f"created {len(result.created)}, replaced {len(result.replaced)}"
+        return "ok", "containers already match (no restart)"
+
+    def _route(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
+        if not ctx.get("upstream"):
+            raise OdooOpsError("RUNTIME_NO_PORT", f"the web container of {spec.name} publishes no port",
+                               f"odooops logs {spec.name}")
+        changed = self.router.set_route(spec.name, spec["domains"], ctx["upstream"])
+        return ("changed" if changed else "ok"), f"{spec['domains'][0]} -> {ctx['upstream']}"
+
+    def _health(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
+        gate = self.project.policy.gates.get(str(spec.tier), {})
+        result = wait_healthy(self.host.router_http, host_header=spec["domains"][0],
+                              timeout_s=float(gate.get("health_timeout", 120)))
+        if result.healthy:
+            return "ok", f"/web/health passed after {result.elapsed_s:.1f}s"
+        old = previous.get("container_spec")
+        if old and previous.get("state") == "running":
+            # Put the last healthy version back: a failed deploy must not take the environment down.
+            restored = self.runtime.ensure(old)
+            if restored.observed.web_upstream:
+                self.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream)
+            ctx["restored_previous"] = True
+        logs = ""
+        with contextlib.suppress(OdooOpsError):
+            logs = self.runtime.logs(spec.name)
+        try:
+            result.raise_if_unhealthy(spec.name)
+        except OdooOpsError as exc:
+            raise StepFailed(exc, logs) from exc
+        return "ok", ""
+
+    # ------------------------------------------------------------------ records
+
+    def _record(self, spec: EnvSpec, report: EnvReport, state: str, previous: dict[str, Any],
+                ctx: dict[str, Any]) -> None:
+        extra: dict[str, Any] = {
+            "url": report.url or previous.get("url"), "steps": [s.to_json() for s in report.steps],
+            "tests": report.tests, "modules": report.modules,
+            "error": report.error, "plan_digest": None,
+        }
+        if "artifact" in ctx:
+            extra["artifact"] = ctx["artifact"].id
+        if state == "running":
+            extra.update(infra_digest=ctx.get("infra_digest"), container_spec=ctx.get("container_spec"),
+                         running_commit=spec.commit)
+        else:
+            extra.update(infra_digest=ctx.get("infra_digest", previous.get("infra_digest")),
+                         container_spec=previous.get("container_spec"),
+                         running_commit=previous.get("running_commit") if previous.get("container_spec") else None)
+        entry = self.project.store.record(spec, state=state, extra=extra)
+        self._note(spec.commit, spec.name, entry)
+
+    def _note(self, commit: str, env: str, entry: dict[str, Any]) -> None:
+        public = {k: v for k, v in entry.items() if k not in ("container_spec", "infra_digest")}
+        public["schema"] = "odooops/status-entry/v1"
+        try:
+            write_env_entry(self.project.source.repo, commit, env, public, pygit2.Signature(*SIGNATURE))
+        except OdooOpsError as exc:
+            self.progress(env, "note", "failed", exc.message)
+
+    def _destroy(self, action: Action) -> EnvReport:
+        report = EnvReport(action.env, "destroy", action.branch, action.old_commit)
+        previous = self.project.store.entries().get(action.env, {})
+        expired = "TTL" in action.reason
+        try:
+            self._run(report, "runtime", lambda: self._remove_runtime(action.env))
+            self._run(report, "route", lambda: ("changed" if self.router.remove_route(action.env) else "ok", ""))
+            self._run(report, "infra", lambda: self._destroy_infra(action.env))
+            self._run(report, "files", lambda: self._destroy_files(action.env))
+        except StepFailed as failed:
+            report.result = "failed"
+            report.error = failed.error.to_dict()
+            self.project.store.set_state(action.env, "failed", error=report.error)
+            return report
+        entry = {**previous, "state": "expired" if expired else "destroyed", "updated_at": time.time(),
+                 "steps": [s.to_json() for s in report.steps], "error": None}
+        entry.pop("container_spec", None)
+        if expired:
+            self.project.store.set_state(action.env, "expired", steps=entry["steps"], container_spec=None)
+        else:
+            self.project.store.forget(action.env)
+        if previous.get("commit"):
+            self._note(previous["commit"], action.env, entry)
+        return report
+
+    def _remove_runtime(self, env: str) -> tuple[str, str]:
+        removed = self.runtime.remove(env)
+        return "changed", f"removed {len(removed.containers)} containers, {len(removed.networks)} networks"
+
+    def _destroy_infra(self, env: str) -> tuple[str, str]:
+        if not (self.tf.root / env / "main.tf.json").exists():
+            return "ok", "no terraform root"
+        self.tf.destroy(env)
+        shutil.rmtree(self.tf.root / env, ignore_errors=True)
+        return "changed", "database, role and filestore dropped"
+
+    def _destroy_files(self, env: str) -> tuple[str, str]:
+        shutil.rmtree(self.host.env_dir(env), ignore_errors=True)
+        self.secrets.drop(env)
+        return "changed", "config and secrets removed"

@@ -1,0 +1,186 @@
+"""Host-side helpers of apply: host preparation, files with owners, image users, external addons."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import psycopg
+import pygit2
+
+from reconciler.controller.host import HostSettings
+from reconciler.core.model import digest
+from reconciler.core.resources import data_dir
+from reconciler.errors import OdooOpsError
+from reconciler.executors.artifacts import export_tree
+from reconciler.sources.git import GitSource
+
+
+def _atomic_write(path: Path, data: str | bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _tree_digest(root: Path) -> str:
+    items = sorted((str(p.relative_to(root)), p.read_bytes().hex()) for p in root.rglob("*") if p.is_file())
+    return digest(items)
+
+
+def prepare_host_once(host: HostSettings, progress: Callable[[str, str, str, str], None]) -> bool:
+    """Run the Ansible host playbook when its inputs changed since the last successful run."""
+    from reconciler.executors.ansible import prepare_host
+
+    docker_socket = host.docker_host.removeprefix("unix://")
+    listen = urlparse(host.router_http).netloc
+    variables: dict[str, Any] = {
+        "state_dir": str(host.state_dir), "filestore_root": str(host.filestore_root),
+        "caddy_config_dir": str(host.state_dir / "caddy"), "docker_socket": docker_socket,
+        "pg_host": host.pg_host, "pg_port": host.pg_port, "pg_user": host.pg_admin_user,
+        "pg_password": host.pg_admin_password, "pg_group_role": "odooops_envs",
+        "caddy_admin_url": host.caddy_admin, "caddy_server": host.caddy_server, "caddy_listen": [listen],
+    }
+    public = {k: v for k, v in variables.items() if k != "pg_password"}
+    stamp = digest([public, digest(host.pg_admin_password), _tree_digest(data_dir("infra") / "ansible")])
+    stamp_file = host.state_dir / "host-prepared.json"
+    try:
+        if json.loads(stamp_file.read_text()).get("stamp") == stamp:
+            return False
+    except (OSError, ValueError):
+        pass
+    progress("host", "prepare", "start", "ansible-playbook infra/ansible/site.yml")
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("task") and event.get("event") in ("runner_on_ok", "runner_on_failed"):
+            status = "failed" if event.get("failed") else "changed" if event.get("changed") else "ok"
+            progress("host", str(event["task"]), status, "")
+
+    result = prepare_host(variables, host.state_dir / "ansible", on_event)
+    _atomic_write(stamp_file, json.dumps({"stamp": stamp, "changed": result.changed}) + "\n", 0o600)
+    progress("host", "prepare", "changed" if result.changed else "ok", f"{result.changed} changed")
+    return True
+
+
+def image_owner(runtime: Any, host: HostSettings, image_id: str) -> str:
+    """uid:gid of the image's user (the Odoo process writes the filestore as this user)."""
+    cache_file = host.state_dir / "images.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if image_id in cache:
+        return str(cache[image_id])
+    out = []
+    for flag in ("-u", "-g"):
+        raw = runtime.client.containers.run(image_id, [flag], entrypoint="id", remove=True, network_mode="none")
+        out.append(raw.decode().strip())
+    owner = ":".join(out)
+    if not all(part.isdigit() for part in out):
+        raise OdooOpsError("IMAGE_USER_UNKNOWN", f"cannot read the user of image {image_id[:19]} ({owner!r})",
+                           "use an image built like odoo:<version> (USER odoo, with the id command)")
+    cache[image_id] = owner
+    _atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True) + "\n", 0o600)
+    return owner
+
+
+def rewrite_url(host: HostSettings, url: str) -> str:
+    """Apply ODOOOPS_GIT_MIRRORS (prefix=replacement,...), like git's url.<base>.insteadOf."""
+    for prefix, replacement in host.git_mirrors.items():
+        if url.startswith(prefix):
+            return replacement + url[len(prefix):]
+    return url
+
+
+def _addons_source(host: HostSettings, url: str) -> GitSource:
+    return GitSource(rewrite_url(host, url), host.state_dir / "addons-cache")
+
+
+def pinned_external(host: HostSettings, externals: list[dict[str, Any]], branch: str) -> list[tuple[str, str, str]]:
+    """(name, url, commit) for each external addons repository, fetched into the shared cache."""
+    out = []
+    for ext in externals:
+        source = _addons_source(host, ext["url"])
+        commit = ext.get("commit")
+        if commit is None or not isinstance(source.repo.get(commit), pygit2.Commit):
+            source.refresh()
+        if commit is None:
+            ref = ext["ref"]
+            found = next((h.commit for h in source.heads() if h.branch == ref), None)
+            if found is None:
+                raise OdooOpsError("EXTERNAL_ADDONS_REF_MISSING", f"{ext['url']} has no branch {ref!r}",
+                                   f"fix addons.external ({ext['name']}) in .odooops.yaml on {branch}")
+            commit = found
+        if not isinstance(source.repo.get(commit), pygit2.Commit):
+            raise OdooOpsError("EXTERNAL_ADDONS_COMMIT_MISSING",
+                               f"commit {commit[:12]} of {ext['name']} is not in {source.display}",
+                               f"pin a commit that exists on {ext['url']} in .odooops.yaml on {branch}, "
+                               "or map the URL to a reachable mirror with ODOOOPS_GIT_MIRRORS")
+        out.append((ext["name"], ext["url"], commit))
+    return out
+
+
+def export_external(host: HostSettings, name: str, url: str, commit: str, dest: Path) -> None:
+    repo = _addons_source(host, url).repo
+    export_tree(repo, str(repo.get(commit).peel(pygit2.Tree).id), dest)
+
+
+def blob_id(repo: pygit2.Repository, commit: str, path: str) -> str | None:
+    try:
+        entry = repo.get(commit).peel(pygit2.Tree)[path]
+    except KeyError:
+        return None
+    return str(entry.id) if entry.type_str == "blob" else None
+
+
+def write_env_files(env_dir: Path, owner: str, files: Mapping[str, str]) -> bool:
+    """Write config and secret files readable only by the Odoo user; True when anything changed."""
+    uid, gid = (int(x) for x in owner.split(":"))
+    changed = False
+    for d in (env_dir, env_dir / "secrets"):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chown(d, uid, gid)
+        os.chmod(d, 0o500)
+    for rel, text in files.items():
+        path = env_dir / rel
+        try:
+            same = path.read_text() == text
+        except OSError:
+            same = False
+        if not same:
+            path.parent.chmod(0o700)
+            _atomic_write(path, text, 0o400)
+            path.parent.chmod(0o500)
+            changed = True
+        os.chown(path, uid, gid)
+    return changed
+
+
+def database_initialised(host: HostSettings, database: str) -> bool:
+    """True when the database holds an Odoo registry (base installed)."""
+    try:
+        with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
+                             password=host.pg_admin_password, dbname=database, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('public.ir_module_module') IS NOT NULL").fetchone()
+            if not row or not row[0]:
+                return False
+            row = conn.execute("SELECT state FROM ir_module_module WHERE name = 'base'").fetchone()
+            return bool(row and row[0] == "installed")
+    except psycopg.OperationalError as exc:
+        if "does not exist" in str(exc):
+            return False
+        raise OdooOpsError("POSTGRES_UNREACHABLE", f"cannot reach PostgreSQL at {host.pg_host}:{host.pg_port}: "
+                           f"{str(exc).strip().splitlines()[0]}",
+                           "start PostgreSQL (bash scripts/services.sh start) and re-run odooops apply") from exc
