@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import pygit2
@@ -24,7 +25,7 @@ addons:
     - name: oca-web
       url: https://github.com/OCA/web.git
       ref: "19.0"
-      commit: 3f8a1c2e5b7d9f0a1c2e3b4d5f6a7b8c9d0e1f2a
+      commit: @OCA_WEB_COMMIT@
 requirements: requirements.txt
 modules: [sale_management, acme_sale, acme_website]
 tests:
@@ -390,6 +391,28 @@ HISTORY: list[tuple[str, str | None, str, dict[str, str]]] = [
 ]
 
 
+# A small stand-in for the OCA web repository (branch 19.0), so the example's pinned external
+# addons resolve offline: `--oca-dest DIR` writes it, and ODOOOPS_GIT_MIRRORS maps the GitHub URL
+# to it. Its commit id is fixed like every other here, so .odooops.yaml pins the real id.
+OCA_WEB_FILES = {
+    "README.md": "# OCA web (example subset built by OdooOps' example script)\n",
+    "web_environment_ribbon/__init__.py": "",
+    "web_environment_ribbon/__manifest__.py": (
+        '{\n    "name": "Web Environment Ribbon",\n    "version": "19.0.1.0.0",\n'
+        '    "category": "Web",\n    "license": "AGPL-3",\n    "author": "Odoo Community Association (OCA)",\n'
+        '    "depends": ["web"],\n    "data": [],\n    "installable": True,\n}\n'),
+}
+
+
+def build_oca_web(dest: Path) -> str:
+    """The OCA web stand-in as a bare repository at dest; returns the 19.0 branch's commit id."""
+    repo = pygit2.init_repository(str(dest), bare=True, initial_head="19.0")
+    sig = pygit2.Signature("OCA Example", "example@odooops.dev", EPOCH - 86400, 0)
+    oid = repo.create_commit("refs/heads/19.0", sig, sig, "web_environment_ribbon: 19.0 port\n",
+                             _write_tree(repo, OCA_WEB_FILES), [])
+    return str(oid)
+
+
 def _write_tree(repo: pygit2.Repository, files: dict[str, str]) -> pygit2.Oid:
     index = pygit2.Index()
     for path, content in sorted(files.items()):
@@ -401,15 +424,20 @@ def _ref(branch: str) -> str:
     return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
 
 
-def build(dest: Path, bare: bool = False) -> dict[str, str]:
+def build(dest: Path, bare: bool = False, oca_dest: Path | None = None) -> dict[str, str]:
     """Create the repository at dest (must not exist or be empty); return ref -> commit id."""
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"error: {dest} exists and is not empty; pick a new directory")
+    if oca_dest is not None:
+        oca_commit = build_oca_web(oca_dest)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            oca_commit = build_oca_web(Path(tmp) / "oca-web.git")
     repo = pygit2.init_repository(str(dest), bare=bare, initial_head="main")
     tips: dict[str, tuple[pygit2.Oid, dict[str, str]]] = {}
     for n, (branch, start, message, changes) in enumerate(HISTORY):
         parent, files = tips[branch] if branch in tips else tips[start] if start else (None, {})
-        files = {**files, **changes}
+        files = {**files, **{k: v.replace("@OCA_WEB_COMMIT@", oca_commit) for k, v in changes.items()}}
         sig = pygit2.Signature(*AUTHOR, EPOCH + 3600 * n, TZ_OFFSET)
         oid = repo.create_commit(None, sig, sig, message + "\n", _write_tree(repo, files),
                                  [parent] if parent else [])
@@ -425,8 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dest", type=Path, help="directory to create")
     parser.add_argument("--bare", action="store_true", help="a bare repository (to serve as a remote)")
+    parser.add_argument("--oca-dest", type=Path, help="also write the OCA web stand-in repository here")
     args = parser.parse_args(argv)
-    for ref, oid in build(args.dest, args.bare).items():
+    for ref, oid in build(args.dest, args.bare, args.oca_dest).items():
         print(f"{oid} {ref}")
     return 0
 

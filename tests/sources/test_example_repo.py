@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
@@ -79,7 +80,11 @@ def test_contents(builder: ModuleType, tmp_path: Path) -> None:
     assert (pr.kind, pr.number, pr.branch) == ("pull_request", 7, "pull/7")
     repo = source.repo
     main = refs["refs/heads/main"]
-    assert source.read_blob(heads["refs/heads/main"].config_blob) == builder.CONFIG.encode()
+    config = source.read_blob(heads["refs/heads/main"].config_blob).decode()
+    pinned = config.split("commit: ")[1].split()[0]
+    assert config == builder.CONFIG.replace("@OCA_WEB_COMMIT@", pinned)
+    with tempfile.TemporaryDirectory() as tmp:  # the pin is the real commit of the OCA stand-in
+        assert builder.build_oca_web(Path(tmp) / "oca.git") == pinned
     assert builder.CONFIG.startswith("# yaml-language-server: $schema=")
 
     sale = _manifest(repo, main, "acme_sale")
