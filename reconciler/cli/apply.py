@@ -1,0 +1,92 @@
+"""`odooops apply`: carry out the plan on this host, with progress per environment and step."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, state_dir_option
+from reconciler.cli.plan_output import human, summary_line
+from reconciler.controller.apply import Applier
+from reconciler.controller.host import HostSettings
+from reconciler.controller.planning import Project, compute_plan
+from reconciler.errors import OdooOpsError
+
+_MARK = {"ok": "✓", "changed": "✓", "skipped": "-", "failed": "✗"}
+
+
+def progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
+    started: dict[tuple[str, str], float] = {}
+
+    def show(env: str, step: str, status: str, detail: str) -> None:
+        if not enabled:
+            return
+        key = (env, step)
+        if status == "start":
+            started[key] = time.monotonic()
+            return
+        began = started.pop(key, None)
+        took = f"{time.monotonic() - began:6.1f}s" if began is not None else "       "
+        click.echo(f"  {env:<36} {step:<10} {_MARK.get(status, '?')} {status:<8} {took}  {detail}", err=True)
+
+    return show
+
+
+@click.command("apply")
+@click.option("--repo", help="Local path or URL of the project (default: the repo of --plan-file).")
+@click.option("--branch", "branches", multiple=True, help="Only apply these branches (repeatable).")
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--plan-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Apply a plan saved with `odooops plan --out`, only if it still matches.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the apply report as JSON.")
+@state_dir_option
+@handle_errors
+def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: bool, plan_file: Path | None,
+                  policy_file: Path | None, as_json: bool, state_dir: Path | None) -> None:
+    """Make the environments match the plan: infrastructure, database, runtime, route, status notes."""
+    saved = None
+    if plan_file is not None:
+        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+        repo = repo or saved.get("repo")
+    if not repo:
+        raise OdooOpsError("USAGE", "no repository given", "pass --repo PATH_OR_URL (or --plan-file)")
+    project = Project.open(repo, state_dir=state_dir, policy_file=policy_file)
+    host = HostSettings.from_env(project.state_dir)
+    outcome = compute_plan(project, branches=branches or None)
+    if saved is not None:
+        if saved.get("plan_digest") != outcome.plan.plan_digest:
+            raise OdooOpsError(
+                "PLAN_STALE", f"the saved plan {plan_file} no longer matches the repository and state "
+                f"(saved {str(saved.get('plan_digest'))[:12]}, now {outcome.plan.plan_digest[:12]})",
+                f"review a fresh plan: odooops plan --repo {repo} --out {plan_file}")
+        auto_approve = True  # the saved plan is what was reviewed
+    if not as_json:
+        click.echo(human(outcome, repo, project.policy.name, color=sys.stdout.isatty()), nl=False)
+    if not auto_approve:
+        if not sys.stdin.isatty():
+            raise OdooOpsError("CONFIRMATION_REQUIRED", "apply needs confirmation and stdin is not a terminal",
+                               "review the plan above and re-run with --auto-approve")
+        if not click.confirm("Apply this plan?", default=False):
+            click.echo("Nothing applied.")
+            sys.exit(EXIT_OK)
+    applier = Applier(project, host, progress_printer(not as_json))
+    report = applier.apply(outcome)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        if not report.environments:
+            click.echo("Nothing to do: every environment matches the plan.")
+        for env in report.environments:
+            if env.result == "ok":
+                where = f" at {env.url}" if env.url else ""
+                click.echo(f"{env.env}: {env.action} done{where}")
+            else:
+                err = env.error or {}
+                click.echo(f"{env.env}: {env.action} FAILED: {err.get('message')}\n  fix: {err.get('remediation')}")
+        click.echo(f"Apply finished in {report.seconds:.1f}s ({summary_line(outcome)[6:]})")
+    sys.exit(EXIT_OK if report.ok else EXIT_ERROR)

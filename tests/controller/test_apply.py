@@ -1,0 +1,135 @@
+"""Apply end to end on the real engine, PostgreSQL, Terraform, Ansible and Caddy (Odoo is the stand-in)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pygit2
+import pytest
+
+from reconciler.controller.apply import Applier
+from reconciler.controller.host import HostSettings
+from reconciler.controller.planning import Project, compute_plan
+from reconciler.core.model import ActionKind
+from reconciler.sources.notes import read_note
+from tests.example_repo import build_example, commit_file, git
+
+
+@pytest.fixture()
+def world(tmp_path: Path, services_env: dict[str, str], standin_image: str,
+          monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A work tree of the example project with a uniquely named feature branch, and host settings."""
+    monkeypatch.setenv("ODOOOPS_SECRET_KEY_FILE", str(tmp_path / "secret.key"))
+    work = tmp_path / "project"
+    build_example(work, bare=False, oca_dest=tmp_path / "oca-web.git")
+    branch = f"feature/t{uuid.uuid4().hex[:8]}"
+    git(work, "checkout", "-q", "-b", branch, "develop")
+    env = dict(services_env)
+    env["ODOOOPS_IMAGE_OVERRIDES"] = f"odoo:19.0={standin_image}"
+    env["ODOOOPS_GIT_MIRRORS"] = f"https://github.com/OCA/web.git={(tmp_path / 'oca-web.git').as_uri()}"
+    state = tmp_path / "state"
+    host = HostSettings.from_env(state, env)
+    return {"work": work, "branch": branch, "host": host, "state": state, "tmp": tmp_path}
+
+
+def project_of(world: dict[str, Any]) -> Project:
+    return Project.open(str(world["work"]), state_dir=world["state"])
+
+
+def apply(world: dict[str, Any]) -> Any:
+    project = project_of(world)
+    outcome = compute_plan(project, branches=[world["branch"]])
+    events: list[tuple[str, str, str]] = []
+    report = Applier(project, world["host"], lambda e, s, st, d: events.append((e, s, st))).apply(outcome)
+    return outcome, report, events
+
+
+def env_resources(world: dict[str, Any], env: str) -> dict[str, Any]:
+    """Every kind of resource an environment owns, read from the real systems."""
+    import docker
+
+    client = docker.DockerClient(base_url=world["host"].docker_host)
+    host = world["host"]
+    with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
+                         password=host.pg_admin_password, dbname="postgres") as conn:
+        dbs = conn.execute("SELECT datname FROM pg_database WHERE datname = %s", (env,)).fetchall()
+        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = %s", (env,)).fetchall()
+    routes = httpx.get(f"{host.caddy_admin}/config/apps/http/servers/{host.caddy_server}/routes").json() or []
+    return {
+        "containers": client.containers.list(all=True, filters={"label": f"odooops.env={env}"}),
+        "networks": client.networks.list(filters={"label": f"odooops.env={env}"}),
+        "volumes": client.volumes.list(filters={"label": f"odooops.env={env}"}),
+        "databases": dbs, "roles": roles,
+        "routes": [r for r in routes if r.get("@id") == f"odooops-{env}"],
+        "filestore": (host.filestore_root / env).exists(),
+        "terraform": (host.state_dir / "terraform" / env).exists(),
+    }
+
+
+def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) -> None:
+    outcome, report, _ = apply(world)
+    [env] = [a.env for a in outcome.plan.actions if a.action is ActionKind.CREATE]
+    assert report.ok, json.dumps(report.to_json(), indent=1)
+    [rep] = report.environments
+    assert [s.name for s in rep.steps][:4] == ["secrets", "build", "infra", "files"]
+    assert rep.tests and rep.tests["result"] == "passed"
+    # reachable through the router at its own host name, and healthy
+    resp = httpx.get(f"{world['host'].router_http}/web/health", headers={"Host": f"{env}.odooops.localhost"})
+    assert resp.status_code == 200 and resp.json() == {"status": "pass"}
+    res = env_resources(world, env)
+    web = next(c for c in res["containers"] if c.labels.get("odooops.role") == "web")
+    assert web.labels["odooops.commit"] == rep.commit and web.labels["odooops.tier"] == "ephemeral"
+    assert res["databases"] and res["roles"] and res["routes"] and res["filestore"]
+    # the status note sits on the deployed commit
+    note = read_note(pygit2.Repository(str(world["work"])), rep.commit)
+    assert note and note["environments"][env]["state"] == "running"
+    assert note["environments"][env]["url"] == f"http://{env}.odooops.localhost"
+
+    # second apply: nothing to do, no restart
+    started = web.attrs["State"]["StartedAt"]
+    outcome2, report2, _ = apply(world)
+    assert not outcome2.plan.has_changes and report2.environments == []
+    web.reload()
+    assert web.attrs["State"]["StartedAt"] == started
+
+    # a new commit that touches one module: redeploy, update only that module
+    commit_file(world["work"], world["branch"], "addons/acme_sale/models/extra.py", "# change\n", "touch acme_sale")
+    outcome3, report3, _ = apply(world)
+    [action] = [a for a in outcome3.plan.actions if a.env == env]
+    assert action.action is ActionKind.REDEPLOY
+    [rep3] = report3.environments
+    assert rep3.result == "ok" and rep3.modules == {"install": [], "update": ["acme_sale"], "removed": []}
+
+    # branch deleted: destroyed with every resource
+    git(world["work"], "checkout", "-q", "develop")
+    git(world["work"], "branch", "-q", "-D", world["branch"])
+    outcome4, report4, _ = apply(world)
+    assert [(a.env, a.action) for a in outcome4.plan.actions] == [(env, ActionKind.DESTROY)]
+    assert report4.ok, report4.to_json()
+    left = env_resources(world, env)
+    assert {k: v for k, v in left.items() if v} == {}
+
+
+def test_failed_update_keeps_previous_version_serving(world: dict[str, Any]) -> None:
+    outcome, report, _ = apply(world)
+    [env] = [a.env for a in outcome.plan.actions if a.action is ActionKind.CREATE]
+    assert report.ok
+    commit_file(world["work"], world["branch"], "addons/acme_sale/tests/FAIL_TESTS", "fail\n", "break tests")
+    _, report2, _ = apply(world)
+    [rep] = report2.environments
+    assert rep.result == "failed" and rep.error and rep.error["error"] == "TESTS_FAILED"
+    resp = httpx.get(f"{world['host'].router_http}/web/health", headers={"Host": f"{env}.odooops.localhost"})
+    assert resp.status_code == 200  # the previous version still serves
+    res = env_resources(world, env)
+    web = next(c for c in res["containers"] if c.labels.get("odooops.role") == "web")
+    assert web.labels["odooops.commit"] == report.environments[0].commit
+    # recorded once: the next plan does not retry the same failing commit
+    again = compute_plan(project_of(world), branches=[world["branch"]])
+    [a] = again.plan.actions
+    assert a.action is ActionKind.NOOP and "failed" in a.reason
+    Applier(project_of(world), world["host"]).runtime.remove(env)
