@@ -33,7 +33,9 @@ class MissingValue(KeyError):
 
 
 def _tojson(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    # "@" only occurs inside JSON strings, so \u0040 is always valid there and keeps user text
+    # (a branch named "x/@@secret:admin_passwd@@") from ever looking like a marker to fill().
+    return json.dumps(value, sort_keys=True, ensure_ascii=False).replace("@", "\\u0040")
 
 
 def _regex_escape(value: str) -> str:
@@ -41,7 +43,7 @@ def _regex_escape(value: str) -> str:
 
 
 def _oneline(value: str) -> str:
-    return re.sub(r"[\r\n]+", " ", str(value))
+    return re.sub(r"[\r\n]+", " ", str(value)).replace("@@", "@ @")
 
 
 class Renderer:
