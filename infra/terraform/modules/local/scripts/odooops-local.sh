@@ -1,0 +1,200 @@
+#!/bin/sh
+# Provisioner actions of the `local` module: one PostgreSQL role, one database and one filestore.
+#
+# Usage: sh odooops-local.sh ACTION   (ACTION: role-create role-config role-destroy
+#                                       db-create db-destroy fs-create fs-destroy)
+#
+# Every value arrives in the environment (OO_*, PG*), never on a command line: Terraform puts
+# nothing into the shell command, psql reads the values with \getenv (psql >= 15) and quotes them
+# itself (:"x" as an identifier, :'x' as a literal). So a hostile name stays an inert name, and
+# no password shows up in `ps`. Every action is idempotent: re-running it after a crash between
+# any two statements converges. The admin password comes from ODOOOPS_PG_ADMIN_PASSWORD (or
+# PGPASSWORD) inherited from the Terraform process, so it never enters the Terraform state.
+set -eu
+
+die() { echo "odooops-local: $*" >&2; exit 1; }
+
+action="${1:-}"
+
+# -X: no ~/.psqlrc; stdin is the script, so \getenv and :'var' interpolation apply.
+sql() {
+  : "${PGHOST:?PGHOST is required}" "${PGPORT:?PGPORT is required}" "${PGUSER:?PGUSER is required}"
+  if [ -n "${ODOOOPS_PG_ADMIN_PASSWORD:-}" ]; then
+    PGPASSWORD="$ODOOOPS_PG_ADMIN_PASSWORD"
+    export PGPASSWORD
+  fi
+  PGDATABASE="${OO_ADMIN_DATABASE:-postgres}" PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}" \
+    PGAPPNAME="odooops-terraform" "${OO_PSQL:-psql}" -X -q -At -v ON_ERROR_STOP=1
+}
+
+need() {  # need VAR...: each must be set and non-empty
+  for _v in "$@"; do
+    eval "_x=\${$_v:-}"
+    [ -n "$_x" ] || die "$_v is required for $action"
+  done
+}
+
+# Names reach SQL quoted, but the catalogue's own objects are never ours to touch.
+check_names() {
+  case "${OO_DATABASE:-x}" in postgres|template0|template1) die "refusing reserved database name";; esac
+  case "${OO_ROLE:-x}" in postgres|public|pg_*) die "refusing reserved role name";; esac
+}
+
+refuse_production() {
+  if [ "${OO_PRODUCTION:-false}" = "true" ]; then
+    die "refusing to $1 of a production environment; set production = false in a reviewed change first"
+  fi
+}
+
+check_path() {  # an absolute path, at least two levels deep, without . or .. segments
+  case "$1" in
+    /*/*) ;;
+    *) die "filestore path must be absolute and at least two levels deep: $1" ;;
+  esac
+  case "$1/" in
+    */../*|*/./*|*//*) die "filestore path must be normalised: $1" ;;
+  esac
+}
+
+# plain: a least-privilege role; privileged: anything we must never adopt, alter or drop.
+role_state() {
+  sql <<'SQL'
+\getenv role OO_ROLE
+SELECT CASE WHEN rolname = current_user THEN 'self'
+            WHEN rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+              THEN 'privileged'
+            ELSE 'plain' END
+  FROM pg_roles WHERE rolname = :'role';
+SQL
+}
+
+role_create() {
+  need OO_ROLE; check_names
+  case "$(role_state)" in
+    self|privileged) die "role exists with elevated privileges; refusing to adopt it" ;;
+  esac
+  # CREATE only when missing, then ALTER to the exact attributes either way (repairs drift).
+  sql <<'SQL'
+\getenv role OO_ROLE
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role')
+\gexec
+ALTER ROLE :"role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT;
+SQL
+}
+
+role_config() {
+  need OO_ROLE OO_ROLE_PASSWORD OO_CONNECTION_LIMIT; check_names
+  # psql tests whether the group variable is set, so an empty value must mean unset.
+  [ -n "${OO_GROUP_ROLE:-}" ] || unset OO_GROUP_ROLE
+  case "$OO_CONNECTION_LIMIT" in ''|*[!0-9]*) die "OO_CONNECTION_LIMIT must be a positive integer";; esac
+  case "$(role_state)" in
+    plain) ;;
+    '') die "role does not exist (role-create must run first)" ;;
+    *) die "role exists with elevated privileges; refusing to alter it" ;;
+  esac
+  # A failing ALTER ROLE ... PASSWORD would be written to the server log with the password:
+  # silence statement logging for this session where we may (superusers only).
+  sql <<'SQL'
+\getenv role OO_ROLE
+\getenv pw OO_ROLE_PASSWORD
+\getenv climit OO_CONNECTION_LIMIT
+\getenv grp OO_GROUP_ROLE
+\o /dev/null
+SELECT set_config('log_statement', 'none', false), set_config('log_min_error_statement', 'panic', false)
+ WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
+\o
+ALTER ROLE :"role" CONNECTION LIMIT :climit PASSWORD :'pw';
+\if :{?grp}
+SELECT format('GRANT %I TO %I', :'grp', :'role')
+ WHERE NOT pg_has_role(:'role', :'grp', 'MEMBER')
+\gexec
+\endif
+SQL
+}
+
+role_destroy() {
+  need OO_ROLE; check_names; refuse_production "drop the role"
+  case "$(role_state)" in
+    '') return 0 ;;
+    plain) ;;
+    *) die "role has elevated privileges; refusing to drop it" ;;
+  esac
+  # DROP OWNED clears grants the role still holds here; its database is already gone.
+  sql <<'SQL'
+\getenv role OO_ROLE
+SELECT format('DROP OWNED BY %I', :'role')
+ WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role')
+\gexec
+DROP ROLE IF EXISTS :"role";
+SQL
+}
+
+db_owner() {
+  sql <<'SQL'
+\getenv db OO_DATABASE
+SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :'db';
+SQL
+}
+
+db_create() {
+  need OO_DATABASE OO_ROLE; check_names
+  owner="$(db_owner)"
+  if [ -n "$owner" ] && [ "$owner" != "$OO_ROLE" ]; then
+    die "database exists and belongs to another role; refusing to adopt it"
+  fi
+  # CREATE DATABASE has no IF NOT EXISTS and cannot run in a transaction: \gexec it.
+  sql <<'SQL'
+\getenv db OO_DATABASE
+\getenv role OO_ROLE
+SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L', :'db', :'role', 'UTF8')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db')
+\gexec
+REVOKE CONNECT, TEMPORARY ON DATABASE :"db" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO :"role";
+SQL
+}
+
+db_destroy() {
+  need OO_DATABASE OO_ROLE; check_names; refuse_production "drop the database"
+  owner="$(db_owner)"
+  [ -n "$owner" ] || return 0
+  [ "$owner" = "$OO_ROLE" ] || die "database belongs to another role; refusing to drop it"
+  # Terminate first so the reason shows in the clients' logs; FORCE catches late arrivals.
+  sql <<'SQL'
+\getenv db OO_DATABASE
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+ WHERE datname = :'db' AND pid <> pg_backend_pid() \gset
+DROP DATABASE IF EXISTS :"db" WITH (FORCE);
+SQL
+}
+
+fs_create() {
+  need OO_FILESTORE; check_path "$OO_FILESTORE"
+  [ -L "$OO_FILESTORE" ] && die "filestore path is a symlink; refusing: $OO_FILESTORE"
+  (umask 077 && mkdir -p -- "$OO_FILESTORE")
+  chmod 0700 -- "$OO_FILESTORE"
+  if [ -n "${OO_FILESTORE_OWNER:-}" ]; then
+    case "$OO_FILESTORE_OWNER" in
+      *[!0-9:]*|:*|*:|*:*:*) die "OO_FILESTORE_OWNER must be UID:GID" ;;
+      *:*) chown -- "$OO_FILESTORE_OWNER" "$OO_FILESTORE" ;;
+      *) die "OO_FILESTORE_OWNER must be UID:GID" ;;
+    esac
+  fi
+}
+
+fs_destroy() {
+  need OO_FILESTORE; check_path "$OO_FILESTORE"; refuse_production "remove the filestore"
+  rm -rf -- "$OO_FILESTORE"
+}
+
+case "$action" in
+  role-create) role_create ;;
+  role-config) role_config ;;
+  role-destroy) role_destroy ;;
+  db-create) db_create ;;
+  db-destroy) db_destroy ;;
+  fs-create) fs_create ;;
+  fs-destroy) fs_destroy ;;
+  *) die "unknown action '$action'" ;;
+esac
