@@ -205,7 +205,7 @@ write_caddy_conf() {
           "automatic_https": {"disable": true},
           "routes": [
             {
-              "@id": "odooops-catchall",
+              "@id": "odooops--catch-all",
               "handle": [{
                 "handler": "static_response",
                 "status_code": 404,
@@ -275,7 +275,7 @@ ODOOOPS_DOCKER_BRIDGE_GATEWAY=$gw
 ODOOOPS_DOCKER_ADDRESS_POOL=$DK_POOL
 ODOOOPS_CADDY_ADMIN=http://127.0.0.1:$CADDY_ADMIN_PORT
 ODOOOPS_CADDY_SERVER=odooops
-ODOOOPS_CADDY_CATCHALL_ID=odooops-catchall
+ODOOOPS_CADDY_CATCHALL_ID=odooops--catch-all
 ODOOOPS_ROUTER_HTTP=http://127.0.0.1:$ROUTER_PORT
 ODOOOPS_BASE_IMAGE=$BASE_IMAGE
 ODOOOPS_STANDIN_IMAGE=$STANDIN_IMAGE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,7 +146,7 @@ def _check_http(url: str, what: str) -> None:
 @pytest.fixture(scope="session")
 def caddy_admin_url(services_env: dict[str, str]) -> str:
     """http://127.0.0.1:PORT of Caddy's admin API (server "odooops", catch-all @id
-    "odooops-catchall" last: insert environment routes before it, e.g. PUT .../routes/0)."""
+    "odooops--catch-all" last: insert environment routes before it, e.g. PUT .../routes/0)."""
     url = _require(services_env, "ODOOOPS_CADDY_ADMIN")
     _check_http(url + "/config/", "Caddy admin API")
     return url
@@ -158,13 +159,21 @@ def router_http_url(services_env: dict[str, str], caddy_admin_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def standin_image(services_env: dict[str, str], docker_client: docker.DockerClient) -> str:
+def standin_image(services_env: dict[str, str], docker_client: docker.DockerClient,
+                  docker_host: str) -> str:
     """Tag of the Odoo stand-in image (odooops/odoo-standin:19.0), checked to exist."""
     tag = _require(services_env, "ODOOOPS_STANDIN_IMAGE")
     try:
-        docker_client.images.get(tag)
+        image = docker_client.images.get(tag)
     except docker.errors.ImageNotFound:
         pytest.fail(f"image {tag} is missing: {START_HINT}", pytrace=False)
+    # A stale image would test old stand-in code: compare its label with the sources' digest.
+    proc = subprocess.run(["bash", str(REPO_ROOT / "infra/images/build.sh"), "digest"],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "DOCKER_HOST": docker_host})
+    if image.labels.get("odooops.source-digest") != proc.stdout.strip():
+        pytest.fail(f"image {tag} is older than tests/standin_odoo or infra/images/standin: "
+                    f"{START_HINT} (it rebuilds the image)", pytrace=False)
     return tag
 
 

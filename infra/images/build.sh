@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$(pwd)"
+export LC_ALL=C  # stable sort order for the source digest
+# Default to the private dockerd of scripts/services.sh when no engine is named.
+if [ -z "${DOCKER_HOST:-}" ] && [ -S "$ROOT/.work/docker/docker.sock" ]; then
+  export DOCKER_HOST="unix://$ROOT/.work/docker/docker.sock"
+fi
 
 BASE_IMAGE="${ODOOOPS_BASE_IMAGE:-odooops/base:bookworm}"
 STANDIN_IMAGE="${ODOOOPS_STANDIN_IMAGE:-odooops/odoo-standin:19.0}"
@@ -68,9 +73,13 @@ standin_digest() {
     | xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 
+full_digest() {
+  echo "$(standin_digest)-$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)"
+}
+
 build_standin() {
   local digest current ctx
-  digest="$(standin_digest)-$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)"
+  digest="$(full_digest)"
   current="$(docker image inspect -f '{{index .Config.Labels "odooops.source-digest"}}' \
     "$STANDIN_IMAGE" 2>/dev/null || true)"
   if [ "$current" = "$digest" ]; then
@@ -98,5 +107,7 @@ case "${1:-all}" in
   base) build_base ;;
   standin) build_base; build_standin ;;
   all) build_base; build_standin ;;
-  *) echo "usage: $0 [base|standin|all]" >&2; exit 2 ;;
+  # The digest the stand-in image must carry as label odooops.source-digest to be current.
+  digest) full_digest ;;
+  *) echo "usage: $0 [base|standin|all|digest]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,3 @@
+-- deactivate fetchmail servers
+UPDATE fetchmail_server
+   SET active = false;
