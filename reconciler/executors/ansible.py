@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -69,7 +70,8 @@ def prepare_host(vars: Mapping[str, Any], private_data_dir: Path,
             if on_event is not None and info["event"] in {"playbook_on_task_start", "runner_on_ok",
                                                            "runner_on_failed", "runner_on_skipped",
                                                            "runner_on_unreachable"}:
-                on_event(info)
+                with contextlib.suppress(Exception):  # progress is best effort
+                    on_event(info)
             return True
 
         bin_dir = str(Path(sys.executable).parent)  # ansible-runner looks up ansible-playbook on PATH

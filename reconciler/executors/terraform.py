@@ -358,9 +358,12 @@ def _pump(proc: subprocess.Popen[str], on_event: Handler | None) -> tuple[list[d
         with contextlib.suppress(ValueError):
             event = json.loads(line)
             events.append(event)
-            if on_event is not None:
-                on_event({"type": event.get("type"), "message": event.get("@message", ""),
-                          "address": ((event.get("hook") or {}).get("resource") or {}).get("addr")})
+            try:
+                if on_event is not None:
+                    on_event({"type": event.get("type"), "message": event.get("@message", ""),
+                              "address": ((event.get("hook") or {}).get("resource") or {}).get("addr")})
+            except Exception:  # progress is best effort: never stop reading mid-apply
+                on_event = None
     reader.join()
     return events, "".join(err)
 
