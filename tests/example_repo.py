@@ -7,12 +7,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_example(dest: Path, bare: bool = False) -> dict[str, str]:
+def build_example(dest: Path, bare: bool = False, oca_dest: Path | None = None) -> dict[str, str]:
     spec = importlib.util.spec_from_file_location("build_example_repo", ROOT / "examples" / "build_example_repo.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build(dest, bare=bare)
+    return module.build(dest, bare=bare, oca_dest=oca_dest)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -153,8 +153,11 @@ class Applier:
         if not noops:
             return []
         running = self.runtime.observe()
+        entries = self.project.store.entries()
         out = []
         for a in noops:
+            if entries.get(a.env, {}).get("state") == "failed":
+                continue  # recorded once; retried when the branch moves, never in a loop
             web = running.get(a.env).container("web") if a.env in running else None
             if web is None or not web.running or web.commit != specs[a.env].commit:
                 what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"

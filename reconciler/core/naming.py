@@ -11,8 +11,9 @@ HASH_LEN = 10
 PRODUCTION_NAME = "production"
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Names the platform gives out itself; a branch that looks like one gets a hashed name instead.
-_RESERVED = re.compile(r"^(production|pr-[0-9]+|mr-[0-9]+)$")
+# Names the platform gives out itself, or that PostgreSQL reserves (env names are database and
+# role names); a branch that looks like one gets a hashed name instead.
+_RESERVED = re.compile(r"^(production|pr-[0-9]+|mr-[0-9]+|postgres|template[0-9]+|public)$")
 
 
 def is_valid_env_name(name: str) -> bool:
