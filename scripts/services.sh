@@ -310,6 +310,9 @@ cmd_stop() {
     log "stopping dockerd (running containers are stopped with it)"
     stop_pidfile "$DK_PID" dockerd 60
   fi
+  # dockerd leaves its data root mounted on itself: unmount so .work/ can be deleted.
+  awk -v d="$DK_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r \
+    | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -f "$DK_SOCK" "$ENV_FILE"
   ip link del "$DK_BRIDGE" 2>/dev/null || true
 }

@@ -16,8 +16,9 @@ fi
 BASE_IMAGE="${ODOOOPS_BASE_IMAGE:-odooops/base:bookworm}"
 STANDIN_IMAGE="${ODOOOPS_STANDIN_IMAGE:-odooops/odoo-standin:19.0}"
 CACHE_DIR="${ODOOOPS_IMAGE_CACHE:-/var/cache/odooops}"
-# postgresql-client-15 gives the stand-in pg_dump/pg_restore, as the official odoo image has.
-INCLUDE="python3,python3-psycopg2,postgresql-client-15"
+# Beyond python3 + psycopg2, what the official odoo image has and OdooOps relies on:
+# pg_dump/psql (postgresql-client-15) for `odoo db dump|load`, pip for addons requirements.
+INCLUDE="python3,python3-psycopg2,postgresql-client-15,python3-pip"
 SUITE="bookworm"
 
 log() { echo "==> images: $*" >&2; }
@@ -36,11 +37,13 @@ debian_mirror() {
 }
 
 build_base() {
-  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  local key tarball tmp mirror current
+  key="$(printf '%s %s minbase' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-12)"
+  current="$(docker image inspect -f '{{index .Config.Labels "odooops.rootfs-key"}}' \
+    "$BASE_IMAGE" 2>/dev/null || true)"
+  if [ "$current" = "$key" ]; then
     return 0
   fi
-  local key tarball tmp mirror
-  key="$(printf '%s %s minbase' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-12)"
   tarball="$CACHE_DIR/rootfs-$SUITE-minbase-$key.tar"
   # The tarball is cached outside the checkout so a fresh clone skips the ~50 s debootstrap.
   if [ ! -s "$tarball" ]; then
@@ -60,9 +63,11 @@ build_base() {
     tar -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
     mv "$tmp/rootfs.tar" "$tarball"
     rm -rf "$tmp"
+    # Rootfs tarballs of older include lists are dead weight (~200 MB each).
+    find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$SUITE-minbase-*.tar" ! -path "$tarball" -delete
   fi
   log "docker import $tarball -> $BASE_IMAGE"
-  docker import "$tarball" "$BASE_IMAGE" >/dev/null
+  docker import --change "LABEL odooops.rootfs-key=$key" "$tarball" "$BASE_IMAGE" >/dev/null
 }
 
 # A digest of everything that goes into the stand-in image, stored as a label: a changed
