@@ -329,7 +329,7 @@ class Applier:
         run = self.runtime.run_once(container_spec, web, cmd, timeout_s=3600)
         passed = run.ok
         report.tests = {"result": "passed" if passed else "failed", "tags": spec["test_tags"],
-                        "seconds": round(run.duration_s, 2)}
+                        "seconds": round(run.duration_s, 2), "log_tail": "\n".join(run.logs.splitlines()[-15:])}
         required = self.project.policy.gates.get(str(spec.tier), {}).get("tests_required", False)
         if not passed and required:
             raise StepFailed(OdooOpsError("TESTS_FAILED", f"tests ({spec['test_tags'] or 'all'}) failed",
