@@ -89,9 +89,9 @@ class Odoo:
         self.containers.remove(container)
         return int(status["StatusCode"]), logs
 
-    def shell(self, script: str) -> tuple[int, str]:
+    def shell(self, script: str, addons: bytes | None = None) -> tuple[int, str]:
         """A first argument that is not `odoo` nor an option runs as is (entrypoint contract)."""
-        return self.run(["/bin/sh", "-c", script])
+        return self.run(["/bin/sh", "-c", script], addons=addons)
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +282,22 @@ def test_failing_tests_give_a_non_zero_exit(odoo: Odoo, fresh_db_name: str) -> N
     assert rc == 1, logs
     assert "1 failed, 0 error(s) of 1 tests" in logs
     assert "expected 2, got 3" in logs
+
+
+def test_failing_install_exits_255_and_busy_test_port_fails(odoo: Odoo, fresh_db_name: str) -> None:
+    broken = tar_of({"odooops_broken/__init__.py": "",
+                     "odooops_broken/__manifest__.py": CUSTOM_MANIFEST % "1.0",
+                     "odooops_broken/data/schema.sql": "CREATE TABLE broken (;\n"})
+    rc, logs = odoo.run(["odoo", "-d", fresh_db_name, "-i", "odooops_broken",
+                         "--stop-after-init"], addons=broken)
+    assert rc == 255, logs  # Odoo's "Failed to initialize database" (-1)
+    assert f"Failed to initialize database `{fresh_db_name}`" in logs
+
+    # Tests serve HTTP on --http-port: while something listens there, the run fails.
+    listening = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8069))'"
+    rc, logs = odoo.shell(
+        "python3 -m http.server 8069 >/dev/null 2>&1 & "
+        f"for i in $(seq 100); do {listening} 2>/dev/null && break; sleep 0.1; done; "
+        f"odoo -d {fresh_db_name} -i odooops_sample --test-enable; echo rc=$?",
+        addons=addons_tar("1.0"))
+    assert "rc=1" in logs and "pass another --http-port" in logs, logs

@@ -8,6 +8,9 @@ import hashlib
 import os
 import re
 import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +251,26 @@ def _modules_to_test(specs: str, touched: list[str], installed: list[str]) -> li
     return [m for m in candidates if m not in exclude]
 
 
+@contextmanager
+def _test_http_port(conf: Any, res: LoadResult) -> Iterator[None]:
+    """Odoo's tests serve HTTP on --http-port: a port in use (the web server of the same
+    container) breaks them, so the stand-in fails the run the same way."""
+    if not conf["http_enable"]:
+        yield
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((conf["http_interface"] or "0.0.0.0", conf["http_port"]))
+    except OSError as exc:
+        res.tests_failed += 1
+        _tlog.error("ERROR: HTTP server for tests on port %s: %s (pass another --http-port "
+                    "while a server runs)", conf["http_port"], exc)
+    try:
+        yield
+    finally:
+        sock.close()
+
+
 def _run_tests(modules: dict[str, Module], names: list[str], dbname: str, res: LoadResult) -> None:
     for name in names:
         mod = modules.get(name)
@@ -321,6 +344,7 @@ def load(conf: Any, cr: Any, dbname: str, init: InitOptions | None = None) -> Lo
         reset_identity(cr)
     if conf["test_enable"]:
         tested = _modules_to_test(conf["test_tags"], res.installed + res.updated, installed)
-        _run_tests(modules, tested, dbname, res)
+        with _test_http_port(conf, res):
+            _run_tests(modules, tested, dbname, res)
     _log.info("%d modules installed, %d updated", len(res.installed), len(res.updated))
     return res
