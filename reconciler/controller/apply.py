@@ -137,6 +137,7 @@ class Applier:
         todo += self._drifted([a for a in plan.actions if a.action is ActionKind.NOOP], specs)
         report = ApplyReport(plan.plan_digest, [], 0.0)
         if todo:
+            # A host that cannot be prepared fails the whole apply before anything is touched.
             report.host_prepared = files.prepare_host_once(self.host, self.progress)
         for action in todo:
             if action.action is ActionKind.DESTROY:
