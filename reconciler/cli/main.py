@@ -15,6 +15,7 @@ COMMANDS = {
     "plan": "reconciler.cli.plan:plan_command",
     "apply": "reconciler.cli.apply:apply_command",
     "status": "reconciler.cli.status:status_command",
+    "serve": "reconciler.cli.serve:serve_command",
 }
 
 

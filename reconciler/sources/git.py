@@ -370,6 +370,51 @@ class GitSource:
         return FetchResult(result.added, result.updated, result.deleted, result.notes_changed,
                            stats.received_objects, stats.received_bytes)
 
+    def remote_refs(self) -> dict[str, str]:
+        """The remote's refs that refresh() fetches, ls-remote style: one round trip, no objects."""
+        if self._url is None:
+            return {k: v for k, v in self._all_targets().items() if _fetched(k)}
+        remote = self._repo.remotes.create_anonymous(self._url)
+        try:
+            heads = remote.list_heads(callbacks=Callbacks(self._url))
+        except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
+            raise git_error(exc, self._url, "fetch") from None
+        return {h.name: str(h.oid) for h in heads if _fetched(h.name) and not h.symref_target}
+
+    def local_refs(self) -> dict[str, str]:
+        """The mirror's refs in the namespaces refresh() fetches (what remote_refs() compares to)."""
+        return {k: v for k, v in self._all_targets().items() if _fetched(k)}
+
+    def notes_ahead_of(self, remote: dict[str, str]) -> bool:
+        """True when the local notes ref strictly descends from the remote's (notes not pushed yet)."""
+        ours, theirs = self.local_refs().get(NOTES_REF), remote.get(NOTES_REF)
+        if ours is None or ours == theirs:
+            return False
+        if theirs is None:
+            return True
+        try:
+            return theirs in self._repo.odb and self._repo.descendant_of(ours, theirs)
+        except (pygit2.GitError, ValueError):
+            return False
+
+    def refresh_if_changed(self) -> FetchResult | None:
+        """Fetch only when the remote's refs differ from the mirror's; None when nothing changed.
+
+        An unchanged remote costs one ref advertisement (no negotiation, no pack); local notes
+        that are merely ahead of the remote (not pushed yet) are no reason to fetch.
+        """
+        if self._url is None:
+            result = self.refresh()
+            return result if result.changed else None
+        remote = self.remote_refs()
+        local = self.local_refs()
+        if remote == local:
+            return None
+        differing = {k for k in set(remote) | set(local) if remote.get(k) != local.get(k)}
+        if differing == {NOTES_REF} and self.notes_ahead_of(remote):
+            return None
+        return self.refresh()
+
     def _keep_local_notes(self, ours: str, theirs: str | None) -> None:
         """The forced notes refspec must not drop local notes that were not pushed yet."""
         from reconciler.sources import notes
@@ -490,6 +535,11 @@ class GitSource:
         for name, target in sorted(self._head_targets().items()):
             h.update(f"{name}\0{target}\n".encode())
         return h.hexdigest()
+
+
+def _fetched(name: str) -> bool:
+    """True for the refs FETCH_REFSPECS bring into the mirror."""
+    return name.startswith(("refs/heads/", "refs/notes/")) or bool(_PULL_RE.match(name))
 
 
 def _diff(before: dict[str, str], after: dict[str, str], notes: bool = False) -> FetchResult:

@@ -1,0 +1,80 @@
+"""`odooops serve`: the long-running reconciler (polling, webhooks, work queue) behind an HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from reconciler.cli.common import handle_errors, state_dir_option
+from reconciler.errors import OdooOpsError
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise OdooOpsError("USAGE", f"--listen {listen!r} is not HOST:PORT", "pass e.g. --listen 127.0.0.1:8765")
+    return host.strip("[]"), int(port)
+
+
+@click.command("serve")
+@click.option("--repo", required=True, help="URL (or local path) of the project repository.")
+@click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
+              help="Seconds between polls of the remote (jittered by ±20%).")
+@click.option("--webhook-secret-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="File with the webhook secret (one per line while rotating). Without it webhooks are refused.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Applies running at once; the rest wait in the queue.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--sweep-interval", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              help="Seconds between sweeps for orphans, runtime drift and unpushed notes.")
+@click.option("--max-payload-bytes", type=click.IntRange(min=1024), default=1024 * 1024, show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@state_dir_option
+@handle_errors
+def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
+                  max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
+                  log_level: str, state_dir: Path | None) -> None:
+    """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
+
+    Endpoints: GET /healthz, /readyz, /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
+    """
+    import uvicorn
+
+    from reconciler.api.app import create_app
+    from reconciler.controller.daemon import Daemon, DaemonConfig
+    from reconciler.controller.host import HostSettings
+    from reconciler.controller.planning import default_state_dir
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bind, port = parse_listen(listen)
+    state = state_dir or default_state_dir()
+    host = HostSettings.from_env(state)
+    config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
+                          max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval)
+    daemon = Daemon(config, host)
+    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes)
+    if webhook_secret_file is None:
+        logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
+    daemon.start()
+    server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False,
+                                           limit_concurrency=256, timeout_keep_alive=5, lifespan="off"))
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        # uvicorn handles the signal while it runs and re-raises it after its shutdown: this
+        # handler then only lets the finally clause stop the daemon (running applies finish).
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.run()
+    finally:
+        daemon.stop()

@@ -1,0 +1,492 @@
+"""The reconciler daemon: poll (and webhook hints) -> plan -> work queue -> apply, continuously."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from reconciler.api.metrics import Metrics, NotesRetryCounter
+from reconciler.api.webhooks import Hint
+from reconciler.controller.host import HostSettings
+from reconciler.controller.planning import PlanOutcome, Project, compute_plan, project_id
+from reconciler.controller.state_store import StateStore
+from reconciler.controller.workqueue import Backoff, Item, Result, WorkQueue, is_transient
+from reconciler.core.model import Action, ActionKind, Plan, digest
+from reconciler.errors import OdooOpsError
+from reconciler.sources.git import NOTES_REF, redact_url
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY, ActionKind.DESTROY)
+MAX_HINTED = 1024  # distinct hinted branches kept between two polls; beyond, the poll covers all anyway
+
+
+class ApplierLike(Protocol):
+    def apply(self, outcome: PlanOutcome) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    repo: str
+    state_dir: Path
+    poll_interval: float = 60.0
+    max_concurrent: int = 10
+    policy_file: Path | None = None
+    sweep_interval: float = 300.0  # orphans, runtime drift, resubmission of unconverged work
+    jitter: float = 0.2  # +-20% on the poll interval, so many daemons do not poll in step
+    min_poll_gap: float = 0.05  # a webhook flood costs at most one poll per gap
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0, max_attempts=8))
+
+
+@dataclass(frozen=True)
+class Work:
+    """The payload of a queued branch: why it runs beyond "plan it fresh"."""
+
+    drift: bool = False
+    orphans: frozenset[str] = frozenset()
+    replay: PlanOutcome | None = None  # retry of a transient failure the state file records as failed
+    hinted_at: float | None = None  # when the webhook that caused it arrived (latency metric)
+
+
+def merge_work(old: Work | None, new: Work | None) -> Work:
+    old, new = old or Work(), new or Work()
+    hinted = [t for t in (old.hinted_at, new.hinted_at) if t is not None]
+    return Work(drift=old.drift or new.drift, orphans=old.orphans | new.orphans,
+                replay=new.replay or old.replay, hinted_at=min(hinted) if hinted else None)
+
+
+class SharedStateStore(StateStore):
+    """The state file with one in-process lock per path: workers record different environments
+    concurrently, and StateStore's read-modify-write would otherwise lose one of two updates."""
+
+    _locks: ClassVar[dict[str, threading.RLock]] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        with self._guard:
+            self._lock = self._locks.setdefault(str(path.resolve()), threading.RLock())
+
+    def record(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            return super().record(*args, **kwargs)
+
+    def set_state(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            super().set_state(*args, **kwargs)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            super().forget(name)
+
+
+class Claims:
+    """Write-ahead record of the environments this daemon started to build, per project.
+
+    An environment claimed here but neither desired nor observed is an orphan this installation
+    made (say, killed mid-create after its branch was deleted): the sweep destroys it. Labelled
+    resources nobody here claimed are reported, never removed: the engine may be shared.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".claims-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def claim(self, envs: dict[str, tuple[str, str | None]]) -> None:
+        with self._lock:
+            data = self.all()
+            new = {e: {"branch": b, "tier": t, "since": time.time()} for e, (b, t) in envs.items() if e not in data}
+            if new:
+                self._write({**data, **new})
+
+    def release(self, envs: set[str]) -> None:
+        with self._lock:
+            data = self.all()
+            if envs & set(data):
+                self._write({k: v for k, v in data.items() if k not in envs})
+
+
+class Daemon:
+    """Polls the repository, turns plan changes into queued work, and applies it with workers."""
+
+    def __init__(self, config: DaemonConfig, host: HostSettings | None, *,
+                 applier_factory: Callable[[Project], ApplierLike] | None = None,
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.host = host
+        self.clock = clock  # wall clock for TTLs; injectable so tests can move time forward
+        self.metrics = metrics or Metrics()
+        self._applier_factory = applier_factory or self._real_applier
+        self.dir = config.state_dir / "projects" / project_id(config.repo)
+        self.claims = Claims(self.dir / "daemon-claims.json")
+        self.queue = WorkQueue(self._reconcile, config.max_concurrent, backoff=config.backoff,
+                               merge=merge_work)
+        self.queue.add_hook(self._on_queue_event)
+        self._hooks: list[Callable[[str, Action, Work], None]] = []
+        self._local = threading.local()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._hint_lock = threading.Lock()
+        self._hinted: set[str] = set()
+        self._hint_at: float | None = None
+        self._ready = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._lock_fd: int | None = None
+        self._status: dict[str, Any] = {}
+        self._applying: dict[str, dict[str, str]] = {}
+        self._notes_handler = NotesRetryCounter(self.metrics)
+        self._last_key: tuple[Any, ...] | None = None
+        self.polls = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise OdooOpsError(
+                "DAEMON_ALREADY_RUNNING", f"another odooops serve reconciles {redact_url(self.config.repo)} "
+                f"with the state dir {self.config.state_dir}",
+                f"stop it first (fuser {self.dir / 'daemon.lock'}), or use another --state-dir") from None
+        Project.open(self.config.repo, self.config.state_dir, self.config.policy_file).cache.close()
+        notes_log = logging.getLogger("reconciler.sources.notes")
+        notes_log.setLevel(min(notes_log.getEffectiveLevel(), logging.INFO))
+        notes_log.addHandler(self._notes_handler)
+        self._poller = threading.Thread(target=self._poll_loop, name="odooops-poller", daemon=True)
+        self._poller.start()
+
+    def stop(self, grace: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.queue.stop(grace)
+        if self._poller is not None:
+            self._poller.join(grace)
+        logging.getLogger("reconciler.sources.notes").removeHandler(self._notes_handler)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def is_alive(self) -> bool:
+        return self._poller is not None and self._poller.is_alive() and not self._stop.is_set()
+
+    def add_apply_hook(self, hook: Callable[[str, Action, Work], None]) -> None:
+        """hook(branch, action, work) runs in the worker just before an apply starts."""
+        self._hooks.append(hook)
+
+    def hint(self, hint: Hint) -> None:
+        """A webhook said these branches changed: poll now (the remote stays the truth)."""
+        with self._hint_lock:
+            if len(self._hinted) < MAX_HINTED:
+                self._hinted.update(hint.branches)
+            at = hint.received_at or time.time()
+            self._hint_at = at if self._hint_at is None else min(self._hint_at, at)
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {**self._status, "ready": self.is_ready(), "queue": self.queue.snapshot(),
+                "applying": dict(self._applying)}
+
+    # ------------------------------------------------------------------ per-thread projects
+
+    def _project(self) -> Project:
+        """One Project (pygit2 repository, memo) per thread: pygit2 objects are not shared."""
+        project: Project | None = getattr(self._local, "project", None)
+        if project is None:
+            project = Project.open(self.config.repo, self.config.state_dir, self.config.policy_file)
+            project.store = SharedStateStore(project.store.path)
+            self._local.project = project
+        return project
+
+    def _applier(self) -> ApplierLike:
+        applier: ApplierLike | None = getattr(self._local, "applier", None)
+        if applier is None:
+            applier = self._local.applier = self._applier_factory(self._project())
+        return applier
+
+    def _real_applier(self, project: Project) -> ApplierLike:
+        from reconciler.controller.apply import Applier
+
+        if self.host is None:
+            raise OdooOpsError("HOST_NOT_CONFIGURED", "the daemon has no host settings",
+                               "set -a && . .work/services.env && set +a")
+        return Applier(project, self.host, self._progress)
+
+    def _progress(self, env: str, step: str, status: str, detail: str) -> None:
+        if status == "start":
+            self._applying[env] = {"step": step, "since": f"{time.time():.3f}"}
+        log.info("%s %s %s %s", env, step, status, detail)
+
+    # ------------------------------------------------------------------ polling
+
+    def _poll_loop(self) -> None:
+        # Restart safety: nothing runs until the leftovers of a killed apply are cleared.
+        try:
+            self.clear_stale_oneshots()
+        except Exception:
+            log.exception("could not clear the one-shot containers of an interrupted apply")
+        self.queue.start()
+        last_start = 0.0
+        last_sweep = float("-inf")
+        while not self._stop.is_set():
+            gap = self.config.min_poll_gap - (time.monotonic() - last_start)
+            if gap > 0 and self._stop.wait(gap):
+                break
+            self._wake.clear()
+            last_start = time.monotonic()
+            sweep_due = time.monotonic() - last_sweep >= self.config.sweep_interval
+            try:
+                self.poll_once(resync=sweep_due)
+                if sweep_due:
+                    last_sweep = time.monotonic()
+                    self.sweep()
+            except OdooOpsError as exc:
+                log.warning("poll failed: %s", exc)
+                self._status = {**self._status, "last_error": exc.to_dict()}
+            except Exception:
+                log.exception("poll crashed")
+            spread = 1 + self.config.jitter * (2 * random.random() - 1)
+            self._wake.wait(max(0.0, self.config.poll_interval * spread - (time.monotonic() - last_start)))
+
+    def _observed_key(self, project: Project) -> tuple[Any, ...]:
+        ref = project.source.repo.references.get(NOTES_REF)
+        try:
+            st = project.store.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        return (str(ref.target) if ref is not None else None, stamp)
+
+    def poll_once(self, resync: bool = False) -> PlanOutcome | None:
+        """One poll: refs round trip, fetch if changed, plan if anything moved, queue the work."""
+        project = self._project()
+        with self._hint_lock:
+            hinted, hint_at = self._hinted, self._hint_at
+            self._hinted, self._hint_at = set(), None
+        trigger = "hint" if hint_at is not None else "timer"
+        started = time.perf_counter()
+        first = not self._ready.is_set()
+        fetched = project.source.refresh() if first else project.source.refresh_if_changed()
+        changed = first or (fetched is not None and fetched.changed)
+        self.metrics.poll_seconds.labels(changed=str(changed).lower()).observe(time.perf_counter() - started)
+        self.metrics.polls.labels(trigger=trigger, result="changed" if changed else "unchanged").inc()
+        self.polls += 1
+        now = self.clock()
+        key = self._observed_key(project)
+        ttl_due = project.memo is not None and now >= project.memo[1]
+        if not (changed or resync or ttl_due or key != self._last_key):
+            return None
+        outcome = compute_plan(project, now=now, refresh=False)
+        work = Work(hinted_at=hint_at)
+        for action in outcome.plan.actions:
+            if action.action in ACTIVE:
+                self.queue.submit(action.branch, action.reason, work)
+        self._publish(project, outcome, key, hinted)
+        self._ready.set()
+        self.metrics.ready.set(1)
+        return outcome
+
+    def _publish(self, project: Project, outcome: PlanOutcome, key: tuple[Any, ...], hinted: set[str]) -> None:
+        observed = project.observed()
+        counts: dict[tuple[str, str], int] = {}
+        for obs in observed.values():
+            counts[(obs.tier, obs.state)] = counts.get((obs.tier, obs.state), 0) + 1
+        blocked = [a for a in outcome.plan.actions if a.action is ActionKind.BLOCKED]
+        for a in blocked:
+            if a.env not in observed:
+                counts[(a.tier or "none", "blocked")] = counts.get((a.tier or "none", "blocked"), 0) + 1
+        self.metrics.set_environments(counts)
+        self._last_key = key
+        self._status = {
+            "repo": redact_url(self.config.repo), "last_poll_at": time.time(),
+            "plan_digest": outcome.plan.plan_digest, "desired": sorted(s.name for s in outcome.plan.environments),
+            "environments": {n: {"branch": o.branch, "tier": o.tier, "state": o.state, "commit": o.commit}
+                             for n, o in observed.items()},
+            "blocked": [{"env": a.env, "branch": a.branch, "reason": a.reason, "remediation": a.remediation}
+                        for a in blocked],
+            "last_hinted": sorted(hinted)[:50], "orphans": self._status.get("orphans", {}),
+        }
+
+    # ------------------------------------------------------------------ one branch
+
+    def _reconcile(self, item: Item) -> Result:
+        work: Work = item.payload or Work()
+        project = self._project()
+        started = time.perf_counter()
+        outcome = compute_plan(project, branches=[item.key], now=self.clock(), refresh=False)
+        active = [a for a in outcome.plan.actions if a.action in ACTIVE]
+        if not active:
+            outcome = self._fallback(project, item.key, work, outcome)
+            if outcome is None:
+                return Result("noop")
+            active = [a for a in outcome.plan.actions if a.action in ACTIVE] or list(outcome.plan.actions)
+        self.claims.claim({a.env: (a.branch, a.tier) for a in active if a.action is not ActionKind.DESTROY})
+        for action in active:
+            if work.hinted_at is not None:
+                self.metrics.webhook_to_apply.observe(max(0.0, time.time() - work.hinted_at))
+            for hook in self._hooks:
+                hook(item.key, action, work)
+        try:
+            report = self._applier().apply(outcome)
+        finally:
+            for action in active:
+                self._applying.pop(action.env, None)
+        kinds = {a.env: str(a.action) for a in active}
+        done = set()
+        transient = None
+        for env in report.environments:
+            self.metrics.apply_results.labels(action=env.action, result=env.result).inc()
+            if env.result == "ok" and env.action == "destroy":
+                done.add(env.env)
+            if env.result != "ok" and is_transient(env.error) and kinds.get(env.env) != "destroy":
+                transient = env.error
+        self.claims.release(done)
+        result = "ok" if report.ok else "failed"
+        self.metrics.reconcile_seconds.labels(result=result).observe(time.perf_counter() - started)
+        if transient is not None:
+            return Result.retry(transient, replace(work, replay=outcome, hinted_at=None))
+        return Result(result, None if report.ok else {"environments": [e.env for e in report.environments
+                                                                       if e.result != "ok"]})
+
+    def _fallback(self, project: Project, branch: str, work: Work, fresh: PlanOutcome) -> PlanOutcome | None:
+        """No planned change: an orphan, a transient failure to replay, or runtime drift may remain."""
+        entries = project.store.entries()
+        if work.orphans:
+            observed = project.observed()
+            desired = {s.name for s in fresh.plan.environments}
+            gone = sorted(e for e in work.orphans if e not in desired and e not in observed)
+            if gone:
+                actions = tuple(Action(env=e, action=ActionKind.DESTROY, branch=branch, tier=None,
+                                       reason="orphan: resources of an environment that is neither desired "
+                                              "nor recorded") for e in gone)
+                self.metrics.orphans_removed.inc(len(gone))
+                plan = Plan(environments=(), actions=actions, errors=(), ignored=(),
+                            plan_digest=digest([a.to_json() for a in actions]))
+                return PlanOutcome(plan=plan, artifacts={}, heads=0, seconds=0.0)
+        if work.replay is not None:
+            wanted = [a for a in work.replay.plan.actions if a.action in ACTIVE]
+            if wanted and all(entries.get(a.env, {}).get("state") == "failed"
+                              and entries.get(a.env, {}).get("commit") == a.commit for a in wanted):
+                return work.replay
+        if work.drift and fresh.plan.actions and all(
+                entries.get(a.env, {}).get("state") == "running" for a in fresh.plan.actions):
+            return fresh  # the Applier redeploys a no-op whose containers are gone
+        return None
+
+    def _on_queue_event(self, event: str, item: Item, details: dict[str, Any]) -> None:
+        if event not in ("started", "finished"):
+            self.metrics.queue_events.labels(event=event).inc()
+        if event == "retry":
+            log.warning("%s: transient failure (%s); retry %d in %.1fs", item.key,
+                        (details.get("error") or {}).get("error"), item.attempt, details.get("delay", 0))
+        elif event == "gave_up":
+            log.error("%s: giving up after %d attempts: %s", item.key, item.attempt + 1, details.get("error"))
+        self.metrics.queue_depth.set(self.queue.depth())
+        self.metrics.queue_running.set(len(self.queue.running()))
+
+    # ------------------------------------------------------------------ sweeps
+
+    def _runtime(self) -> Any:
+        if self.host is None:
+            return None
+        from reconciler.executors.docker_runtime import DockerRuntime
+
+        runtime = getattr(self._local, "runtime", None)
+        if runtime is None:
+            runtime = self._local.runtime = DockerRuntime(self.host.docker_host)
+        return runtime
+
+    def clear_stale_oneshots(self) -> list[str]:
+        """At start, before any worker runs: one-shot containers (init, update, tests) of this
+        project's environments belong to an apply that was killed; they must not race the rerun."""
+        runtime = self._runtime()
+        if runtime is None:
+            return []
+        mine = set(self.claims.all()) | set(self._project().observed())
+        removed = []
+        for env, obs in runtime.observe().items():
+            for c in obs.containers:
+                if env in mine and c.oneshot:
+                    with contextlib.suppress(Exception):
+                        runtime.client.containers.get(c.id).remove(force=True)
+                        removed.append(c.name)
+        if removed:
+            log.warning("removed %d one-shot containers of an interrupted apply: %s", len(removed),
+                        ", ".join(removed))
+        return removed
+
+    def sweep(self) -> dict[str, list[str]]:
+        """Orphans (claimed: destroyed; unclaimed: reported), runtime drift, unpushed notes."""
+        project = self._project()
+        outcome = compute_plan(project, now=self.clock(), refresh=False)
+        observed = project.observed()
+        desired = {s.name for s in outcome.plan.environments}
+        desired |= {a.env for a in outcome.plan.actions if a.action is ActionKind.BLOCKED}
+        busy = set(self.queue.running()) | {r["key"] for r in self.queue.snapshot()["pending"]}
+        runtime = self._runtime()
+        labelled = runtime.observe() if runtime is not None else {}
+        claims = self.claims.all()
+        claimed = sorted(e for e in claims if e not in desired and e not in observed)
+        unclaimed = sorted(set(labelled) - desired - set(observed) - set(claims))
+        self.metrics.orphans.labels(kind="claimed").set(len(claimed))
+        self.metrics.orphans.labels(kind="unclaimed").set(len(unclaimed))
+        for env in claimed:
+            branch = str(claims[env].get("branch") or env)
+            log.warning("orphan %s (branch %s is gone and nothing records it): destroying", env, branch)
+            if branch not in busy:
+                self.queue.submit(branch, "orphan", Work(orphans=frozenset({env})))
+        if unclaimed:
+            log.warning("labelled resources of environments this daemon neither wants nor made (left "
+                        "alone; another installation may own them): %s", ", ".join(unclaimed))
+        drifted = []
+        for name, obs in observed.items():
+            rt = labelled.get(name)
+            web = rt.container("web") if rt is not None else None
+            if runtime is not None and obs.state == "running" and name in desired and obs.branch not in busy \
+                    and (web is None or not web.running):
+                drifted.append(name)
+                log.warning("%s: its web container is %s; redeploying", name, "missing" if web is None else web.state)
+                self.queue.submit(obs.branch, "runtime drift", Work(drift=True))
+        if project.source.is_mirror and project.source.notes_ahead_of(project.source.remote_refs()):
+            from reconciler.sources.notes import push_notes
+
+            try:  # retries are counted from push_notes' log records (NotesRetryCounter)
+                push_notes(project.source.repo, self.config.repo)
+            except OdooOpsError as exc:
+                log.warning("notes still not pushed: %s", exc.message)
+        found = {"claimed": claimed, "unclaimed": unclaimed, "drifted": drifted}
+        self._status = {**self._status, "orphans": found}
+        return found

@@ -1,0 +1,279 @@
+"""A work queue keyed by branch: one run per key at a time, a global limit, coalescing, backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.errors import OdooOpsError
+
+log = logging.getLogger(__name__)
+
+# Failures of the infrastructure around an apply, not of the branch: worth another try later.
+TRANSIENT_CODES = frozenset({
+    "DOCKER_UNREACHABLE", "POSTGRES_UNREACHABLE", "GIT_REMOTE_UNREACHABLE", "GIT_MIRROR_BUSY",
+    "ROUTER_UNREACHABLE", "NOTE_WRITE_CONFLICT",
+})
+
+
+def is_transient(error: OdooOpsError | dict[str, Any] | None) -> bool:
+    """True for error codes worth a retry with backoff (a Terraform state lock counts too)."""
+    if error is None:
+        return False
+    if isinstance(error, OdooOpsError):
+        code, message = error.code, error.message
+    else:
+        code, message = str(error.get("error", "")), str(error.get("message", ""))
+    if code in TRANSIENT_CODES:
+        return True
+    return code == "TERRAFORM_FAILED" and "lock" in message.lower()
+
+
+@dataclass
+class Item:
+    """One unit of work: the newest payload for a key, with its retry bookkeeping."""
+
+    key: str
+    reason: str
+    payload: Any = None
+    attempt: int = 0
+    not_before: float = 0.0
+    submitted_at: float = 0.0
+    coalesced: int = 0  # how many submissions this item absorbed
+
+
+@dataclass(frozen=True)
+class Result:
+    """What running an item came to: ok, noop, failed (permanent) or retry (transient)."""
+
+    status: str
+    error: dict[str, Any] | None = None
+    retry_payload: Any = None
+
+    @classmethod
+    def retry(cls, error: dict[str, Any] | None, payload: Any = None) -> Result:
+        return cls("retry", error, payload)
+
+
+Hook = Callable[[str, Item, dict[str, Any]], None]  # event, item, details
+Merge = Callable[[Any, Any], Any]  # (queued payload, new payload) -> payload to keep
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with "equal jitter": half the delay fixed, half random."""
+
+    base: float = 2.0
+    cap: float = 300.0
+    max_attempts: int = 5
+    rand: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        full = min(self.cap, self.base * 2 ** attempt)
+        return full / 2 + self.rand() * full / 2
+
+
+@dataclass
+class _State:
+    pending: OrderedDict[str, Item] = field(default_factory=OrderedDict)
+    running: dict[str, Item] = field(default_factory=dict)
+    rerun: dict[str, Item] = field(default_factory=dict)  # submitted while its key was running
+
+
+def _keep_newest(_old: Any, new: Any) -> Any:
+    return new
+
+
+class WorkQueue:
+    """Per-key serialisation, at most `max_concurrent` runs at once, newest payload wins.
+
+    A key that is queued absorbs new submissions (its payload is replaced, not appended); a key
+    that is running gets exactly one follow-up run with the newest payload. `clock` is monotonic
+    seconds and injectable, so backoff can be tested without sleeping (call `wake()` after
+    moving a fake clock).
+    """
+
+    def __init__(self, run: Callable[[Item], Result], max_concurrent: int = 10, *,
+                 clock: Callable[[], float] = time.monotonic, backoff: Backoff | None = None,
+                 merge: Merge = _keep_newest, name: str = "odooops-worker") -> None:
+        if max_concurrent < 1:
+            raise OdooOpsError("USAGE", f"max_concurrent must be at least 1, not {max_concurrent}",
+                               "pass --max-concurrent 1 or more")
+        self._run = run
+        self.max_concurrent = max_concurrent
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self._merge = merge
+        self._name = name
+        self._state = _State()
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._hooks: list[Hook] = []
+
+    # ------------------------------------------------------------------ observers
+
+    def add_hook(self, hook: Hook) -> None:
+        """hook(event, item, details) for queued|coalesced|rerun|started|finished|retry|gave_up."""
+        self._hooks.append(hook)
+
+    def _emit(self, event: str, item: Item, **details: Any) -> None:
+        for hook in self._hooks:
+            try:
+                hook(event, item, details)
+            except Exception:  # an observer must never break the queue
+                log.exception("work queue hook failed on %s %s", event, item.key)
+
+    def depth(self) -> int:
+        """Items waiting (including follow-ups of running keys), not counting running ones."""
+        with self._cond:
+            return len(self._state.pending) + len(self._state.rerun)
+
+    def running(self) -> list[str]:
+        with self._cond:
+            return sorted(self._state.running)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Queue contents for `GET /status`."""
+        now = self.clock()
+        with self._cond:
+            def row(i: Item) -> dict[str, Any]:
+                return {"key": i.key, "reason": i.reason, "attempt": i.attempt,
+                        "waits_s": round(max(0.0, i.not_before - now), 3), "coalesced": i.coalesced}
+            return {"max_concurrent": self.max_concurrent,
+                    "running": [row(i) for i in self._state.running.values()],
+                    "pending": [row(i) for i in self._state.pending.values()],
+                    "follow_ups": [row(i) for i in self._state.rerun.values()]}
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not (self._state.pending or self._state.running or self._state.rerun)
+
+    # ------------------------------------------------------------------ producers
+
+    def submit(self, key: str, reason: str, payload: Any = None) -> str:
+        """Queue work for key; returns "queued", "coalesced" or "rerun" (key is running)."""
+        now = self.clock()
+        with self._cond:
+            st = self._state
+            if key in st.pending:
+                item = st.pending[key]
+                # Newest wins, but a backoff in progress stays: the infrastructure that failed
+                # is the same for the newer commit.
+                item.payload = self._merge(item.payload, payload)
+                item.reason = reason
+                item.coalesced += 1
+                outcome = "coalesced"
+            elif key in st.running:
+                prev = st.rerun.get(key)
+                if prev is None:
+                    item = Item(key, reason, payload, submitted_at=now, not_before=now)
+                    st.rerun[key] = item
+                else:
+                    item = prev
+                    item.payload = self._merge(prev.payload, payload)
+                    item.reason = reason
+                    item.coalesced += 1
+                outcome = "rerun"
+            else:
+                item = Item(key, reason, payload, submitted_at=now, not_before=now)
+                st.pending[key] = item
+                outcome = "queued"
+            self._cond.notify()
+        self._emit(outcome, item)
+        return outcome
+
+    def wake(self) -> None:
+        """Re-check deadlines now (after a fake clock moved, or on shutdown)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ workers
+
+    def start(self) -> None:
+        with self._cond:
+            self._stopping = False
+        for n in range(self.max_concurrent - len(self._threads)):
+            t = threading.Thread(target=self._worker, name=f"{self._name}-{n}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking work; wait up to timeout for running items. True if all finished."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        self._threads = alive
+        return not alive
+
+    def _next(self) -> Item | None:
+        """The oldest ready item whose key is not running; blocks until there is one or stop."""
+        with self._cond:
+            while not self._stopping:
+                now = self.clock()
+                soonest: float | None = None
+                for key, item in self._state.pending.items():
+                    if key in self._state.running:
+                        continue
+                    if item.not_before <= now:
+                        del self._state.pending[key]
+                        self._state.running[key] = item
+                        return item
+                    soonest = item.not_before if soonest is None else min(soonest, item.not_before)
+                # Wait for a submit/wake; with a real clock also until the next backoff expires.
+                timeout = None if soonest is None else min(max(soonest - now, 0.001), 1.0)
+                self._cond.wait(timeout)
+            return None
+
+    def _worker(self) -> None:
+        while (item := self._next()) is not None:
+            self._emit("started", item)
+            started = time.monotonic()
+            try:
+                result = self._run(item)
+            except OdooOpsError as exc:
+                result = Result.retry(exc.to_dict()) if is_transient(exc) else Result("failed", exc.to_dict())
+            except Exception as exc:  # a bug must fail one item, not kill the worker
+                log.exception("work item %s crashed", item.key)
+                result = Result("failed", {"error": "INTERNAL", "message": f"{type(exc).__name__}: {exc}"})
+            self._emit("finished", item, result=result, seconds=time.monotonic() - started)
+            self._finish(item, result)
+
+    def _finish(self, item: Item, result: Result) -> None:
+        retry: Item | None = None
+        event: tuple[str, Item, dict[str, Any]] | None = None
+        with self._cond:
+            st = self._state
+            st.running.pop(item.key, None)
+            follow = st.rerun.pop(item.key, None)
+            if result.status == "retry":
+                if item.attempt + 1 >= self.backoff.max_attempts:
+                    event = ("gave_up", item, {"error": result.error})
+                else:
+                    delay = self.backoff.delay(item.attempt)
+                    base = follow or item
+                    payload = result.retry_payload if result.retry_payload is not None else item.payload
+                    if follow is not None:
+                        payload = self._merge(payload, follow.payload)
+                    retry = Item(item.key, base.reason, payload, attempt=item.attempt + 1,
+                                 not_before=self.clock() + delay, submitted_at=base.submitted_at,
+                                 coalesced=base.coalesced)
+                    st.pending[item.key] = retry
+                    event = ("retry", retry, {"error": result.error, "delay": delay})
+                    follow = None
+            if follow is not None:
+                follow.not_before = max(follow.not_before, self.clock())
+                st.pending[item.key] = follow
+            self._cond.notify_all()
+        if event is not None:
+            self._emit(event[0], event[1], **event[2])
