@@ -319,6 +319,12 @@ class Applier:
                 f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}",
                 f"fix the module on {spec.branch} and push; the previous version keeps serving "
                 f"(log: odooops status {spec.name} --json)"), run.logs)
+        missing = files.missing_modules(self.host, spec.name, spec["modules"])
+        if missing:
+            raise StepFailed(OdooOpsError(
+                "ODOO_MODULES_NOT_INSTALLED", f"odoo exited 0 but did not install {', '.join(missing)}",
+                f"check that these modules and their dependencies are in the addons paths of {spec.branch} "
+                "(Odoo only logs a warning for unknown or broken modules)"), run.logs)
         return "changed", what
 
     def _tests(self, spec: EnvSpec, report: EnvReport, ctx: dict[str, Any]) -> tuple[str, str]:

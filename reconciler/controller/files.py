@@ -184,3 +184,14 @@ def database_initialised(host: HostSettings, database: str) -> bool:
         raise OdooOpsError("POSTGRES_UNREACHABLE", f"cannot reach PostgreSQL at {host.pg_host}:{host.pg_port}: "
                            f"{str(exc).strip().splitlines()[0]}",
                            "start PostgreSQL (bash scripts/services.sh start) and re-run odooops apply") from exc
+
+
+def missing_modules(host: HostSettings, database: str, wanted: list[str]) -> list[str]:
+    """Wanted modules that are not installed: Odoo only warns about unknown names and broken dependencies."""
+    if not wanted:
+        return []
+    with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
+                         password=host.pg_admin_password, dbname=database, connect_timeout=10) as conn:
+        rows = conn.execute("SELECT name FROM ir_module_module WHERE state = 'installed' AND name = ANY(%s)",
+                            (list(wanted),)).fetchall()
+    return sorted(set(wanted) - {r[0] for r in rows})

@@ -1,0 +1,11 @@
+# ruff: noqa: B018 -- an Odoo manifest is a bare dict literal
+{
+    "name": "Sales",
+    "version": "1.0",
+    "summary": "Stand-in of Sales",
+    "depends": ["product", "mail"],
+    "installable": True,
+    "auto_install": False,
+    "author": "OdooOps stand-in",
+    "license": "LGPL-3",
+}
