@@ -61,9 +61,16 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 @pytest.fixture
 def remote(served: tuple[Path, str], tmp_path: Path) -> dict[str, Any]:
-    """The example project as a bare repository behind git://, and a clone to push from."""
+    """The example project behind git://, reduced to one branch `base` (develop's tree) that no
+    policy rule maps: environment names are global on the host, so every test pushes its own
+    uniquely named branches and pull request numbers. Also a clone to push from."""
     base, url = served
-    _builder().build(base / "acme.git", bare=True)
+    bare = base / "acme.git"
+    refs = _builder().build(bare, bare=True)
+    git(bare, "branch", "base", "develop")
+    git(bare, "symbolic-ref", "HEAD", "refs/heads/base")
+    for ref in refs:
+        git(bare, "update-ref", "-d", ref)
     repo_url = f"{url}/acme.git"
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", repo_url, str(work))
@@ -82,7 +89,7 @@ def unique_branch(prefix: str = "feature/d") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-def push_branch(work: Path, branch: str, start: str = "origin/develop", files: dict[str, str] | None = None) -> str:
+def push_branch(work: Path, branch: str, start: str = "origin/base", files: dict[str, str] | None = None) -> str:
     """Commit (optionally) on branch in the clone and push it; returns the pushed commit."""
     git(work, "checkout", "-q", "-B", branch, start)
     for path, text in (files or {}).items():

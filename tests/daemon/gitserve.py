@@ -91,13 +91,28 @@ class _ThreadingWSGIServer(WSGIServer):
             self.shutdown_request(request)
 
 
+def _read_chunked(stream: Any) -> bytes:
+    out = bytearray()
+    while True:
+        size = int(stream.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while stream.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(out)
+        out += stream.read(size)
+        stream.readline()
+
+
 def _http_backend_app(base: Path) -> Callable[..., Any]:
     """A WSGI wrapper around `git http-backend` that buffers the response to set Content-Length
     (libgit2 needs it) and allows pushes without authentication (loopback tests only)."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            body = _read_chunked(environ["wsgi.input"])  # libgit2 pushes chunked; wsgiref can't
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
         cgi = {**GIT_ENV, "GIT_PROJECT_ROOT": str(base), "GIT_HTTP_EXPORT_ALL": "1",
                "REMOTE_USER": "tester", "REMOTE_ADDR": "127.0.0.1"}
         for key in ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "GIT_PROTOCOL"):
