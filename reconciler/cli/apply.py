@@ -43,11 +43,12 @@ def progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
 @click.option("--plan-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Apply a plan saved with `odooops plan --out`, only if it still matches.")
 @click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--retry-failed", is_flag=True, help="Also redeploy environments whose last deploy failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the apply report as JSON.")
 @state_dir_option
 @handle_errors
 def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: bool, plan_file: Path | None,
-                  policy_file: Path | None, as_json: bool, state_dir: Path | None) -> None:
+                  policy_file: Path | None, retry_failed: bool, as_json: bool, state_dir: Path | None) -> None:
     """Make the environments match the plan: infrastructure, database, runtime, route, status notes."""
     saved = None
     if plan_file is not None:
@@ -74,7 +75,7 @@ def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: boo
         if not click.confirm("Apply this plan?", default=False):
             click.echo("Nothing applied.")
             sys.exit(EXIT_OK)
-    applier = Applier(project, host, progress_printer(not as_json))
+    applier = Applier(project, host, progress_printer(not as_json), retry_failed=retry_failed)
     report = applier.apply(outcome)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ def collect(project: Project) -> list[dict[str, Any]]:
         from reconciler.executors.docker_runtime import DockerRuntime
 
         host = HostSettings.from_env(project.state_dir)
-        runtime = DockerRuntime(host.docker_host).observe()
+        runtime = {name: rt for name, rt in DockerRuntime(host.docker_host).observe().items()
+                   if any(c.project == project.id for c in rt.containers)}
     except OdooOpsError:
         runtime = {}
     rows = []
@@ -70,4 +72,4 @@ def status_command(repo: str, as_json: bool, state_dir: Path | None) -> None:
             result += f" ({r['failed_step']})"
         table.add_row(r["env"], r["tier"] or "-", r["branch"] or "-", (r["commit"] or "-")[:8], r["state"],
                       r["runtime"], r["url"] or "-", result)
-    Console().print(table)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)

@@ -96,8 +96,10 @@ class StepFailed(Exception):
 class Applier:
     """Carries out a plan against this host's Terraform, Docker, PostgreSQL and Caddy."""
 
-    def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None) -> None:
+    def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None,
+                 retry_failed: bool = False) -> None:
         self.project = project
+        self.retry_failed = retry_failed
         self.host = host
         self.progress = progress or (lambda *_: None)
         self.secrets = SecretStore(host.state_dir / "secrets")
@@ -153,12 +155,15 @@ class Applier:
         """Observed state comes from the real engine: a no-op whose containers are gone is redeployed."""
         if not noops:
             return []
-        running = self.runtime.observe()
+        running = {k: v for k, v in self.runtime.observe().items() if self._ours(v)}
         entries = self.project.store.entries()
         out = []
         for a in noops:
             if entries.get(a.env, {}).get("state") == "failed":
-                continue  # recorded once; retried when the branch moves, never in a loop
+                if self.retry_failed:
+                    out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
+                                      commit=a.commit, old_commit=a.commit, reason="retry of a failed deploy"))
+                continue  # otherwise recorded once; retried when the branch moves, never in a loop
             web = running.get(a.env).container("web") if a.env in running else None
             if web is None or not web.running or web.commit != specs[a.env].commit:
                 what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"
@@ -166,6 +171,11 @@ class Applier:
                                   commit=a.commit, old_commit=a.commit,
                                   reason=f"runtime drift: the web container {what}"))
         return out
+
+    def _ours(self, runtime: Any) -> bool:
+        """Containers of this project (a host may run several projects)."""
+        web = runtime.container("web")
+        return web is None or web.project in (None, self.project.id)
 
     def _push_notes(self) -> bool:
         try:
@@ -256,7 +266,7 @@ class Applier:
 
     def _platform(self, spec: EnvSpec, ctx: dict[str, Any]) -> dict[str, str]:
         art: Artifact = ctx["artifact"]
-        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"])
+        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"], self.project.id)
 
     def _infra(self, spec: EnvSpec, rendered: dict[str, str], previous: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[str, str]:
@@ -277,9 +287,21 @@ class Applier:
 
     def _container_spec(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
         doc = json.loads(fill(rendered["container.json"], self._platform(spec, ctx)))
+        host_cpus = self._host_cpus()
         for c in doc["containers"]:
             c["image"] = ctx["image"]
+            if c.get("cpus") and c["cpus"] > host_cpus:
+                # The engine refuses a limit above the host's CPUs; the tier's request is recorded
+                # in the plan and the limit becomes "all of this host".
+                note = f"{c['role']} CPU limit {c['cpus']:g} capped to the host's {host_cpus}"
+                ctx.setdefault("notes", []).append(note)
+                c["cpus"] = float(host_cpus)
         return doc
+
+    def _host_cpus(self) -> int:
+        if not hasattr(self, "_cpus"):
+            self._cpus = int(self.runtime.client.info().get("NCPU") or 1)
+        return self._cpus
 
     def _database(self, spec: EnvSpec, previous: dict[str, Any], report: EnvReport,
                   ctx: dict[str, Any]) -> tuple[str, str]:
@@ -296,6 +318,9 @@ class Applier:
             elif not spec["demo"] and spec["odoo_version"] != "19.0":
                 cmd.append("--without-demo=all")
             what = f"initialised with {', '.join(mods.install) or 'base'}"
+            if spec["data_source"] == "production":
+                # Honest about the gap: cloning production (neutralized, masked) is the data workflow.
+                what += "; fresh database: the production clone is not implemented yet"
         else:
             old_commit = previous.get("commit") if previous.get("state") == "running" else previous.get(
                 "running_commit")
@@ -346,9 +371,10 @@ class Applier:
     def _runtime_step(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
         result = self.runtime.ensure(ctx["container_spec"])
         ctx["upstream"] = result.observed.web_upstream
+        capped = "; " + "; ".join(ctx["notes"]) if ctx.get("notes") else ""
         if result.changed:
-            return "changed", f"created {len(result.created)}, replaced {len(result.replaced)}"
-        return "ok", "containers already match (no restart)"
+            return "changed", f"created {len(result.created)}, replaced {len(result.replaced)}{capped}"
+        return "ok", f"containers already match (no restart){capped}"
 
     def _route(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         if not ctx.get("upstream"):

@@ -63,9 +63,11 @@ class HostSettings:
     def env_dir(self, env: str) -> Path:
         return self.state_dir / "envs" / env
 
-    def platform_values(self, env: str, artifact_id: str, artifact_path: Path, filestore_owner: str) -> dict[str, str]:
+    def platform_values(self, env: str, artifact_id: str, artifact_path: Path, filestore_owner: str,
+                        project_id: str = "") -> dict[str, str]:
         """What the `@@platform:NAME@@` markers of an environment's artifacts stand for on this host."""
         return {
+            "project_id": project_id,
             "db_host": self.pg_host, "db_port": str(self.pg_port), "db_admin_user": self.pg_admin_user,
             "db_host_from_containers": self.pg_host_from_containers,
             "filestore_root": str(self.filestore_root), "filestore_owner": filestore_owner,

@@ -55,7 +55,8 @@ class Project:
 
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
-        self.dir = self.state_dir / "projects" / project_id(self.location)
+        self.id = project_id(self.location)
+        self.dir = self.state_dir / "projects" / self.id
         # The parse result depends on the parser and schema too: a new release gets a new cache file.
         parser = digest([PARSER_VERSION, schema()])[:12]
         self.cache = BlobCache(self.state_dir / "cache" / f"configs-{parser}.sqlite", reader=self.source.read_blob)

@@ -25,6 +25,7 @@ L_ENV, L_TIER, L_COMMIT = "odooops.env", "odooops.tier", "odooops.commit"
 L_SPEC, L_ARTIFACT = "odooops.spec-digest", "odooops.artifact"
 L_MANAGED, L_ROLE, L_CDIGEST = "odooops.managed", "odooops.role", "odooops.container-digest"
 L_ONESHOT, L_HTTP, L_GEVENT = "odooops.oneshot", "odooops.http-port", "odooops.gevent-port"
+L_PROJECT = "odooops.project"
 # A container is left alone only when all of these match what the spec asks for.
 IDENTITY = (L_COMMIT, L_SPEC, L_ARTIFACT, L_CDIGEST)
 _SECRET_FLAGS = re.compile(r"^(-w|--db_password|--db-password|--admin_passwd|--smtp_password)(=.*)?$")
@@ -49,6 +50,7 @@ class ObservedContainer:
     http_host_port: int | None
     gevent_host_port: int | None
     oneshot: bool = False
+    project: str | None = None  # odooops.project: which repository's environment this is
 
     @property
     def running(self) -> bool:
@@ -420,7 +422,7 @@ def _from_summary(s: dict[str, Any]) -> ObservedContainer:
         commit=labels.get(L_COMMIT), spec_digest=labels.get(L_SPEC), artifact=labels.get(L_ARTIFACT),
         container_digest=labels.get(L_CDIGEST), image=s.get("Image", ""),
         http_host_port=port(L_HTTP), gevent_host_port=port(L_GEVENT),
-        oneshot=labels.get(L_ONESHOT) == "true")
+        oneshot=labels.get(L_ONESHOT) == "true", project=labels.get(L_PROJECT))
 
 
 def _check_owner(kind: str, name: str, labels: dict[str, str] | None, env: str) -> None:
