@@ -157,6 +157,7 @@ class Applier:
             return []
         running = {k: v for k, v in self.runtime.observe().items() if self._ours(v)}
         entries = self.project.store.entries()
+        self._repair_routes(noops, running, specs)
         out = []
         for a in noops:
             if entries.get(a.env, {}).get("state") == "failed":
@@ -171,6 +172,21 @@ class Applier:
                                   commit=a.commit, old_commit=a.commit,
                                   reason=f"runtime drift: the web container {what}"))
         return out
+
+    def _repair_routes(self, noops: list[Action], running: dict[str, Any], specs: dict[str, EnvSpec]) -> None:
+        """Host ports change when dockerd restarts and Caddy forgets routes when it restarts: compare
+        every running environment's route with its container and fix only what differs."""
+        routes = self.router.routes()
+        for a in noops:
+            rt = running.get(a.env)
+            upstream = rt.web_upstream if rt is not None else None
+            if upstream is None:
+                continue
+            route = routes.get(a.env)
+            hosts = tuple(specs[a.env]["domains"])
+            if route is None or route.upstream != upstream or tuple(route.hosts) != hosts:
+                self.router.set_route(a.env, list(hosts), upstream)
+                self.progress(a.env, "route", "changed", f"repaired: {hosts[0]} -> {upstream}")
 
     def _ours(self, runtime: Any) -> bool:
         """Containers of this project (a host may run several projects)."""

@@ -76,6 +76,15 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     web.reload()
     assert web.attrs["State"]["StartedAt"] == started
 
+    # Caddy lost the route (a restart forgets API changes): the next apply repairs only the route
+    Applier(project_of(world), world["host"]).router.remove_route(env)
+    _, report_r, events = apply(world)
+    assert report_r.environments == [] and (env, "route", "changed") in events
+    resp = httpx.get(f"{world['host'].router_http}/web/health", headers={"Host": f"{env}.odooops.localhost"})
+    assert resp.json() == {"status": "pass"}
+    web.reload()
+    assert web.attrs["State"]["StartedAt"] == started
+
     # a new commit that touches one module: redeploy, update only that module
     commit_file(world["work"], world["branch"], "addons/acme_sale/models/extra.py", "# change\n", "touch acme_sale")
     outcome3, report3, _ = apply(world)
