@@ -96,3 +96,160 @@ def test_push_deploys_by_polling_alone_and_branch_delete_leaves_nothing(
     assert leftovers(host, env) == {}
     assert remote_note(remote["bare"], commit)["environments"][env]["state"] == "destroyed"
     assert daemon.claims.all() == {}
+
+
+def policy_for(tmp: Path, pattern: str) -> Path:
+    """The default policy with one branch rule: a daemon that owns only branches matching pattern."""
+    import yaml
+
+    from reconciler.core.resources import read_text
+
+    doc = yaml.safe_load(read_text("policies", "default.yaml"))
+    doc["branch_rules"] = [{"id": "feature", "branch": pattern, "tier": "ephemeral"}]
+    path = tmp / f"policy-{pattern.replace('/', '-').replace('*', '')}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_two_daemons_deploy_by_polling_and_share_the_notes_ref(
+        remote: dict[str, Any], host: HostSettings, make_daemon: DaemonFactory, cleanup: list[Daemon],
+        tmp_path: Path) -> None:
+    """Two daemons (own state dirs, own branches) and a person write notes to one remote: the
+    notes of all three survive, none is force-overwritten. Deployed by polling alone."""
+    work, bare = remote["work"], remote["bare"]
+    uid = unique_branch("")
+    a_branch, b_branch = f"feature/a{uid}", f"feature/b{uid}"
+    daemons = []
+    for name, pattern in (("a", f"feature/a{uid}*"), ("b", f"feature/b{uid}*")):
+        d = make_daemon(remote["url"], host, poll_interval=0.2, sweep_interval=3600,
+                        policy_file=policy_for(tmp_path, pattern), state_dir=tmp_path / f"state-{name}")
+        daemons.append(d)
+        cleanup.append(d)
+    for d in daemons:
+        wait_for(d.is_ready, 30, "first poll")
+    # a person annotates the base commit meanwhile, with a note of their own
+    base = git(work, "rev-parse", "origin/base")
+    git(work, "notes", "--ref", "odooops", "add", "-m", '{"environments": {}, "reviewed_by": "dev"}', base)
+    git(work, "push", "-q", "origin", "refs/notes/odooops")
+    # both branches on one commit: both daemons write an entry into the same note
+    commit = push_branch(work, a_branch, files={"shared.txt": "both\n"})
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/{b_branch}")
+    a_env, b_env = env_name_for_branch(a_branch), env_name_for_branch(b_branch)
+    wait_for(lambda: running(daemons[0], a_env, commit) and running(daemons[1], b_env, commit),
+             APPLY_DEADLINE, "both environments running")
+    assert healthy(host, a_env) and healthy(host, b_env)
+    assert b_env not in state_of(daemons[0]) and a_env not in state_of(daemons[1])
+
+    def merged() -> bool:
+        envs = remote_note(bare, commit).get("environments", {})
+        return envs.get(a_env, {}).get("state") == "running" and envs.get(b_env, {}).get("state") == "running"
+
+    wait_for(merged, 60, "both entries in the remote note")
+    assert remote_note(bare, base)["reviewed_by"] == "dev"
+
+    git(work, "push", "-q", "origin", f":refs/heads/{a_branch}", f":refs/heads/{b_branch}")
+    wait_for(lambda: a_env not in state_of(daemons[0]) and b_env not in state_of(daemons[1]),
+             APPLY_DEADLINE, "both destroyed")
+    assert leftovers(host, a_env) == {} and leftovers(host, b_env) == {}
+    wait_for(lambda: {e["state"] for e in remote_note(bare, commit)["environments"].values()} == {"destroyed"},
+             60, "destroyed in the remote note")
+    assert remote_note(bare, base)["reviewed_by"] == "dev"
+
+
+def test_pull_request_preview_by_webhook_then_closed_leaves_nothing(
+        remote: dict[str, Any], host: HostSettings, make_daemon: DaemonFactory, cleanup: list[Daemon],
+        tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"pr-secret\n")
+    # no poll for an hour: every step below is driven by a webhook
+    daemon = make_daemon(remote["url"], host, poll_interval=3600, sweep_interval=3600)
+    cleanup.append(daemon)
+    starts: list[tuple[str, str, str | None, float]] = []
+    daemon.add_apply_hook(lambda b, a, w: starts.append((b, str(a.action), a.commit, w.hinted_at or 0.0)))
+    number = random.randrange(100_000, 999_999)
+    env, branch = f"pr-{number}", f"pull/{number}"
+    work = remote["work"]
+    with serve_api(daemon, secret) as api:
+        wait_for(daemon.is_ready, 30, "first poll")
+
+        def hook(action: str, delivery: str) -> None:
+            body = github_pr(number, action)
+            resp = httpx.post(f"{api}/webhooks/github", content=body, headers={
+                "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": sign_github(b"pr-secret", body), "Content-Type": "application/json"})
+            assert resp.status_code == 202 and resp.json()["status"] == "accepted", resp.text
+
+        c1 = push_branch(work, f"topic{number}", files={"pr.txt": "one\n"})
+        git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
+        hook("opened", f"{number}-1")
+        wait_for(lambda: running(daemon, env, c1), APPLY_DEADLINE, "preview running")
+        assert healthy(host, env) and state_of(daemon)[env]["tier"] == "preview"
+
+        c2 = push_branch(work, f"topic{number}", start="HEAD", files={"pr.txt": "two\n"})
+        git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
+        hook("synchronize", f"{number}-2")
+        wait_for(lambda: running(daemon, env, c2), APPLY_DEADLINE, "preview updated")
+        assert healthy(host, env)
+
+        git(work, "push", "-q", "origin", f":refs/pull/{number}/head")
+        hook("closed", f"{number}-3")
+        wait_for(lambda: env not in state_of(daemon), APPLY_DEADLINE, "preview destroyed")
+        assert leftovers(host, env) == {}
+        metrics = httpx.get(f"{api}/metrics").text
+    assert [(b, a, c) for b, a, c, _ in starts] == [(branch, "create", c1), (branch, "redeploy", c2),
+                                                   (branch, "destroy", None)]
+    assert all(t > 0 for *_, t in starts)  # each apply traces back to a webhook
+    assert 'odooops_polls_total{result="changed",trigger="timer"} 1.0' in metrics  # the start-up poll only
+
+
+class ShiftedClock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        import time
+
+        return time.time() + self.offset
+
+
+def test_burst_of_pushes_deploys_newest_commit_at_most_twice_then_ttl_expires(
+        remote: dict[str, Any], host: HostSettings, make_daemon: DaemonFactory, cleanup: list[Daemon]) -> None:
+    clock = ShiftedClock()
+    daemon = make_daemon(remote["url"], host, poll_interval=0.2, sweep_interval=3600, clock=clock)
+    cleanup.append(daemon)
+    applies: list[tuple[ActionKind, str | None]] = []
+    burst_done = threading.Event()
+
+    def on_apply(_branch: str, action: Action, _work: Any) -> None:
+        applies.append((action.action, action.commit))
+        if len(applies) == 1:
+            # Hold the first apply until the whole burst is pushed: "at most two" must not depend
+            # on how fast this machine applies.
+            assert burst_done.wait(120)
+
+    daemon.add_apply_hook(on_apply)
+    wait_for(daemon.is_ready, 30, "first poll")
+    branch = unique_branch()
+    env = env_name_for_branch(branch)
+    work = remote["work"]
+    push_branch(work, branch)
+    wait_for(lambda: applies, 60, "first apply started")
+    commits = []
+    for n in range(100):
+        git(work, "commit", "-q", "--allow-empty", "-m", f"burst {n}")
+        commits.append(git(work, "rev-parse", "HEAD"))
+    for c in commits:
+        git(work, "push", "-q", "origin", f"{c}:refs/heads/{branch}")
+    burst_done.set()
+    wait_for(lambda: running(daemon, env, commits[-1]), APPLY_DEADLINE, "newest commit running")
+    wait_for(daemon.queue.idle, 60, "queue drained")
+    assert len(applies) <= 2 and applies[-1] == (ActionKind.REDEPLOY, commits[-1])
+    assert healthy(host, env)
+
+    # eight days later with no new commit: the 7-day TTL of the ephemeral tier destroys it
+    clock.offset = 8 * 86400
+    wait_for(lambda: (state_of(daemon).get(env) or {}).get("state") == "expired", APPLY_DEADLINE, "expired")
+    assert leftovers(host, env) == {}
+    assert applies[-1] == (ActionKind.DESTROY, commits[-1])
+    wait_for(daemon.queue.idle, 60, "queue drained")
+    assert len(applies) <= 3  # expired stays expired: not recreated until a new commit

@@ -67,7 +67,7 @@ def test_unchanged_remote_costs_no_fetch(origin: tuple[str, Path, Path], tmp_pat
 
 
 def test_unpushed_local_notes_are_no_reason_to_fetch(origin: tuple[str, Path, Path], tmp_path: Path) -> None:
-    url, bare, work = origin
+    url, bare, _work = origin
     src = GitSource(url, tmp_path / "state")
     src.refresh()
     head = str(src.repo.references["refs/heads/main"].target)

@@ -149,7 +149,7 @@ def test_no_secret_refuses_every_webhook(remote: dict[str, Any], make_daemon: Da
 def test_valid_hints_reconcile_at_once_and_duplicates_are_ignored(api: tuple[str, Any],
                                                                   remote: dict[str, Any],
                                                                   recorder: RecordingApplier) -> None:
-    base, daemon = api
+    base, _daemon = api
     work = remote["work"]
     # GitHub push
     b1 = unique_branch()
