@@ -6,19 +6,19 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import Head, ObservedEnv, Plan, digest
+from reconciler.core.model import EnvSpec, Head, ObservedEnv, Plan, digest
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
-from reconciler.core.resources import read_text
-from reconciler.render.artifacts import Renderer, artifact_digest
+from reconciler.core.resources import data_dir, read_text
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes
@@ -50,7 +50,7 @@ class Project:
     source: GitSource = field(init=False)
     cache: BlobCache = field(init=False)
     store: StateStore = field(init=False)
-    renderer: Renderer = field(init=False)
+    renderer: Any = field(init=False)  # reconciler.render.artifacts.Renderer, imported on first use
     memo: tuple[Any, float, PlanOutcome] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +61,7 @@ class Project:
         parser = digest([PARSER_VERSION, schema()])[:12]
         self.cache = BlobCache(self.state_dir / "cache" / f"configs-{parser}.sqlite", reader=self.source.read_blob)
         self.store = StateStore(self.dir / "state.json")
-        self.renderer = Renderer()
+        self.renderer = LazyRenderer()
 
     @classmethod
     def open(cls, location: str, state_dir: Path | None = None, policy_file: Path | None = None,
@@ -100,16 +100,64 @@ class Project:
         return merge_observed(self.store.entries(), from_notes)
 
 
+class LazyRenderer:
+    """Jinja2 costs ~40 ms to import: a warm `odooops plan` takes artifact digests from the cache."""
+
+    def __init__(self) -> None:
+        self._renderer: Any = None
+
+    def render(self, spec: EnvSpec) -> dict[str, str]:
+        if self._renderer is None:
+            from reconciler.render.artifacts import Renderer
+
+            self._renderer = Renderer()
+        return dict(self._renderer.render(spec))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@cache
+def templates_digest() -> str:
+    root = data_dir("templates")
+    return digest(sorted((str(p.relative_to(root)), p.read_text(encoding="utf-8"))
+                         for p in root.rglob("*.j2")))
+
+
+class LazyArtifacts(Mapping[str, dict[str, str]]):
+    """env -> artifact name -> rendered text (markers unfilled), rendered on first access."""
+
+    def __init__(self, specs: dict[str, EnvSpec], renderer: Any) -> None:
+        self._specs = specs
+        self._renderer = renderer
+        self._texts: dict[str, dict[str, str]] = {}
+
+    def __getitem__(self, env: str) -> dict[str, str]:
+        if env not in self._texts:
+            self._texts[env] = self._renderer.render(self._specs[env])
+        return self._texts[env]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
 @dataclass(frozen=True)
 class PlanOutcome:
     plan: Plan
-    artifacts: dict[str, dict[str, str]]  # env -> artifact name -> rendered text (markers unfilled)
+    artifacts: Mapping[str, dict[str, str]]  # env -> artifact name -> rendered text (markers unfilled)
     heads: int
     seconds: float
     cached: bool = False
+    digests: Mapping[str, dict[str, str]] | None = None  # env -> artifact name -> sha256
 
     def artifact_digests(self, env: str) -> dict[str, str]:
-        return {name: artifact_digest(text) for name, text in self.artifacts.get(env, {}).items()}
+        if self.digests is not None and env in self.digests:
+            return dict(self.digests[env])
+        return {name: _sha256(text) for name, text in self.artifacts.get(env, {}).items()}
 
 
 def _observed_key(project: Project) -> tuple[Any, ...]:
@@ -153,11 +201,20 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     desired = desired_state(heads, configs, project.policy, project.platform)
     observed = project.observed()
     result = make_plan(desired, observed, project.policy, now=now, branches=list(branches) if branches else None)
-    artifacts = {spec.name: project.renderer.render(spec) for spec in result.environments}
+    specs = {spec.name: spec for spec in result.environments}
+    artifacts = LazyArtifacts(specs, project.renderer)
+    # Digests only depend on (templates, spec, commit): cached on disk like config parses.
+    templates = templates_digest()
+    rendered = {
+        env: project.cache.get_or_compute(
+            f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}",
+            lambda _data, env=env: {n: _sha256(t) for n, t in artifacts[env].items()},
+            read=lambda _key: b"")
+        for env, spec in specs.items()
+    }
     # The digest also covers the rendered artifacts, so a template change is a different plan.
-    rendered = {env: {n: artifact_digest(t) for n, t in arts.items()} for env, arts in artifacts.items()}
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, digests=rendered)
     project.memo = (key, _ttl_deadline(observed, result), outcome)
     return outcome
