@@ -34,7 +34,8 @@ stamp=".venv/.lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cu
 if [ ! -e "$stamp" ]; then
   echo "==> pip install -r requirements.lock"
   .venv/bin/pip install -q -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
-  .venv/bin/pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored: it is neither" || true
+  # compat mode: a .pth path entry instead of an import hook (20 ms less per command start)
+  .venv/bin/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat 2>&1 | grep -v "is ignored: it is neither" || true
   .venv/bin/python -c "import reconciler, pygit2, yaml, jsonschema, jinja2" 
   rm -f .venv/.lock-*; touch "$stamp"
 fi
