@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,19 +22,30 @@ from reconciler.controller.planning import Project, compute_plan
 @click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Platform policy file (default: the bundled policies/default.yaml).")
 @click.option("--show-artifacts", is_flag=True, help="Also print every rendered artifact.")
+@click.option("--infra", is_flag=True,
+              help="Also run `terraform plan` for environments that would change (needs the host settings).")
 @click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
               help="Save the plan as JSON, for `odooops apply --plan-file`.")
 @click.option("--now", "now", type=float, default=None, hidden=True, help="Evaluate TTLs at this epoch time.")
 @state_dir_option
 @handle_errors
 def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_exitcode: bool,
-                 policy_file: Path | None, show_artifacts: bool, out_file: Path | None, now: float | None,
+                 policy_file: Path | None, show_artifacts: bool, infra: bool, out_file: Path | None, now: float | None,
                  state_dir: Path | None) -> None:
     """Show which environments would exist, why, with what settings, and what would change."""
     project = Project.open(repo, state_dir=state_dir, policy_file=policy_file)
     outcome = compute_plan(project, branches=branches or None, now=now)
     policy_name = str(policy_file) if policy_file else "default"
+    terraform: dict[str, Any] = {}
+    if infra:
+        from reconciler.controller.host import HostSettings
+        from reconciler.controller.infra_plan import terraform_summaries
+
+        terraform = terraform_summaries(project, HostSettings.from_env(project.state_dir), outcome)
     doc = plan_json(outcome, repo, policy_name, show_artifacts=show_artifacts)
+    for env in doc["environments"]:
+        if env["name"] in terraform:
+            env["terraform"] = terraform[env["name"]]
     if out_file is not None:
         out_file.write_text(json.dumps(plan_json(outcome, repo, policy_name, show_artifacts=True),
                                        indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -41,7 +53,7 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         click.echo(human(outcome, repo, policy_name, show_artifacts=show_artifacts,
-                         color=sys.stdout.isatty()), nl=False)
+                         color=sys.stdout.isatty(), terraform=terraform), nl=False)
     if detailed_exitcode and outcome.plan.has_changes:
         sys.exit(EXIT_CHANGES)
     sys.exit(EXIT_OK)

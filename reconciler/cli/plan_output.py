@@ -76,7 +76,8 @@ _POLICY_KEYS = {"workers", "cron_workers", "cpu", "memory_mib", "storage_gib", "
                 "backup_retention", "data_source", "neutralize", "mask", "mail_catcher", "run_tests", "domains"}
 
 
-def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = False, color: bool = False) -> str:
+def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = False, color: bool = False,
+          terraform: dict[str, dict[str, Any]] | None = None) -> str:
     plan = outcome.plan
     specs = {s.name: s for s in plan.environments}
     out: list[str] = [summary_line(outcome), ""]
@@ -85,6 +86,8 @@ def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = F
     out.append("")
     for action in plan.actions:
         out.extend(_action_block(action, specs.get(action.env), color))
+        if terraform and action.env in terraform:
+            out.append("      " + _terraform_line(terraform[action.env]))
         out.append("")
     if plan.errors:
         out.append(f"Configuration errors ({len(plan.errors)}):")
@@ -104,6 +107,14 @@ def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = F
                 out.append("")
     out.append(f"Plan digest: {plan.plan_digest}")
     return "\n".join(out) + "\n"
+
+
+def _terraform_line(summary: dict[str, Any]) -> str:
+    if "error" in summary:
+        return f"terraform plan failed: {summary['error'].get('message')}"
+    res = ", ".join(f"{r['address']} ({'/'.join(r['actions'])})" for r in summary.get("resources", []))
+    return (f"terraform {summary['add']} to add, {summary['change']} to change, {summary['destroy']} to destroy"
+            + (f": {res}" if res else ""))
 
 
 def _paint(text: str, fg: str | None, color: bool, bold: bool = False) -> str:

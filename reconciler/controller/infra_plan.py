@@ -1,0 +1,50 @@
+"""Terraform's own view of a plan: `terraform plan` + `show -json` per environment that would change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from reconciler.controller.host import HostSettings
+from reconciler.controller.planning import PlanOutcome, Project
+from reconciler.core.model import ActionKind
+from reconciler.errors import OdooOpsError
+from reconciler.render.artifacts import fill
+from reconciler.secrets import SecretStore
+
+# uid:gid of the odoo user in the official image; apply reads the real one from the image.
+DEFAULT_OWNER = "101:101"
+_PLAN_ONLY_PASSWORD = "plan-only-placeholder-never-applied"
+
+
+def _owner(host: HostSettings) -> str:
+    try:
+        owners = set(json.loads((host.state_dir / "images.json").read_text()).values())
+    except (OSError, ValueError):
+        owners = set()
+    return owners.pop() if len(owners) == 1 else DEFAULT_OWNER
+
+
+def terraform_summaries(project: Project, host: HostSettings, outcome: PlanOutcome) -> dict[str, dict[str, Any]]:
+    """env -> {"add", "change", "destroy", "resources"} (or {"error": ...}) for create/update actions.
+
+    Writes only under the state directory (the environment's Terraform root); touches no resource.
+    """
+    from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
+
+    runner = TerraformRunner(host.state_dir / "terraform", binary=host.terraform_binary,
+                             secret_env={PG_ADMIN_PASSWORD_ENV: host.pg_admin_password})
+    secrets = SecretStore(host.state_dir / "secrets")
+    out: dict[str, dict[str, Any]] = {}
+    for action in outcome.plan.actions:
+        if action.action not in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY):
+            continue
+        platform = host.platform_values(action.env, "0" * 64, host.state_dir / "artifacts", _owner(host), project.id)
+        root = json.loads(fill(outcome.artifacts[action.env]["main.tf.json"], platform))
+        password = secrets.get(action.env, "db_password") or _PLAN_ONLY_PASSWORD
+        try:
+            runner.write_root(action.env, root, {"role_password": password})
+            out[action.env] = runner.plan(action.env).summary()
+        except OdooOpsError as exc:
+            out[action.env] = {"error": exc.to_dict()}
+    return out
