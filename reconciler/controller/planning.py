@@ -190,7 +190,8 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     """Plan the project; in a long-lived process an unchanged repository costs one refs read."""
     started = time.perf_counter()
     if refresh:
-        project.source.refresh()
+        # One ref advertisement when nothing moved; a fetch only when the remote differs.
+        project.source.refresh_if_changed()
     now = time.time() if now is None else now
     key = (project.source.refs_digest(), _observed_key(project), tuple(branches) if branches else None)
     memo = project.memo

@@ -374,6 +374,16 @@ class GitSource:
         """The remote's refs that refresh() fetches, ls-remote style: one round trip, no objects."""
         if self._url is None:
             return {k: v for k, v in self._all_targets().items() if _fetched(k)}
+        local = _file_url_path(self._url)
+        if local is not None:
+            # A file:// remote is a repository on this disk: reading its refs directly costs a few
+            # ms, where libgit2's local transport spends ~50 ms on 1,000 refs.
+            try:
+                other = pygit2.Repository(local)
+            except (pygit2.GitError, OSError) as exc:
+                raise git_error(exc, self._url, "fetch") from None
+            return {r.name: str(r.target) for r in other.listall_reference_objects()
+                    if isinstance(r.target, pygit2.Oid) and _fetched(r.name)}
         remote = self._repo.remotes.create_anonymous(self._url)
         try:
             heads = remote.list_heads(callbacks=Callbacks(self._url))
@@ -535,6 +545,16 @@ class GitSource:
         for name, target in sorted(self._head_targets().items()):
             h.update(f"{name}\0{target}\n".encode())
         return h.hexdigest()
+
+
+def _file_url_path(url: str) -> str | None:
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        parsed = urlparse(url)
+        if parsed.netloc in ("", "localhost"):
+            return unquote(parsed.path)
+    return None
 
 
 def _fetched(name: str) -> bool:
