@@ -435,11 +435,12 @@ class Daemon:
         runtime = self._runtime()
         if runtime is None:
             return []
-        mine = set(self.claims.all()) | set(self._project().observed())
+        project = self._project()
+        mine = set(self.claims.all()) | set(project.observed())
         removed = []
         for env, obs in runtime.observe().items():
             for c in obs.containers:
-                if env in mine and c.oneshot:
+                if env in mine and c.oneshot and c.project in (None, project.id):
                     with contextlib.suppress(Exception):
                         runtime.client.containers.get(c.id).remove(force=True)
                         removed.append(c.name)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 # Failures of the infrastructure around an apply, not of the branch: worth another try later.
 TRANSIENT_CODES = frozenset({
     "DOCKER_UNREACHABLE", "POSTGRES_UNREACHABLE", "GIT_REMOTE_UNREACHABLE", "GIT_MIRROR_BUSY",
-    "ROUTER_UNREACHABLE", "NOTE_WRITE_CONFLICT",
+    "ROUTER_UNREACHABLE", "NOTE_WRITE_CONFLICT", "ANSIBLE_FAILED",
 })
 
 

@@ -5,8 +5,13 @@ Each real apply costs seconds, so each test walks one environment through a whol
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +26,8 @@ from reconciler.controller.host import HostSettings
 from reconciler.controller.state_store import StateStore
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
-from tests.daemon.conftest import DaemonFactory, destroy_leftovers, push_branch, serve_api, unique_branch
-from tests.daemon.gitserve import git, github_pr, sign_github, wait_for
+from tests.daemon.conftest import ROOT, DaemonFactory, destroy_leftovers, push_branch, serve_api, unique_branch
+from tests.daemon.gitserve import free_port, git, github_pr, sign_github, wait_for
 
 APPLY_DEADLINE = 240.0  # a create is ~10-20 s on these machines; two workers share two cores
 
@@ -253,3 +258,111 @@ def test_burst_of_pushes_deploys_newest_commit_at_most_twice_then_ttl_expires(
     assert applies[-1] == (ActionKind.DESTROY, commits[-1])
     wait_for(daemon.queue.idle, 60, "queue drained")
     assert len(applies) <= 3  # expired stays expired: not recreated until a new commit
+
+
+def _serve(url: str, state: Path, port: int, log: Path, host_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **host_env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "serve", "--repo", url, "--listen", f"127.0.0.1:{port}",
+         "--poll-interval", "0.2", "--sweep-interval", "3600", "--state-dir", str(state)],
+        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _status(port: int) -> dict[str, Any] | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/status", timeout=2).json()  # type: ignore[no-any-return]
+    except httpx.HTTPError:
+        return None
+
+
+def test_kill_9_mid_apply_then_restart_converges(
+        remote: dict[str, Any], host: HostSettings, services_env: dict[str, str], daemon_state: Path,
+        make_daemon: DaemonFactory, cleanup: list[Daemon], tmp_path: Path) -> None:
+    host_env = {**services_env,
+                "ODOOOPS_IMAGE_OVERRIDES": ",".join(f"{k}={v}" for k, v in host.image_overrides.items()),
+                "ODOOOPS_GIT_MIRRORS": ",".join(f"{k}={v}" for k, v in host.git_mirrors.items())}
+    log = tmp_path / "serve.log"
+    port = free_port()
+    proc = _serve(remote["url"], daemon_state, port, log, host_env)
+    try:
+        wait_for(lambda: (_status(port) or {}).get("ready"), 60, f"serve ready (log: {log})")
+        branch = unique_branch()
+        env = env_name_for_branch(branch)
+        commit = push_branch(remote["work"], branch)
+
+        import docker
+
+        client = docker.DockerClient(base_url=host.docker_host)
+
+        def one_shot_running() -> bool:
+            # mid-apply: Odoo's init (or the tests) runs in a one-shot container right now
+            flt = {"label": [f"odooops.env={env}", "odooops.oneshot=true"], "status": "running"}
+            if (state_of_dir(daemon_state, remote["url"]).get(env) or {}).get("state") == "failed":
+                raise AssertionError(f"{env} failed before its one-shot ran: see {log}")
+            return bool(client.containers.list(filters=flt))
+
+        wait_for(one_shot_running, APPLY_DEADLINE, f"{env} mid-apply (log: {log})", step=0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert (state_of_dir(daemon_state, remote["url"]).get(env) or {}).get("state") != "running"
+
+        proc = _serve(remote["url"], daemon_state, port, log, host_env)
+        wait_for(lambda: (state_of_dir(daemon_state, remote["url"]).get(env) or {}).get("commit") == commit
+                 and state_of_dir(daemon_state, remote["url"])[env]["state"] == "running",
+                 APPLY_DEADLINE, f"{env} running after the restart (log: {log})")
+        assert healthy(host, env)
+        assert "one-shot containers of an interrupted apply" in log.read_text()
+        names = [c.name for c in client.containers.list(all=True, filters={"label": f"odooops.env={env}"})]
+        assert len(names) == 1, names  # the web container; no one-shot of the killed apply is left
+
+        git(remote["work"], "push", "-q", "origin", f":refs/heads/{branch}")
+        wait_for(lambda: env not in state_of_dir(daemon_state, remote["url"]), APPLY_DEADLINE, f"{env} destroyed")
+        assert leftovers(host, env) == {}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        # whatever the outcome, leave nothing behind on the shared host
+        cleanup.append(make_daemon(remote["url"], host, start=False))
+
+
+def state_of_dir(state_dir: Path, url: str) -> dict[str, dict[str, Any]]:
+    from reconciler.controller.planning import project_id
+
+    return StateStore(state_dir / "projects" / project_id(url) / "state.json").entries()
+
+
+def test_sweep_destroys_claimed_orphans_and_only_reports_foreign_ones(
+        remote: dict[str, Any], host: HostSettings, make_daemon: DaemonFactory, services_env: dict[str, str],
+        tmp_path: Path) -> None:
+    """A daemon killed mid-create whose branch was deleted meanwhile leaves an environment nobody
+    records: it claimed it first, so its sweep removes it. Labelled resources it never claimed
+    (another installation's) are reported and left alone."""
+    import docker
+
+    client = docker.DockerClient(base_url=host.docker_host)
+    uid = unique_branch("")
+    orphan, foreign = f"orphan-{uid}", f"foreign-{uid}"
+    made = []
+    for env in (orphan, foreign):
+        made.append(client.containers.run(services_env["ODOOOPS_BASE_IMAGE"], ["sleep", "infinity"], detach=True,
+                                          init=True, name=f"odooops-{env}-web",
+                                          labels={"odooops.env": env, "odooops.managed": "true",
+                                                  "odooops.role": "web", "odooops.tier": "ephemeral"}))
+    try:
+        daemon = make_daemon(remote["url"], host, poll_interval=3600, sweep_interval=3600, start=False)
+        daemon.claims.claim({orphan: (f"feature/gone-{uid}", "ephemeral")})
+        daemon.start()  # the first sweep runs right after the first poll
+        wait_for(lambda: not client.containers.list(all=True, filters={"label": f"odooops.env={orphan}"}),
+                 APPLY_DEADLINE, "orphan removed")
+        wait_for(lambda: orphan not in daemon.claims.all(), 30, "claim released")
+        found = daemon.status()["orphans"]
+        assert found["claimed"] == [orphan] and foreign in found["unclaimed"]
+        assert client.containers.get(made[1].id).status == "running"  # left alone
+        assert daemon.metrics.orphans_removed._value.get() == 1
+    finally:
+        for c in made:
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True)
