@@ -150,6 +150,7 @@ class Daemon:
                                merge=merge_work)
         self.queue.add_hook(self._on_queue_event)
         self._hooks: list[Callable[[str, Action, Work], None]] = []
+        self._progress_hooks: list[Callable[[str, str, str, str], None]] = []
         self._local = threading.local()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -245,10 +246,16 @@ class Daemon:
                                "set -a && . .work/services.env && set +a")
         return Applier(project, self.host, self._progress)
 
+    def add_progress_hook(self, hook: Callable[[str, str, str, str], None]) -> None:
+        """hook(env, step, status, detail) for every step of every apply (status and tests)."""
+        self._progress_hooks.append(hook)
+
     def _progress(self, env: str, step: str, status: str, detail: str) -> None:
         if status == "start":
             self._applying[env] = {"step": step, "since": f"{time.time():.3f}"}
         log.info("%s %s %s %s", env, step, status, detail)
+        for hook in self._progress_hooks:
+            hook(env, step, status, detail)
 
     # ------------------------------------------------------------------ polling
 

@@ -6,12 +6,14 @@ Each real apply costs seconds, so each test walks one environment through a whol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +26,11 @@ import pytest
 from reconciler.controller.daemon import Daemon
 from reconciler.controller.host import HostSettings
 from reconciler.controller.state_store import StateStore
+from reconciler.controller.workqueue import Backoff
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
 from tests.daemon.conftest import ROOT, DaemonFactory, destroy_leftovers, push_branch, serve_api, unique_branch
+from tests.daemon.faults import SocketRelay
 from tests.daemon.gitserve import free_port, git, github_pr, sign_github, wait_for
 
 APPLY_DEADLINE = 240.0  # a create is ~10-20 s on these machines; two workers share two cores
@@ -36,9 +40,9 @@ def state_of(daemon: Daemon) -> dict[str, dict[str, Any]]:
     return StateStore(daemon.dir / "state.json").entries()
 
 
-def running(daemon: Daemon, env: str, commit: str) -> bool:
+def running(daemon: Daemon, env: str, commit: str, failed_ok: bool = False) -> bool:
     e = state_of(daemon).get(env) or {}
-    if e.get("state") == "failed":
+    if e.get("state") == "failed" and not failed_ok:
         raise AssertionError(f"{env} failed: {json.dumps(e.get('error'), indent=1)}")
     return e.get("state") == "running" and e.get("commit") == commit
 
@@ -366,3 +370,52 @@ def test_sweep_destroys_claimed_orphans_and_only_reports_foreign_ones(
         for c in made:
             with contextlib.suppress(docker.errors.NotFound):
                 c.remove(force=True)
+
+
+def test_engine_outage_mid_apply_is_retried_and_a_failing_commit_is_recorded_once(
+        remote: dict[str, Any], host: HostSettings, make_daemon: DaemonFactory, cleanup: list[Daemon]) -> None:
+    sock_dir = Path(tempfile.mkdtemp(prefix="odooops-relay-", dir="/tmp"))  # short: sun_path is 108 bytes
+    relay = SocketRelay(host.docker_host.removeprefix("unix://"), sock_dir / "docker.sock")
+    relay.restore()
+    relayed = dataclasses.replace(host, docker_host=f"unix://{sock_dir / 'docker.sock'}")
+    daemon = make_daemon(remote["url"], relayed, poll_interval=0.2, sweep_interval=3600,
+                         backoff=Backoff(base=0.5, cap=2, max_attempts=4))
+    cleanup.append(daemon)
+    branch = unique_branch()
+    env = env_name_for_branch(branch)
+    applies: list[tuple[ActionKind, str | None, bool]] = []
+
+    def on_apply(_b: str, action: Action, work: Any) -> None:
+        applies.append((action.action, action.commit, work.replay is not None))
+        relay.restore() if work.replay is not None else None  # the engine is back for the retry
+
+    def on_step(e: str, step: str, status: str, _detail: str) -> None:
+        if e == env and step == "build" and status == "start" and len(applies) == 1:
+            relay.cut()  # the engine goes away in the middle of the first apply
+
+    daemon.add_apply_hook(on_apply)
+    daemon.add_progress_hook(on_step)
+    try:
+        wait_for(daemon.is_ready, 30, "first poll")
+        c1 = push_branch(remote["work"], branch)
+        wait_for(lambda: running(daemon, env, c1, failed_ok=True), APPLY_DEADLINE, f"{env} running after the retry")
+        assert applies == [(ActionKind.CREATE, c1, False), (ActionKind.CREATE, c1, True)]
+        assert daemon.metrics.queue_events.labels(event="retry")._value.get() == 1
+        assert healthy(host, env)
+
+        # a commit whose tests fail: recorded once as failed, never retried in a loop
+        c2 = push_branch(remote["work"], branch, start="HEAD", files={"addons/acme_sale/tests/FAIL_TESTS": "1\n"})
+        wait_for(lambda: (state_of(daemon).get(env) or {}).get("state") == "failed", APPLY_DEADLINE, "failed")
+        assert state_of(daemon)[env]["error"]["error"] == "TESTS_FAILED"
+        polls = daemon.polls
+        wait_for(lambda: daemon.polls >= polls + 10, 60, "ten more polls")
+        wait_for(daemon.queue.idle, 60, "queue drained")
+        assert [a for a in applies if a[1] == c2] == [(ActionKind.REDEPLOY, c2, False)]
+        assert remote_note(remote["bare"], c2)["environments"][env]["state"] == "failed"
+        assert healthy(host, env)  # the previous version keeps serving
+
+        git(remote["work"], "push", "-q", "origin", f":refs/heads/{branch}")
+        wait_for(lambda: env not in state_of(daemon), APPLY_DEADLINE, f"{env} destroyed")
+        assert leftovers(host, env) == {}
+    finally:
+        relay.restore()

@@ -186,3 +186,48 @@ def test_valid_hints_reconcile_at_once_and_duplicates_are_ignored(api: tuple[str
     assert "odooops_webhook_to_apply_seconds_count" in text
     status = httpx.get(f"{base}/status").json()
     assert status["ready"] and status["queue"]["max_concurrent"] == 10
+
+
+class GatedApplier(RecordingApplier):
+    """Holds every apply until its branch is released: shows what waits in the queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[str, threading.Event] = {}
+        self.active = self.max_active = 0
+
+    def gate(self, branch: str) -> threading.Event:
+        with self.lock:
+            return self.gates.setdefault(branch, threading.Event())
+
+    def apply(self, outcome: PlanOutcome) -> Any:
+        [branch] = {a.branch for a in outcome.plan.actions}
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            assert self.gate(branch).wait(60)
+            return super().apply(outcome)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_concurrency_limit_queues_the_rest_visibly(remote: dict[str, Any], make_daemon: DaemonFactory) -> None:
+    gated = GatedApplier()
+    daemon = make_daemon(remote["url"], None, poll_interval=3600, max_concurrent=2, applier_factory=gated.factory)
+    with serve_api(daemon, None) as base:
+        wait_for(daemon.is_ready, 30, "first poll")
+        branches = [unique_branch() for _ in range(4)]
+        for b in branches:
+            push_branch(remote["work"], b)
+        daemon.poll_once()  # the poller thread sleeps for an hour; poll from here
+        wait_for(lambda: gated.active == 2, 30, "two applies running")
+        status = httpx.get(f"{base}/status").json()["queue"]
+        assert len(status["running"]) == 2 and len(status["pending"]) == 2
+        assert "odooops_queue_depth 2.0" in httpx.get(f"{base}/metrics").text
+        for b in branches:
+            gated.gate(b).set()
+        wait_for(daemon.queue.idle, 30, "queue drained")
+    assert gated.max_active == 2
+    assert sorted({a.branch for o in gated.outcomes for a in o.plan.actions}) == sorted(branches)
