@@ -287,6 +287,10 @@ class Applier:
     def _infra(self, spec: EnvSpec, rendered: dict[str, str], previous: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[str, str]:
         root = json.loads(fill(rendered["main.tf.json"], self._platform(spec, ctx)))
+        if self.host.tf_backend is not None:
+            from reconciler.executors.terraform import _render_backend
+
+            root["terraform"]["backend"] = _render_backend(spec.name, dict(self.host.tf_backend))
         infra_digest = digest([root, digest(ctx["db_password"])])
         self.tf.write_root(spec.name, root, {"role_password": ctx["db_password"]})
         ctx["infra_digest"] = infra_digest

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
@@ -30,6 +32,9 @@ class HostSettings:
     # "odoo:19.0=other:tag,..."; only what the operator configures: the product never swaps images itself.
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     git_mirrors: Mapping[str, str] = field(default_factory=dict)  # url prefix -> replacement
+    # Terraform backend per environment, e.g. {"s3": {"bucket": ..., "region": ..., "endpoints": ...}};
+    # None keeps local state under the state directory. Credentials come from AWS_* variables.
+    tf_backend: Mapping[str, Any] | None = None
     mail_catcher_host: str = "127.0.0.1"
     mail_catcher_port: int = 1025
 
@@ -53,7 +58,7 @@ class HostSettings:
             router_http=env["ODOOOPS_ROUTER_HTTP"], base_domain=env.get("ODOOOPS_BASE_DOMAIN", "odooops.localhost"),
             caddy_server=env.get("ODOOOPS_CADDY_SERVER", "odooops"),
             terraform_binary=env.get("ODOOOPS_TERRAFORM") or None, image_overrides=overrides,
-            git_mirrors=mirrors,
+            git_mirrors=mirrors, tf_backend=_json_setting(env, "ODOOOPS_TF_BACKEND"),
         )
 
     @property
@@ -87,3 +92,18 @@ def _pairs(env: Mapping[str, str], key: str, example: str) -> dict[str, str]:
             raise OdooOpsError("HOST_NOT_CONFIGURED", f"{key} item {item!r} has no '='", f"write it as {example}")
         out[src.strip()] = dst.strip()
     return out
+
+
+def _json_setting(env: Mapping[str, str], key: str) -> dict[str, Any] | None:
+    raw = env.get(key)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise OdooOpsError("HOST_NOT_CONFIGURED", f"{key} is not valid JSON: {exc}",
+                           f'set {key} to JSON such as {{"s3": {{"bucket": "tf-state", "region": "eu-west-1"}}}}'
+                           ) from exc
+    if not isinstance(value, dict):
+        raise OdooOpsError("HOST_NOT_CONFIGURED", f"{key} must be a JSON object", f"set {key} to a JSON object")
+    return value
