@@ -421,9 +421,42 @@ class GitSource:
         if remote == local:
             return None
         differing = {k for k in set(remote) | set(local) if remote.get(k) != local.get(k)}
-        if differing == {NOTES_REF} and self.notes_ahead_of(remote):
+        notes = {k for k in differing if k.startswith("refs/notes/")}
+        if notes == {NOTES_REF} and differing == notes and self.notes_ahead_of(remote):
             return None
-        return self.refresh()
+        if notes:
+            return self.refresh()  # notes need refresh()'s merge of unpushed local notes
+        return self._fetch_heads(remote)
+
+    def _fetch_heads(self, remote: dict[str, str]) -> FetchResult:
+        """Fetch only the head refs that moved (explicit refspecs) and drop the vanished ones: the
+        cost follows the number of changed refs, not the number of branches."""
+        with self._locked():
+            self._clear_stale_locks()
+            before = self._all_targets()
+            moved = sorted(k for k, v in remote.items() if _classify(k) and before.get(k) != v)
+            gone = sorted(k for k in before if _classify(k) and k not in remote)
+            received = (0, 0)
+            if moved:
+                fetcher = self._repo.remotes.create_anonymous(self._url)
+                try:
+                    stats = fetcher.fetch([f"+{k}:{k}" for k in moved], callbacks=Callbacks(self._url),
+                                          message="odooops: refresh")
+                except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
+                    raise git_error(exc, self._url, "fetch") from None
+                received = (stats.received_objects, stats.received_bytes)
+            for name in gone:
+                self._repo.references.delete(name)
+            after = self._all_targets()
+            # Loose refs read slower than one packed-refs file, but packing rewrites all of them:
+            # pack once enough loose ones piled up, not on every fetch.
+            self._loose_refs = getattr(self, "_loose_refs", 0) + len(moved)
+            if self._loose_refs > 256:
+                self._repo.compress_references()
+                self._loose_refs = 0
+        result = _diff({k: v for k, v in before.items() if _classify(k)}, {k: v for k, v in after.items()
+                                                                            if _classify(k)})
+        return FetchResult(result.added, result.updated, result.deleted, False, *received)
 
     def _keep_local_notes(self, ours: str, theirs: str | None) -> None:
         """The forced notes refspec must not drop local notes that were not pushed yet."""
