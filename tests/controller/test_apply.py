@@ -69,6 +69,17 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     assert note and note["environments"][env]["state"] == "running"
     assert note["environments"][env]["url"] == f"http://{env}.odooops.localhost"
 
+    # no secret in the notes, the state file, the report or the plan
+    from reconciler.secrets import SecretStore
+    values = SecretStore(world["state"] / "secrets").all_values()
+    assert len(values) == 2
+    notes = git(world["work"], "log", "-p", "refs/notes/odooops")
+    state_text = "".join(p.read_text() for p in (world["state"] / "projects").rglob("state.json"))
+    plan_text = json.dumps(outcome.plan.actions[0].to_json()) + "".join(outcome.artifacts[env].values())
+    for value in values:
+        assert value not in notes and value not in state_text and value not in plan_text
+        assert value not in json.dumps(report.to_json())
+
     # second apply: nothing to do, no restart
     started = web.attrs["State"]["StartedAt"]
     outcome2, report2, _ = apply(world)
