@@ -66,6 +66,17 @@ def merge_work(old: Work | None, new: Work | None) -> Work:
                 replay=new.replay or old.replay, hinted_at=min(hinted) if hinted else None)
 
 
+def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
+    """What compute_plan(branches=[branch]) returns, cut from a plan of every branch."""
+    plan = outcome.plan
+    envs = tuple(s for s in plan.environments if s.branch == branch)
+    cut = replace(plan, environments=envs, actions=tuple(a for a in plan.actions if a.branch == branch),
+                  errors=tuple(e for e in plan.errors if e.branch == branch),
+                  plan_digest=digest([plan.plan_digest, branch]))
+    return PlanOutcome(plan=cut, artifacts={s.name: outcome.artifacts[s.name] for s in envs},
+                       heads=outcome.heads, seconds=0.0, cached=True)
+
+
 class SharedStateStore(StateStore):
     """The state file with one in-process lock per path: workers record different environments
     concurrently, and StateStore's read-modify-write would otherwise lose one of two updates."""
@@ -164,6 +175,7 @@ class Daemon:
         self._applying: dict[str, dict[str, str]] = {}
         self._notes_handler = NotesRetryCounter(self.metrics)
         self._last_key: tuple[Any, ...] | None = None
+        self._shared: tuple[Any, float, PlanOutcome] | None = None  # (memo key, valid until, full plan)
         self.polls = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -317,6 +329,8 @@ class Daemon:
         if not (changed or resync or ttl_due or key != self._last_key):
             return None
         outcome = compute_plan(project, now=now, refresh=False)
+        if project.memo is not None:
+            self._shared = (project.memo[0], project.memo[1], outcome)
         work = Work(hinted_at=hint_at)
         for action in outcome.plan.actions:
             if action.action in ACTIVE:
@@ -353,7 +367,7 @@ class Daemon:
         work: Work = item.payload or Work()
         project = self._project()
         started = time.perf_counter()
-        outcome = compute_plan(project, branches=[item.key], now=self.clock(), refresh=False)
+        outcome = self._branch_plan(project, item.key)
         active = [a for a in outcome.plan.actions if a.action in ACTIVE]
         if not active:
             outcome = self._fallback(project, item.key, work, outcome)
@@ -387,6 +401,17 @@ class Daemon:
             return Result.retry(transient, replace(work, replay=outcome, hinted_at=None))
         return Result(result, None if report.ok else {"environments": [e.env for e in report.environments
                                                                        if e.result != "ok"]})
+
+    def _branch_plan(self, project: Project, branch: str) -> PlanOutcome:
+        """The poller's plan cut to one branch when refs and observed state are still those it
+        planned (no second full plan per apply); otherwise a fresh plan of that branch."""
+        now = self.clock()
+        shared = self._shared
+        if shared is not None and now < shared[1]:
+            key = (project.source.refs_digest(), self._observed_key(project), None)
+            if key == shared[0]:
+                return branch_outcome(shared[2], branch)
+        return compute_plan(project, branches=[branch], now=now, refresh=False)
 
     def _fallback(self, project: Project, branch: str, work: Work, fresh: PlanOutcome) -> PlanOutcome | None:
         """No planned change: an orphan, a transient failure to replay, or runtime drift may remain."""
