@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +19,8 @@ from reconciler.api.webhooks import Hint
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, project_id
 from reconciler.controller.state_store import StateStore
-from reconciler.controller.workqueue import Backoff, Item, Result, WorkQueue, is_transient
-from reconciler.core.model import Action, ActionKind, Plan, digest
+from reconciler.controller.workqueue import Backoff, Claims, Item, Result, Work, WorkQueue, is_transient, merge_work
+from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import NOTES_REF, redact_url
 
@@ -49,21 +47,14 @@ class DaemonConfig:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0, max_attempts=8))
 
 
-@dataclass(frozen=True)
-class Work:
-    """The payload of a queued branch: why it runs beyond "plan it fresh"."""
-
-    drift: bool = False
-    orphans: frozenset[str] = frozenset()
-    replay: PlanOutcome | None = None  # retry of a transient failure the state file records as failed
-    hinted_at: float | None = None  # when the webhook that caused it arrived (latency metric)
-
-
-def merge_work(old: Work | None, new: Work | None) -> Work:
-    old, new = old or Work(), new or Work()
-    hinted = [t for t in (old.hinted_at, new.hinted_at) if t is not None]
-    return Work(drift=old.drift or new.drift, orphans=old.orphans | new.orphans,
-                replay=new.replay or old.replay, hinted_at=min(hinted) if hinted else None)
+def ttl_deadline(outcome: PlanOutcome, observed: dict[str, ObservedEnv]) -> float:
+    """When the next TTL can expire; environments already expired wait for a new commit instead."""
+    deadline = float("inf")
+    for spec in outcome.plan.environments:
+        obs, ttl = observed.get(spec.name), spec.settings.get("ttl_hours")
+        if obs is not None and obs.state != "expired" and obs.deployed_at is not None and ttl is not None:
+            deadline = min(deadline, obs.deployed_at + ttl * 3600)
+    return deadline
 
 
 def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
@@ -102,48 +93,6 @@ class SharedStateStore(StateStore):
             super().forget(name)
 
 
-class Claims:
-    """Write-ahead record of the environments this daemon started to build, per project.
-
-    An environment claimed here but neither desired nor observed is an orphan this installation
-    made (say, killed mid-create after its branch was deleted): the sweep destroys it. Labelled
-    resources nobody here claimed are reported, never removed: the engine may be shared.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def all(self) -> dict[str, dict[str, Any]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".claims-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-
-    def claim(self, envs: dict[str, tuple[str, str | None]]) -> None:
-        with self._lock:
-            data = self.all()
-            new = {e: {"branch": b, "tier": t, "since": time.time()} for e, (b, t) in envs.items() if e not in data}
-            if new:
-                self._write({**data, **new})
-
-    def release(self, envs: set[str]) -> None:
-        with self._lock:
-            data = self.all()
-            if envs & set(data):
-                self._write({k: v for k, v in data.items() if k not in envs})
-
-
 class Daemon:
     """Polls the repository, turns plan changes into queued work, and applies it with workers."""
 
@@ -176,6 +125,7 @@ class Daemon:
         self._notes_handler = NotesRetryCounter(self.metrics)
         self._last_key: tuple[Any, ...] | None = None
         self._shared: tuple[Any, float, PlanOutcome] | None = None  # (memo key, valid until, full plan)
+        self._ttl_deadline = float("-inf")
         self.polls = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -318,30 +268,41 @@ class Daemon:
         trigger = "hint" if hint_at is not None else "timer"
         started = time.perf_counter()
         first = not self._ready.is_set()
-        fetched = project.source.refresh() if first else project.source.refresh_if_changed()
+        try:
+            fetched = project.source.refresh() if first else project.source.refresh_if_changed()
+        except OdooOpsError as exc:
+            self.metrics.polls.labels(trigger=trigger, result="error").inc()
+            if first:
+                raise
+            # The mirror is still a consistent snapshot: TTLs and finished applies are acted on.
+            log.warning("poll of %s failed (%s); planning from the mirror", redact_url(self.config.repo), exc.code)
+            self._status = {**self._status, "last_error": exc.to_dict()}
+            fetched = None
         changed = first or (fetched is not None and fetched.changed)
         self.metrics.poll_seconds.labels(changed=str(changed).lower()).observe(time.perf_counter() - started)
         self.metrics.polls.labels(trigger=trigger, result="changed" if changed else "unchanged").inc()
         self.polls += 1
         now = self.clock()
         key = self._observed_key(project)
-        ttl_due = project.memo is not None and now >= project.memo[1]
-        if not (changed or resync or ttl_due or key != self._last_key):
+        if not (changed or resync or now >= self._ttl_deadline or key != self._last_key):
             return None
         outcome = compute_plan(project, now=now, refresh=False)
+        observed = project.observed()
+        self._ttl_deadline = ttl_deadline(outcome, observed)
         if project.memo is not None:
-            self._shared = (project.memo[0], project.memo[1], outcome)
-        work = Work(hinted_at=hint_at)
+            self._shared = (project.memo[0], self._ttl_deadline, outcome)
         for action in outcome.plan.actions:
             if action.action in ACTIVE:
-                self.queue.submit(action.branch, action.reason, work)
-        self._publish(project, outcome, key, hinted)
+                # The webhook latency is attributed only to the branches the webhooks named.
+                at = hint_at if action.branch in hinted or len(hinted) >= MAX_HINTED else None
+                self.queue.submit(action.branch, action.reason, Work(hinted_at=at))
+        self._publish(outcome, observed, key, hinted)
         self._ready.set()
         self.metrics.ready.set(1)
         return outcome
 
-    def _publish(self, project: Project, outcome: PlanOutcome, key: tuple[Any, ...], hinted: set[str]) -> None:
-        observed = project.observed()
+    def _publish(self, outcome: PlanOutcome, observed: dict[str, ObservedEnv], key: tuple[Any, ...],
+                 hinted: set[str]) -> None:
         counts: dict[tuple[str, str], int] = {}
         for obs in observed.values():
             counts[(obs.tier, obs.state)] = counts.get((obs.tier, obs.state), 0) + 1

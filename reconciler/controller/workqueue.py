@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import OdooOpsError
+
+if TYPE_CHECKING:
+    from reconciler.controller.planning import PlanOutcome
 
 log = logging.getLogger(__name__)
 
@@ -277,3 +284,65 @@ class WorkQueue:
             self._cond.notify_all()
         if event is not None:
             self._emit(event[0], event[1], **event[2])
+
+
+# ---------------------------------------------------------------- the daemon's payload and claims
+
+
+@dataclass(frozen=True)
+class Work:
+    """The payload of a queued branch: why it runs beyond "plan it fresh"."""
+
+    drift: bool = False
+    orphans: frozenset[str] = frozenset()
+    replay: PlanOutcome | None = None  # retry of a transient failure the state file records as failed
+    hinted_at: float | None = None  # when the webhook that caused it arrived (latency metric)
+
+
+def merge_work(old: Work | None, new: Work | None) -> Work:
+    old, new = old or Work(), new or Work()
+    hinted = [t for t in (old.hinted_at, new.hinted_at) if t is not None]
+    return Work(drift=old.drift or new.drift, orphans=old.orphans | new.orphans,
+                replay=new.replay or old.replay, hinted_at=min(hinted) if hinted else None)
+
+
+class Claims:
+    """Write-ahead record of the environments this daemon started to build, per project.
+
+    An environment claimed here but neither desired nor observed is an orphan this installation
+    made (say, killed mid-create after its branch was deleted): the sweep destroys it. Labelled
+    resources nobody here claimed are reported, never removed: the engine may be shared.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".claims-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def claim(self, envs: dict[str, tuple[str, str | None]]) -> None:
+        with self._lock:
+            data = self.all()
+            new = {e: {"branch": b, "tier": t, "since": time.time()} for e, (b, t) in envs.items() if e not in data}
+            if new:
+                self._write({**data, **new})
+
+    def release(self, envs: set[str]) -> None:
+        with self._lock:
+            data = self.all()
+            if envs & set(data):
+                self._write({k: v for k, v in data.items() if k not in envs})
