@@ -50,9 +50,9 @@ def wait_for(cond: Callable[[], Any], deadline_s: float = 60.0, what: str = "con
 
 
 @contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
+def git_daemon(base: Path, port: int | None = None) -> Iterator[str]:
     """Serve every repository under base over git:// on loopback; yields git://127.0.0.1:PORT."""
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         ["git", "daemon", "--export-all", "--enable=receive-pack", "--reuseaddr", "--informative-errors",
          f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],

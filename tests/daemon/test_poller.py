@@ -1,0 +1,32 @@
+"""The poller against a remote that goes away and comes back, with the applier seam recording."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.daemon.conftest import DaemonFactory, push_branch, unique_branch
+from tests.daemon.gitserve import git, git_daemon, wait_for
+from tests.daemon.test_webhooks import RecordingApplier
+
+
+def test_unreachable_remote_is_reported_and_polling_resumes(remote: dict[str, Any], make_daemon: DaemonFactory,
+                                                            tmp_path: Path) -> None:
+    # a second server for the same repository whose lifetime this test controls
+    base = remote["bare"].parent
+    recorder = RecordingApplier()
+    with git_daemon(base) as root:
+        url = f"{root}/acme.git"
+        port = int(root.rsplit(":", 1)[1])
+        daemon = make_daemon(url, None, poll_interval=0.05, sweep_interval=3600, applier_factory=recorder.factory)
+        wait_for(daemon.is_ready, 30, "first poll")
+    # the remote is gone: polls fail, the daemon stays alive and says why
+    wait_for(lambda: (daemon.status().get("last_error") or {}).get("error") == "GIT_REMOTE_UNREACHABLE",
+             30, "the error in /status")
+    assert daemon.is_alive() and daemon.is_ready()
+    assert daemon.metrics.polls.labels(trigger="timer", result="error")._value.get() >= 1
+    branch = unique_branch()
+    commit = push_branch(remote["work"], branch)  # lands while the daemon cannot see the remote
+    with git_daemon(base, port):
+        wait_for(lambda: commit in recorder.commits_for(branch), 30, "the missed push applied")
+    assert git(remote["bare"], "rev-parse", f"refs/heads/{branch}") == commit
