@@ -19,7 +19,17 @@ from reconciler.api.webhooks import Hint
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, project_id
 from reconciler.controller.state_store import StateStore
-from reconciler.controller.workqueue import Backoff, Claims, Item, Result, Work, WorkQueue, is_transient, merge_work
+from reconciler.controller.workqueue import (
+    Backoff,
+    Claims,
+    Item,
+    Records,
+    Result,
+    Work,
+    WorkQueue,
+    is_transient,
+    merge_work,
+)
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import NOTES_REF, redact_url
@@ -28,6 +38,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY, ActionKind.DESTROY)
 MAX_HINTED = 1024  # distinct hinted branches kept between two polls; beyond, the poll covers all anyway
+# GitHub, Gitea and GitLab keep refs/pull/N/head (refs/merge-requests/N/head) after a close or
+# merge: only the event says the request is closed. These actions are recorded durably.
+CLOSING = frozenset({"closed", "close", "merged", "merge"})
+REOPENING = frozenset({"reopened", "reopen", "opened", "open"})
 
 
 class ApplierLike(Protocol):
@@ -106,6 +120,9 @@ class Daemon:
         self._applier_factory = applier_factory or self._real_applier
         self.dir = config.state_dir / "projects" / project_id(config.repo)
         self.claims = Claims(self.dir / "daemon-claims.json")
+        self.closed = Records(self.dir / "daemon-closed-requests.json")
+        self._closed = frozenset(self.closed.all())
+        self._force_plan = False
         self.queue = WorkQueue(self._reconcile, config.max_concurrent, backoff=config.backoff,
                                merge=merge_work)
         self.queue.add_hook(self._on_queue_event)
@@ -171,7 +188,19 @@ class Daemon:
         self._hooks.append(hook)
 
     def hint(self, hint: Hint) -> None:
-        """A webhook said these branches changed: poll now (the remote stays the truth)."""
+        """A webhook said these branches changed: poll now (the remote stays the truth, except
+        for a pull/merge request's open/closed state, which only its events carry)."""
+        requests = {b for b in hint.branches if b.startswith(("pull/", "merge-requests/"))}
+        if requests and hint.action in CLOSING:
+            changed = self.closed.add({b: {"action": hint.action, "delivery": hint.delivery,
+                                           "at": hint.received_at} for b in requests})
+        elif requests and hint.action in REOPENING:
+            changed = self.closed.remove(requests)
+        else:
+            changed = False
+        if changed:  # written to disk before the poll: a restart keeps the closure
+            self._closed = frozenset(self.closed.all())
+            self._force_plan = True
         with self._hint_lock:
             if len(self._hinted) < MAX_HINTED:
                 self._hinted.update(hint.branches)
@@ -191,7 +220,13 @@ class Daemon:
         if project is None:
             project = Project.open(self.config.repo, self.config.state_dir, self.config.policy_file)
             project.store = SharedStateStore(project.store.path)
+            all_heads = project.heads
+            # Closed requests are planned as gone (destroyed), although their refs remain.
+            project.heads = lambda: [h for h in all_heads() if h.branch not in self._closed]  # type: ignore[method-assign]
             self._local.project = project
+        if getattr(self._local, "closed", None) is not self._closed:
+            project.memo = None  # the memo is keyed by refs, which a closure does not change
+            self._local.closed = self._closed
         return project
 
     def _applier(self) -> ApplierLike:
@@ -284,8 +319,16 @@ class Daemon:
         self.polls += 1
         now = self.clock()
         key = self._observed_key(project)
-        if not (changed or resync or now >= self._ttl_deadline or key != self._last_key):
+        forced, self._force_plan = self._force_plan, False
+        if not (changed or resync or forced or now >= self._ttl_deadline or key != self._last_key):
             return None
+        if self._closed and changed:
+            # A closed request whose ref is gone needs no record: the planner sees it vanish.
+            refs = project.source.local_refs()
+            gone = {b for b in self._closed if f"refs/{b}/head" not in refs}
+            if gone and self.closed.remove(gone):
+                self._closed = frozenset(self.closed.all())
+                project = self._project()
         outcome = compute_plan(project, now=now, refresh=False)
         observed = project.observed()
         self._ttl_deadline = ttl_deadline(outcome, observed)
@@ -320,6 +363,7 @@ class Daemon:
             "blocked": [{"env": a.env, "branch": a.branch, "reason": a.reason, "remediation": a.remediation}
                         for a in blocked],
             "last_hinted": sorted(hinted)[:50], "orphans": self._status.get("orphans", {}),
+            "closed_requests": sorted(self._closed),
         }
 
     # ------------------------------------------------------------------ one branch

@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, sha256_text, templates_digest
+from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import EnvSpec, Head, ObservedEnv, Plan, digest
+from reconciler.core.model import Head, ObservedEnv, Plan, digest
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
-from reconciler.core.resources import data_dir, read_text
+from reconciler.core.resources import read_text
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes
-
-
-def default_state_dir() -> Path:
-    env = os.environ.get("ODOOOPS_STATE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "odooops"
-
-
-def project_id(location: str) -> str:
-    """A stable folder name for a repository: readable tail plus a hash of the full location."""
-    loc = location if "://" in location or "@" in location.split("/")[0] else str(Path(location).resolve())
-    tail = re.sub(r"[^a-z0-9]+", "-", loc.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")[:40] or "repo"
-    return f"{tail}-{hashlib.sha256(loc.encode()).hexdigest()[:12]}"
 
 
 @dataclass
@@ -100,64 +84,6 @@ class Project:
         return merge_observed(self.store.entries(), from_notes)
 
 
-class LazyRenderer:
-    """Jinja2 costs ~40 ms to import: a warm `odooops plan` takes artifact digests from the cache."""
-
-    def __init__(self) -> None:
-        self._renderer: Any = None
-
-    def render(self, spec: EnvSpec) -> dict[str, str]:
-        if self._renderer is None:
-            from reconciler.render.artifacts import Renderer
-
-            self._renderer = Renderer()
-        return dict(self._renderer.render(spec))
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@cache
-def templates_digest() -> str:
-    root = data_dir("templates")
-    return digest(sorted((str(p.relative_to(root)), p.read_text(encoding="utf-8"))
-                         for p in root.rglob("*.j2")))
-
-
-class LazyArtifacts(Mapping[str, dict[str, str]]):
-    """env -> artifact name -> rendered text (markers unfilled), rendered on first access."""
-
-    def __init__(self, specs: dict[str, EnvSpec], renderer: Any) -> None:
-        self._specs = specs
-        self._renderer = renderer
-        self._texts: dict[str, dict[str, str]] = {}
-
-    def __getitem__(self, env: str) -> dict[str, str]:
-        if env not in self._texts:
-            self._texts[env] = self._renderer.render(self._specs[env])
-        return self._texts[env]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._specs)
-
-    def __len__(self) -> int:
-        return len(self._specs)
-
-
-@dataclass(frozen=True)
-class PlanOutcome:
-    plan: Plan
-    artifacts: Mapping[str, dict[str, str]]  # env -> artifact name -> rendered text (markers unfilled)
-    heads: int
-    seconds: float
-    cached: bool = False
-    digests: Mapping[str, dict[str, str]] | None = None  # env -> artifact name -> sha256
-
-    def artifact_digests(self, env: str) -> dict[str, str]:
-        if self.digests is not None and env in self.digests:
-            return dict(self.digests[env])
-        return {name: _sha256(text) for name, text in self.artifacts.get(env, {}).items()}
 
 
 def _observed_key(project: Project) -> tuple[Any, ...]:
@@ -209,7 +135,7 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     rendered = {
         env: project.cache.get_or_compute(
             f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}",
-            lambda _data, env=env: {n: _sha256(t) for n, t in artifacts[env].items()},
+            lambda _data, env=env: {n: sha256_text(t) for n, t in artifacts[env].items()},
             read=lambda _key: b"")
         for env, spec in specs.items()
     }

@@ -306,13 +306,9 @@ def merge_work(old: Work | None, new: Work | None) -> Work:
                 replay=new.replay or old.replay, hinted_at=min(hinted) if hinted else None)
 
 
-class Claims:
-    """Write-ahead record of the environments this daemon started to build, per project.
-
-    An environment claimed here but neither desired nor observed is an orphan this installation
-    made (say, killed mid-create after its branch was deleted): the sweep destroys it. Labelled
-    resources nobody here claimed are reported, never removed: the engine may be shared.
-    """
+class Records:
+    """A small JSON object on disk (name -> details), written atomically; the daemon's durable notes
+    to itself, so a restart (or kill -9) loses none of them."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -327,22 +323,41 @@ class Claims:
 
     def _write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".claims-")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
 
-    def claim(self, envs: dict[str, tuple[str, str | None]]) -> None:
+    def add(self, entries: dict[str, dict[str, Any]], replace: bool = False) -> bool:
+        """Add entries (keep existing ones unless replace); True if the file changed."""
         with self._lock:
             data = self.all()
-            new = {e: {"branch": b, "tier": t, "since": time.time()} for e, (b, t) in envs.items() if e not in data}
+            new = {k: v for k, v in entries.items() if replace or k not in data}
             if new:
                 self._write({**data, **new})
+            return bool(new)
 
-    def release(self, envs: set[str]) -> None:
+    def remove(self, names: set[str]) -> bool:
         with self._lock:
             data = self.all()
-            if envs & set(data):
-                self._write({k: v for k, v in data.items() if k not in envs})
+            if not names & set(data):
+                return False
+            self._write({k: v for k, v in data.items() if k not in names})
+            return True
+
+
+class Claims(Records):
+    """Write-ahead record of the environments this daemon started to build, per project.
+
+    An environment claimed here but neither desired nor observed is an orphan this installation
+    made (say, killed mid-create after its branch was deleted): the sweep destroys it. Labelled
+    resources nobody here claimed are reported, never removed: the engine may be shared.
+    """
+
+    def claim(self, envs: dict[str, tuple[str, str | None]]) -> None:
+        self.add({e: {"branch": b, "tier": t, "since": time.time()} for e, (b, t) in envs.items()})
+
+    def release(self, envs: set[str]) -> None:
+        self.remove(envs)

@@ -200,10 +200,11 @@ def test_pull_request_preview_by_webhook_then_closed_leaves_nothing(
         wait_for(lambda: running(daemon, env, c2), APPLY_DEADLINE, "preview updated")
         assert healthy(host, env)
 
-        git(work, "push", "-q", "origin", f":refs/pull/{number}/head")
+        # closed: GitHub keeps refs/pull/N/head, so the event alone says the request is closed
         hook("closed", f"{number}-3")
         wait_for(lambda: env not in state_of(daemon), APPLY_DEADLINE, "preview destroyed")
         assert leftovers(host, env) == {}
+        assert daemon.status()["closed_requests"] == [branch]
         metrics = httpx.get(f"{api}/metrics").text
     assert [(b, a, c) for b, a, c, _ in starts] == [(branch, "create", c1), (branch, "redeploy", c2),
                                                    (branch, "destroy", None)]

@@ -231,3 +231,34 @@ def test_concurrency_limit_queues_the_rest_visibly(remote: dict[str, Any], make_
         wait_for(daemon.queue.idle, 30, "queue drained")
     assert gated.max_active == 2
     assert sorted({a.branch for o in gated.outcomes for a in o.plan.actions}) == sorted(branches)
+
+
+def test_closed_request_is_planned_gone_though_its_ref_stays(api: tuple[str, Any], remote: dict[str, Any],
+                                                             recorder: RecordingApplier) -> None:
+    base, daemon = api
+    from tests.daemon.gitserve import git
+
+    number = 800_000 + int(unique_branch("")[1:6], 16) % 99_999
+    env, branch = f"pr-{number}", f"pull/{number}"
+    push_branch(remote["work"], f"topic{number}", files={"x.txt": "x\n"})
+    git(remote["work"], "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
+
+    def send(action: str, delivery: str) -> None:
+        body = github_pr(number, action)
+        assert post(base, "github", body, gh("pull_request", body, delivery)).status_code == 202
+
+    def desired() -> list[str]:
+        return httpx.get(f"{base}/status").json()["desired"]
+
+    send("opened", f"c{number}-1")
+    wait_for(lambda: env in desired(), 30, "preview wanted")
+    send("closed", f"c{number}-2")
+    wait_for(lambda: env not in desired(), 30, "preview no longer wanted")
+    assert daemon.closed.all()[branch]["action"] == "closed"  # durable: a restart keeps it
+    send("reopened", f"c{number}-3")
+    wait_for(lambda: env in desired(), 30, "wanted again")
+    send("closed", f"c{number}-4")
+    wait_for(lambda: env not in desired(), 30, "closed again")
+    git(remote["work"], "push", "-q", "origin", f":refs/pull/{number}/head")
+    daemon.poll_once()
+    assert branch not in daemon.closed.all()  # the ref is gone: nothing left to remember
