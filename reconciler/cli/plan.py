@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import click
 
 from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, handle_errors, state_dir_option
 from reconciler.cli.plan_output import human, plan_json
-from reconciler.controller.planning import Project, compute_plan
+from reconciler.controller import plan_snapshot as snapshot
+from reconciler.controller.plan_snapshot import default_state_dir, project_id, snapshot_key
+from reconciler.core.resources import read_text
 
 
 @click.command("plan")
@@ -33,14 +36,30 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
                  policy_file: Path | None, show_artifacts: bool, infra: bool, out_file: Path | None, now: float | None,
                  state_dir: Path | None) -> None:
     """Show which environments would exist, why, with what settings, and what would change."""
-    project = Project.open(repo, state_dir=state_dir, policy_file=policy_file)
-    outcome = compute_plan(project, branches=branches or None, now=now)
+    state = state_dir or default_state_dir()
+    policy_text = policy_file.read_text(encoding="utf-8") if policy_file else read_text("policies", "default.yaml")
+    key = None
+    outcome = None
+    if now is None and not infra:
+        # Warm path: an unchanged repository on this disk is printed from the saved plan.
+        key = snapshot_key(repo, state, policy_text, tuple(branches) or None)
+        if key is not None:
+            outcome = snapshot.load(state / "projects" / project_id(repo), key, time.time())
+    project = None
+    if outcome is None:
+        from reconciler.controller.planning import Project, compute_plan
+
+        project = Project.open(repo, state_dir=state, policy_file=policy_file)
+        outcome = compute_plan(project, branches=branches or None, now=now)
+        if key is not None and project.memo is not None:
+            snapshot.save(project.dir, key, project.memo[1], outcome)
     policy_name = str(policy_file) if policy_file else "default"
     terraform: dict[str, Any] = {}
     if infra:
         from reconciler.controller.host import HostSettings
         from reconciler.controller.infra_plan import terraform_summaries
 
+        assert project is not None
         terraform = terraform_summaries(project, HostSettings.from_env(project.state_dir), outcome)
     doc = plan_json(outcome, repo, policy_name, show_artifacts=show_artifacts)
     for env in doc["environments"]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from reconciler.controller.planning import PlanOutcome
+from reconciler.controller.outcome import PlanOutcome
 from reconciler.core import quantities
 from reconciler.core.model import Action, ActionKind, EnvSpec
 
