@@ -130,3 +130,20 @@ def test_whole_process_exit_codes(example: Path, tmp_path: Path) -> None:
     assert subprocess.run([*cmd, "--detailed-exitcode"], capture_output=True).returncode == 2
     bad = subprocess.run([*cmd[:5], str(tmp_path / "missing"), *cmd[6:]], capture_output=True, text=True)
     assert bad.returncode == 1 and "fix:" in bad.stderr
+
+
+def test_warm_plan_comes_from_the_snapshot_and_any_input_change_invalidates_it(example: Path, tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    args = ["plan", "--repo", str(example), "--state-dir", str(state), "--json"]
+    _, first = run(*args)
+    [snapshot] = list((state / "projects").glob("*/plan-snapshot.pickle"))
+    stamp = snapshot.stat().st_mtime_ns
+    _, second = run(*args)
+    assert second == first and snapshot.stat().st_mtime_ns == stamp  # served, not recomputed
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((ROOT / "policies" / "default.yaml").read_text().replace("  preview: 10\n", "  preview: 0\n"))
+    _, third = run(*args, "--policy", str(policy))
+    assert [a["action"] for a in json.loads(third)["actions"] if a["env"] == "pr-7"] == ["blocked"]
+    git(example, "update-ref", "refs/heads/feature/new-one", "refs/heads/develop")
+    _, fourth = run(*args)
+    assert "feature/new-one" in fourth and "feature/new-one" not in first
