@@ -22,6 +22,7 @@ from pygit2.enums import FileMode
 
 from reconciler.core.model import canonical_json
 from reconciler.errors import OdooOpsError
+from reconciler.procs import pid_alive as _pid_alive
 
 FORMAT = 1  # bump when the bundle layout changes: every id changes with it
 MANIFEST = "manifest.json"
@@ -185,16 +186,6 @@ class ArtifactStore:
             m = _TMP.match(p.name)
             if m and not _pid_alive(int(m["pid"])):
                 shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _walk(root: Path) -> Iterator[tuple[bytes, os.DirEntry[str]]]:

@@ -24,6 +24,7 @@ from typing import Any
 from python_terraform import IsFlagged, Terraform
 
 from reconciler.errors import OdooOpsError
+from reconciler.procs import pid_alive as _pid_alive
 
 PG_ADMIN_PASSWORD_ENV = "ODOOOPS_PG_ADMIN_PASSWORD"  # read by the module's provisioner script
 ROOT_FILE = "main.tf.json"
@@ -393,18 +394,6 @@ def _lock_info(events: list[dict], stderr: str) -> dict | None:
                 info["created_ts"] = datetime.strptime(f"{m[1]} {m[3]}", "%Y-%m-%d %H:%M:%S %z").timestamp()
             return info
     return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):  # a zombie has exited: dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 def _is_stale(lock: dict, previous: dict | None) -> bool:
