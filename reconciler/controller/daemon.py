@@ -143,6 +143,7 @@ class Daemon:
         self._last_key: tuple[Any, ...] | None = None
         self._shared: tuple[Any, float, PlanOutcome] | None = None  # (memo key, valid until, full plan)
         self._ttl_deadline = float("-inf")
+        self._notes_retry: tuple[bool, float, float] = (False, 0.0, 1.0)  # pending, next try, delay
         self.polls = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -319,6 +320,7 @@ class Daemon:
         self.polls += 1
         now = self.clock()
         key = self._observed_key(project)
+        self._push_pending_notes(project)
         forced, self._force_plan = self._force_plan, False
         if not (changed or resync or forced or now >= self._ttl_deadline or key != self._last_key):
             return None
@@ -343,6 +345,21 @@ class Daemon:
         self._ready.set()
         self.metrics.ready.set(1)
         return outcome
+
+    def _push_pending_notes(self, project: Project) -> None:
+        """Notes an apply could not push (another writer kept winning the race) are pushed from
+        the poll loop, with their own backoff, instead of waiting for the next apply."""
+        pending, next_try, delay = self._notes_retry
+        if not pending or time.monotonic() < next_try or not project.source.is_mirror:
+            return
+        from reconciler.sources.notes import push_notes
+
+        try:
+            push_notes(project.source.repo, self.config.repo)
+            self._notes_retry = (False, 0.0, 1.0)
+        except OdooOpsError as exc:
+            log.warning("notes still not pushed (%s); next try in %.0fs", exc.code, delay)
+            self._notes_retry = (True, time.monotonic() + delay, min(delay * 2, 60.0))
 
     def _publish(self, outcome: PlanOutcome, observed: dict[str, ObservedEnv], key: tuple[Any, ...],
                  hinted: set[str]) -> None:
@@ -400,6 +417,9 @@ class Daemon:
             if env.result != "ok" and is_transient(env.error) and kinds.get(env.env) != "destroy":
                 transient = env.error
         self.claims.release(done)
+        if getattr(report, "notes_pushed", None) is False:
+            self._notes_retry = (True, 0.0, 1.0)
+            self._wake.set()
         result = "ok" if report.ok else "failed"
         self.metrics.reconcile_seconds.labels(result=result).observe(time.perf_counter() - started)
         if transient is not None:
