@@ -486,6 +486,16 @@ class Daemon:
             runtime = self._local.runtime = DockerRuntime(self.host.docker_host)
         return runtime
 
+    def _routes(self) -> dict[str, Any] | None:
+        from reconciler.executors.router import CaddyRouter
+
+        assert self.host is not None
+        try:
+            return CaddyRouter(self.host.caddy_admin, server=self.host.caddy_server).routes()
+        except OdooOpsError as exc:
+            log.warning("cannot read the routes (%s); route drift not checked", exc.code)
+            return None
+
     def clear_stale_oneshots(self) -> list[str]:
         """At start, before any worker runs: one-shot containers (init, update, tests) of this
         project's environments belong to an apply that was killed; they must not race the rerun."""
@@ -530,14 +540,22 @@ class Daemon:
             log.warning("labelled resources of environments this daemon neither wants nor made (left "
                         "alone; another installation may own them): %s", ", ".join(unclaimed))
         drifted = []
+        routes = self._routes() if runtime is not None else None
         for name, obs in observed.items():
+            if runtime is None or obs.state != "running" or name not in desired or obs.branch in busy:
+                continue
             rt = labelled.get(name)
             web = rt.container("web") if rt is not None else None
-            if runtime is not None and obs.state == "running" and name in desired and obs.branch not in busy \
-                    and (web is None or not web.running):
-                drifted.append(name)
-                log.warning("%s: its web container is %s; redeploying", name, "missing" if web is None else web.state)
-                self.queue.submit(obs.branch, "runtime drift", Work(drift=True))
+            route = routes.get(name) if routes is not None else None
+            if web is None or not web.running:
+                why = f"its web container is {'missing' if web is None else web.state}"
+            elif routes is not None and (route is None or route.upstream != rt.web_upstream):  # type: ignore[union-attr]
+                why = "its route is missing or points elsewhere (Caddy or dockerd restarted?)"
+            else:
+                continue
+            drifted.append(name)
+            log.warning("%s: %s; repairing", name, why)
+            self.queue.submit(obs.branch, "runtime drift", Work(drift=True))
         if project.source.is_mirror and project.source.notes_ahead_of(project.source.remote_refs()):
             from reconciler.sources.notes import push_notes
 
