@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from reconciler.api.metrics import Metrics, NotesRetryCounter
-from reconciler.api.webhooks import Hint
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, project_id
 from reconciler.controller.state_store import StateStore
@@ -33,6 +32,9 @@ from reconciler.controller.workqueue import (
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import NOTES_REF, redact_url
+
+if TYPE_CHECKING:
+    from reconciler.api.webhooks import Hint
 
 log = logging.getLogger(__name__)
 

@@ -30,3 +30,19 @@ def test_unreachable_remote_is_reported_and_polling_resumes(remote: dict[str, An
     with git_daemon(base, port):
         wait_for(lambda: commit in recorder.commits_for(branch), 30, "the missed push applied")
     assert git(remote["bare"], "rev-parse", f"refs/heads/{branch}") == commit
+
+
+def test_one_daemon_per_project_and_state_dir(remote: dict[str, Any], make_daemon: DaemonFactory) -> None:
+    import pytest
+
+    from reconciler.errors import OdooOpsError
+
+    recorder = RecordingApplier()
+    first = make_daemon(remote["url"], None, poll_interval=3600, applier_factory=recorder.factory)
+    second = make_daemon(remote["url"], None, poll_interval=3600, start=False)
+    with pytest.raises(OdooOpsError) as exc:
+        second.start()
+    assert exc.value.code == "DAEMON_ALREADY_RUNNING" and "fuser" in exc.value.remediation
+    first.stop(10)
+    second.start()  # the lock goes with the process that held it
+    wait_for(second.is_ready, 30, "second daemon ready")
