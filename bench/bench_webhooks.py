@@ -42,8 +42,9 @@ def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
 
 
-def build_remote(dest: Path) -> None:
-    """The example project reduced to one unmapped branch `base` (as in tests/daemon)."""
+def build_remote(dest: Path, extra_branches: int = 0) -> None:
+    """The example project reduced to one unmapped branch `base` (as in tests/daemon), plus
+    `extra_branches` feature branches on it (each an environment to plan; beyond the quota, blocked)."""
     spec = importlib.util.spec_from_file_location("b", ROOT / "examples" / "build_example_repo.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -53,6 +54,11 @@ def build_remote(dest: Path) -> None:
     git(dest, "symbolic-ref", "HEAD", "refs/heads/base")
     for ref in refs:
         git(dest, "update-ref", "-d", ref)
+    if extra_branches:
+        base = git(dest, "rev-parse", "refs/heads/base")
+        lines = "".join(f"create refs/heads/feature/extra-{i:04d} {base}\n" for i in range(extra_branches))
+        subprocess.run(["git", "update-ref", "--stdin"], cwd=dest, env=GIT_ENV, input=lines.encode(), check=True)
+        git(dest, "pack-refs", "--all")
 
 
 class StartRecorder:
@@ -74,9 +80,9 @@ class StartRecorder:
         return type("Report", (), {"environments": [], "ok": True})()
 
 
-def latency(work: Path, deliveries: int) -> dict[str, Any]:
+def latency(work: Path, deliveries: int, extra_branches: int = 0) -> dict[str, Any]:
     served = Path(tempfile.mkdtemp(prefix="bench-wh-", dir=work))
-    build_remote(served / "acme.git")
+    build_remote(served / "acme.git", extra_branches)
     secret_file = served / "secret"
     secret_file.write_bytes(SECRET)
     recorder = StartRecorder()
@@ -116,7 +122,8 @@ def latency(work: Path, deliveries: int) -> dict[str, Any]:
         server.should_exit = True
         daemon.stop(10)
     shutil.rmtree(served, ignore_errors=True)
-    return {"deliveries": deliveries, "received_to_apply_started_ms": _pct(server_side),
+    return {"deliveries": deliveries, "branches": extra_branches + 2,
+            "received_to_apply_started_ms": _pct(server_side),
             "sent_to_apply_started_ms": _pct(client_side)}
 
 
@@ -263,15 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flood", type=int, default=10_000)
     ap.add_argument("--flood-rounds", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--extra-branches", type=int, default=0,
+                    help="also measure the latency with this many more branches to plan (e.g. 1000)")
+    ap.add_argument("--skip-flood", action="store_true")
     ap.add_argument("--work", type=Path, default=ROOT / ".work" / "bench")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
     from tests.services import load_services_env
 
-    report = {
-        "latency": latency(args.work, args.deliveries),
-        "flood": flood(args.work, args.flood, args.concurrency, args.flood_rounds, load_services_env()),
+    report: dict[str, Any] = {"latency": latency(args.work, args.deliveries)}
+    if args.extra_branches:
+        report["latency_more_branches"] = latency(args.work, args.deliveries, args.extra_branches)
+    if not args.skip_flood:
+        report["flood"] = flood(args.work, args.flood, args.concurrency, args.flood_rounds, load_services_env())
+    report |= {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_avg_1m": os.getloadavg()[0]},
     }

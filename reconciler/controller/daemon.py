@@ -80,8 +80,10 @@ def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
     cut = replace(plan, environments=envs, actions=tuple(a for a in plan.actions if a.branch == branch),
                   errors=tuple(e for e in plan.errors if e.branch == branch),
                   plan_digest=digest([plan.plan_digest, branch]))
+    digests = outcome.digests or {}
     return PlanOutcome(plan=cut, artifacts={s.name: outcome.artifacts[s.name] for s in envs},
-                       heads=outcome.heads, seconds=0.0, cached=True)
+                       heads=outcome.heads, seconds=0.0, cached=True,
+                       digests={s.name: digests[s.name] for s in envs if s.name in digests})
 
 
 class SharedStateStore(StateStore):
