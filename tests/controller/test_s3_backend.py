@@ -50,7 +50,7 @@ def test_state_lives_in_s3(world: dict[str, Any], s3_endpoint: str, monkeypatch:
                       "skip_region_validation": True}}
     world["host"] = dataclasses.replace(world["host"], tf_backend=backend)
     _, report, _ = apply(world)
-    assert report.ok, report.to_json()
+    assert report.ok, [(e.env, e.error) for e in report.environments]
     env = report.environments[0].env
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tf-state").get("Contents", [])]
     assert f"odooops/{env}/terraform.tfstate" in keys
