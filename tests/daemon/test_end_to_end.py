@@ -318,6 +318,7 @@ def test_kill_9_mid_apply_then_restart_converges(
         proc.wait(10)
         assert (state_of_dir(daemon_state, remote["url"]).get(env) or {}).get("state") != "running"
 
+        port = free_port()  # a fresh one: the old port may have been taken meanwhile
         proc = _serve(remote["url"], daemon_state, port, log, host_env)
         wait_for(lambda: (state_of_dir(daemon_state, remote["url"]).get(env) or {}).get("commit") == commit
                  and state_of_dir(daemon_state, remote["url"])[env]["state"] == "running",

@@ -6,30 +6,33 @@ from pathlib import Path
 from typing import Any
 
 from tests.daemon.conftest import DaemonFactory, push_branch, unique_branch
-from tests.daemon.gitserve import git, git_daemon, wait_for
+from tests.daemon.faults import TcpRelay
+from tests.daemon.gitserve import git, wait_for
 from tests.daemon.test_webhooks import RecordingApplier
 
 
 def test_unreachable_remote_is_reported_and_polling_resumes(remote: dict[str, Any], make_daemon: DaemonFactory,
-                                                            tmp_path: Path) -> None:
-    # a second server for the same repository whose lifetime this test controls
-    base = remote["bare"].parent
+                                                            served: tuple[Path, str]) -> None:
+    # A relay in front of the remote that this test can cut (it keeps its port meanwhile).
+    relay = TcpRelay(int(served[1].rsplit(":", 1)[1]))
+    url = f"git://127.0.0.1:{relay.port}/acme.git"
     recorder = RecordingApplier()
-    with git_daemon(base) as root:
-        url = f"{root}/acme.git"
-        port = int(root.rsplit(":", 1)[1])
+    try:
         daemon = make_daemon(url, None, poll_interval=0.05, sweep_interval=3600, applier_factory=recorder.factory)
         wait_for(daemon.is_ready, 30, "first poll")
-    # the remote is gone: polls fail, the daemon stays alive and says why
-    wait_for(lambda: (daemon.status().get("last_error") or {}).get("error") == "GIT_REMOTE_UNREACHABLE",
-             30, "the error in /status")
-    assert daemon.is_alive() and daemon.is_ready()
-    assert daemon.metrics.polls.labels(trigger="timer", result="error")._value.get() >= 1
-    branch = unique_branch()
-    commit = push_branch(remote["work"], branch)  # lands while the daemon cannot see the remote
-    with git_daemon(base, port):
+        relay.cut.set()
+        # the remote is gone: polls fail, the daemon stays alive and says why
+        wait_for(lambda: (daemon.status().get("last_error") or {}).get("error") == "GIT_REMOTE_UNREACHABLE",
+                 30, "the error in /status")
+        assert daemon.is_alive() and daemon.is_ready()
+        assert daemon.metrics.polls.labels(trigger="timer", result="error")._value.get() >= 1
+        branch = unique_branch()
+        commit = push_branch(remote["work"], branch)  # lands while the daemon cannot see the remote
+        relay.cut.clear()
         wait_for(lambda: commit in recorder.commits_for(branch), 30, "the missed push applied")
-    assert git(remote["bare"], "rev-parse", f"refs/heads/{branch}") == commit
+        assert git(remote["bare"], "rev-parse", f"refs/heads/{branch}") == commit
+    finally:
+        relay.close()
 
 
 def test_one_daemon_per_project_and_state_dir(remote: dict[str, Any], make_daemon: DaemonFactory) -> None:
