@@ -106,7 +106,7 @@ def _ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
     for spec in result.environments:
         obs = observed.get(spec.name)
         ttl = spec.settings.get("ttl_hours")
-        if obs is not None and obs.deployed_at is not None and ttl is not None:
+        if obs is not None and obs.state != "expired" and obs.deployed_at is not None and ttl is not None:
             deadline = min(deadline, obs.deployed_at + ttl * 3600)
     return deadline
 
