@@ -27,8 +27,23 @@ def collect(project: Project) -> list[dict[str, Any]]:
                    if any(c.project == project.id for c in rt.containers)}
     except OdooOpsError:
         runtime = {}
+    blocked: dict[str, dict[str, Any]] = {}
+    from reconciler.sources.notes import iter_notes
+
+    heads = {h.commit for h in project.heads()}
+    for commit, note in iter_notes(project.source.repo):
+        for name, e in (note.get("environments") or {}).items():
+            if isinstance(e, dict) and e.get("state") == "blocked" and commit in heads:
+                blocked[name] = e
     rows = []
-    for name in sorted(set(entries) | set(observed) | set(runtime)):
+    for name in sorted(set(entries) | set(observed) | set(runtime) | set(blocked)):
+        if name in blocked and name not in entries and name not in observed:
+            b = blocked[name]
+            rows.append({"env": name, "tier": b.get("tier"), "branch": b.get("branch"), "commit": b.get("commit"),
+                         "running_commit": None, "state": "blocked", "runtime": "absent", "url": None,
+                         "last_result": b.get("reason"), "failed_step": None, "error": None, "tests": None,
+                         "updated_at": None, "source": "notes", "remediation": b.get("remediation")})
+            continue
         e = entries.get(name) or {}
         obs = observed.get(name)
         rt = runtime.get(name)

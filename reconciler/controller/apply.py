@@ -146,7 +146,8 @@ class Applier:
                 report.environments.append(self._destroy(action))
             else:
                 report.environments.append(self._deploy(specs[action.env], action, outcome.artifacts[action.env]))
-        if report.environments and self.project.source.is_mirror:
+        noted = self._note_blocked([a for a in plan.actions if a.action is ActionKind.BLOCKED])
+        if (report.environments or noted) and self.project.source.is_mirror:
             report.notes_pushed = self._push_notes()
         report.seconds = time.monotonic() - started
         return report
@@ -192,6 +193,25 @@ class Applier:
         """Containers of this project (a host may run several projects)."""
         web = runtime.container("web")
         return web is None or web.project in (None, self.project.id)
+
+    def _note_blocked(self, blocked: list[Action]) -> bool:
+        """Tell the repository why an environment was not created (quota, limits) on its commit.
+
+        The entry is deterministic (no time stamp), so an unchanged block writes nothing again."""
+        running = self.project.store.entries()
+        wrote = False
+        for a in blocked:
+            if a.commit is None or running.get(a.env, {}).get("state") == "running":
+                continue
+            entry = {"schema": "odooops/status-entry/v1", "env": a.env, "branch": a.branch, "tier": a.tier,
+                     "commit": a.commit, "spec_digest": "", "state": "blocked", "reason": a.reason,
+                     "remediation": a.remediation or "", "updated_at": 0}
+            try:
+                wrote |= write_env_entry(self.project.source.repo, a.commit, a.env, entry,
+                                         pygit2.Signature(*SIGNATURE))
+            except OdooOpsError as exc:
+                self.progress(a.env, "note", "failed", exc.message)
+        return wrote
 
     def _push_notes(self) -> bool:
         try:

@@ -48,7 +48,7 @@ class StateStore:
 
     def load(self) -> dict[str, ObservedEnv]:
         return {name: observed_from_entry(e, "state") for name, e in self.entries().items()
-                if e.get("state") != "destroyed"}
+                if e.get("state") not in ("destroyed", "blocked")}
 
     def record(self, spec: EnvSpec, state: str = "running", deployed_at: float | None = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def observed_from_entry(e: dict[str, Any], source: str) -> ObservedEnv:
 
 
 def merge_observed(*sources: dict[str, dict[str, Any]]) -> dict[str, ObservedEnv]:
-    """Latest entry per environment across the state file and notes; destroyed ones drop out."""
+    """Latest entry per environment across the state file and notes; destroyed and blocked ones drop out."""
     best: dict[str, tuple[float, dict[str, Any], str]] = {}
     for index, entries in enumerate(sources):
         for name, e in entries.items():
@@ -102,4 +102,4 @@ def merge_observed(*sources: dict[str, dict[str, Any]]) -> dict[str, ObservedEnv
             if name not in best or stamp > best[name][0]:
                 best[name] = (stamp, e, "state" if index == 0 else "notes")
     return {name: observed_from_entry(e, src) for name, (_, e, src) in sorted(best.items())
-            if e.get("state") != "destroyed"}
+            if e.get("state") not in ("destroyed", "blocked")}
