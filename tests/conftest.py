@@ -1,31 +1,3 @@
-"""Shared pytest fixtures: the real services come from tests/services.py."""
+"""Shared pytest fixtures: the real services come from tests/services.py (its __all__ lists them)."""
 
-from tests.services import (
-    caddy_admin_url,
-    docker_client,
-    docker_host,
-    fresh_db_name,
-    pg_admin_dsn,
-    pg_conn_params,
-    pg_host_from_containers,
-    router_http_url,
-    services_env,
-    standin_image,
-    unique_name,
-    worker_id_tag,
-)
-
-__all__ = [
-    "caddy_admin_url",
-    "docker_client",
-    "docker_host",
-    "fresh_db_name",
-    "pg_admin_dsn",
-    "pg_conn_params",
-    "pg_host_from_containers",
-    "router_http_url",
-    "services_env",
-    "standin_image",
-    "unique_name",
-    "worker_id_tag",
-]
+from tests.services import *  # noqa: F403

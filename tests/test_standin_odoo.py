@@ -297,7 +297,7 @@ def test_failing_install_exits_255_and_busy_test_port_fails(odoo: Odoo, fresh_db
     listening = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8069))'"
     rc, logs = odoo.shell(
         "python3 -m http.server 8069 >/dev/null 2>&1 & "
-        f"for i in $(seq 100); do {listening} 2>/dev/null && break; sleep 0.1; done; "
+        f"for i in $(seq 600); do {listening} 2>/dev/null && break; sleep 0.1; done; "  # up to 60 s on a busy host
         f"odoo -d {fresh_db_name} -i odooops_sample --test-enable; echo rc=$?",
         addons=addons_tar("1.0"))
     assert "rc=1" in logs and "pass another --http-port" in logs, logs

@@ -271,7 +271,7 @@ class Applier:
 
     def _build(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         image = self.host.image_overrides.get(spec["image"], spec["image"])
-        image_id = self.runtime._image_id(image)
+        image_id = self.runtime.image_id(image)
         ctx["image"], ctx["image_id"] = image, image_id
         ctx["owner"] = files.image_owner(self.runtime, self.host, image_id)
         repo = self.project.source.repo
@@ -308,9 +308,9 @@ class Applier:
                ctx: dict[str, Any]) -> tuple[str, str]:
         root = json.loads(fill(rendered["main.tf.json"], self._platform(spec, ctx)))
         if self.host.tf_backend is not None:
-            from reconciler.executors.terraform import _render_backend
+            from reconciler.executors.terraform import render_backend
 
-            root["terraform"]["backend"] = _render_backend(spec.name, dict(self.host.tf_backend))
+            root["terraform"]["backend"] = render_backend(spec.name, dict(self.host.tf_backend))
         infra_digest = digest([root, digest(ctx["db_password"])])
         self.tf.write_root(spec.name, root, {"role_password": ctx["db_password"]})
         ctx["infra_digest"] = infra_digest

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from reconciler.api.metrics import Metrics, NotesRetryCounter
 from reconciler.controller.host import HostSettings
-from reconciler.controller.planning import PlanOutcome, Project, compute_plan, project_id
+from reconciler.controller.planning import PlanOutcome, Project, compute_plan, observed_key, project_id, ttl_deadline
 from reconciler.controller.state_store import StateStore
 from reconciler.controller.workqueue import (
     Backoff,
@@ -31,7 +31,7 @@ from reconciler.controller.workqueue import (
 )
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import NOTES_REF, redact_url
+from reconciler.sources.git import redact_url
 
 if TYPE_CHECKING:
     from reconciler.api.webhooks import Hint
@@ -61,16 +61,6 @@ class DaemonConfig:
     jitter: float = 0.2  # +-20% on the poll interval, so many daemons do not poll in step
     min_poll_gap: float = 0.05  # a webhook flood costs at most one poll per gap
     backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0, max_attempts=8))
-
-
-def ttl_deadline(outcome: PlanOutcome, observed: dict[str, ObservedEnv]) -> float:
-    """When the next TTL can expire; environments already expired wait for a new commit instead."""
-    deadline = float("inf")
-    for spec in outcome.plan.environments:
-        obs, ttl = observed.get(spec.name), spec.settings.get("ttl_hours")
-        if obs is not None and obs.state != "expired" and obs.deployed_at is not None and ttl is not None:
-            deadline = min(deadline, obs.deployed_at + ttl * 3600)
-    return deadline
 
 
 def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
@@ -290,15 +280,6 @@ class Daemon:
             spread = 1 + self.config.jitter * (2 * random.random() - 1)
             self._wake.wait(max(0.0, self.config.poll_interval * spread - (time.monotonic() - last_start)))
 
-    def _observed_key(self, project: Project) -> tuple[Any, ...]:
-        ref = project.source.repo.references.get(NOTES_REF)
-        try:
-            st = project.store.path.stat()
-            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        return (str(ref.target) if ref is not None else None, stamp)
-
     def poll_once(self, resync: bool = False) -> PlanOutcome | None:
         """One poll: refs round trip, fetch if changed, plan if anything moved, queue the work."""
         project = self._project()
@@ -323,7 +304,7 @@ class Daemon:
         self.metrics.polls.labels(trigger=trigger, result="changed" if changed else "unchanged").inc()
         self.polls += 1
         now = self.clock()
-        key = self._observed_key(project)
+        key = observed_key(project)
         self._push_pending_notes(project)
         forced, self._force_plan = self._force_plan, False
         if not (changed or resync or forced or now >= self._ttl_deadline or key != self._last_key):
@@ -337,7 +318,7 @@ class Daemon:
                 project = self._project()
         outcome = compute_plan(project, now=now, refresh=False)
         observed = project.observed()
-        self._ttl_deadline = ttl_deadline(outcome, observed)
+        self._ttl_deadline = ttl_deadline(observed, outcome.plan)
         if project.memo is not None:
             self._shared = (project.memo[0], self._ttl_deadline, outcome)
         for action in outcome.plan.actions:
@@ -437,7 +418,7 @@ class Daemon:
         now = self.clock()
         shared = self._shared
         if shared is not None and now < shared[1]:
-            key = (project.source.refs_digest(), self._observed_key(project), None)
+            key = (project.source.refs_digest(), observed_key(project), None)
             if key == shared[0]:
                 return branch_outcome(shared[2], branch)
         return compute_plan(project, branches=[branch], now=now, refresh=False)

@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, templates_digest
 from reconciler.core.config import PARSER_VERSION
 from reconciler.core.model import Plan, digest
 from reconciler.core.resources import data_dir
+from reconciler.sources.urls import file_url_path
 
 FILE = "plan-snapshot.pickle"
 _CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +46,10 @@ def project_id(location: str) -> str:
 def local_git_dir(location: str) -> Path | None:
     """The git directory of a repository on this disk, or None for remote URLs."""
     if location.startswith("file://"):
-        parsed = urlparse(location)
-        if parsed.netloc not in ("", "localhost"):
+        local = file_url_path(location)
+        if local is None:
             return None
-        path = Path(unquote(parsed.path))
+        path = Path(local)
     elif "://" in location or re.match(r"^[^/]+@[^/]+:", location):
         return None
     else:

@@ -86,7 +86,7 @@ class Project:
 
 
 
-def _observed_key(project: Project) -> tuple[Any, ...]:
+def observed_key(project: Project) -> tuple[Any, ...]:
     """Changes whenever observed state can: the notes ref target and the state file's stamp."""
     try:
         ref = project.source.repo.references.get(NOTES_REF)
@@ -100,8 +100,10 @@ def _observed_key(project: Project) -> tuple[Any, ...]:
     return (str(ref.target) if ref is not None else None, stamp)
 
 
-def _ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
-    """The earliest time a TTL can expire: a memoised plan is only valid until then."""
+def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
+    """The earliest time a TTL can expire: a memoised plan is only valid until then.
+
+    Environments already expired wait for a new commit instead, so they set no deadline."""
     deadline = float("inf")
     for spec in result.environments:
         obs = observed.get(spec.name)
@@ -119,7 +121,7 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
         # One ref advertisement when nothing moved; a fetch only when the remote differs.
         project.source.refresh_if_changed()
     now = time.time() if now is None else now
-    key = (project.source.refs_digest(), _observed_key(project), tuple(branches) if branches else None)
+    key = (project.source.refs_digest(), observed_key(project), tuple(branches) if branches else None)
     memo = project.memo
     if memo is not None and memo[0] == key and now < memo[1]:
         return replace(memo[2], seconds=time.perf_counter() - started, cached=True)
@@ -143,5 +145,5 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
                           seconds=time.perf_counter() - started, digests=rendered)
-    project.memo = (key, _ttl_deadline(observed, result), outcome)
+    project.memo = (key, ttl_deadline(observed, result), outcome)
     return outcome

@@ -302,10 +302,10 @@ class DockerRuntime:
     def _resolved(self, spec: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
         """Everything that shapes the container, with the image resolved to its id."""
         return {"container": {k: v for k, v in c.items() if k != "name"},
-                "image_id": self._image_id(c["image"]), "network": spec["network"],
+                "image_id": self.image_id(c["image"]), "network": spec["network"],
                 "volumes": spec["volumes"], "tier": spec["labels"][L_TIER]}
 
-    def _image_id(self, ref: str) -> str:
+    def image_id(self, ref: str) -> str:
         try:
             return self.api.inspect_image(ref)["Id"]
         except docker.errors.NotFound:
@@ -371,7 +371,7 @@ class DockerRuntime:
         started = time.monotonic()
         with self._engine(f"run_once {spec['env']}"):
             self._ensure_network_and_volumes(spec)
-            self._image_id(container["image"])
+            self.image_id(container["image"])
             labels = dict(spec["labels"], **{L_MANAGED: "true", L_ROLE: container["role"],
                                              L_ONESHOT: "true"})
             kwargs = self._create_kwargs(spec, container, labels, command=command, oneshot=True)

@@ -115,7 +115,7 @@ def render_local_root(env_name: str, database: str, role: str, filestore: str | 
     }
     module.update({k: v for k, v in (("group_role", group_role), ("filestore_owner", filestore_owner)) if v})
     root: dict[str, Any] = {
-        "terraform": {"required_version": ">= 1.4.0", "backend": _render_backend(env_name, backend)},
+        "terraform": {"required_version": ">= 1.4.0", "backend": render_backend(env_name, backend)},
         "variable": {"role_password": {"type": "string", "sensitive": True, "nullable": True, "default": None}},
         "module": {"env": module},
         "output": {k: {"value": f"${{module.env.{k}}}"} for k in ("database", "role", "filestore")},
@@ -130,7 +130,7 @@ def render_local_root(env_name: str, database: str, role: str, filestore: str | 
     return root
 
 
-def _render_backend(env_name: str, backend: dict | None) -> dict[str, Any]:
+def render_backend(env_name: str, backend: dict | None) -> dict[str, Any]:
     if backend is None:
         return {"local": {"path": "terraform.tfstate"}}
     if len(backend) != 1 or next(iter(backend)) not in {"local", "s3", "http"}:

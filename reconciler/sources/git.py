@@ -19,6 +19,7 @@ import pygit2
 from pygit2.enums import FetchPrune, FileMode, RepositoryOpenFlag
 
 from reconciler.errors import OdooOpsError
+from reconciler.sources.urls import file_url_path
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,7 @@ class GitSource:
         """The remote's refs that refresh() fetches, ls-remote style: one round trip, no objects."""
         if self._url is None:
             return {k: v for k, v in self._all_targets().items() if _fetched(k)}
-        local = _file_url_path(self._url)
+        local = file_url_path(self._url)
         if local is not None:
             # A file:// remote is a repository on this disk: reading its refs directly costs a few
             # ms, where libgit2's local transport spends ~50 ms on 1,000 refs.
@@ -578,16 +579,6 @@ class GitSource:
         for name, target in sorted(self._head_targets().items()):
             h.update(f"{name}\0{target}\n".encode())
         return h.hexdigest()
-
-
-def _file_url_path(url: str) -> str | None:
-    if url.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        parsed = urlparse(url)
-        if parsed.netloc in ("", "localhost"):
-            return unquote(parsed.path)
-    return None
 
 
 def _fetched(name: str) -> bool:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag
@@ -28,6 +27,7 @@ from reconciler.sources.git import (
     is_url,
     redact_url,
 )
+from reconciler.sources.urls import file_url_path
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def merge_into_ref(
 
 def _local_remote_path(url: str) -> str | None:
     if url.startswith("file://"):
-        return unquote(urlsplit(url).path)
+        return file_url_path(url)
     return None if is_url(url) else url
 
 
