@@ -110,6 +110,10 @@ class SecretStore:
         self._save(scope, values)
         return values[name]
 
+    def values(self, scope: str) -> dict[str, str]:
+        """Every secret of a scope, name -> value, in one read and decryption."""
+        return self._load(scope)
+
     def names(self, scope: str) -> list[str]:
         return sorted(self._load(scope))
 

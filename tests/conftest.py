@@ -1,3 +1,20 @@
 """Shared pytest fixtures: the real services come from tests/services.py (its __all__ lists them)."""
 
+import os
+import re
+
+import pytest
+
 from tests.services import *  # noqa: F403
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The mail catcher is one container per (engine, address, port) serving one state directory.
+    # Parallel workers each use their own state directories, so each gets its own catcher port
+    # (and container name) instead of replacing the other's catcher mid-test. Workers inherit the
+    # controller's environment, so a worker always sets its own (xdist names it in workerinput).
+    worker_id = getattr(config, "workerinput", {}).get("workerid")
+    if worker_id is not None:
+        os.environ["ODOOOPS_MAIL_CATCHER_PORT"] = str(11025 + int(re.sub(r"\D", "", worker_id) or "0"))
+    else:
+        os.environ.setdefault("ODOOOPS_MAIL_CATCHER_PORT", "11124")  # one process: one catcher of its own

@@ -64,6 +64,7 @@ class Odoo:
     tag: str
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     containers: list[Any] = field(default_factory=list)
+    pg: dict[str, Any] = field(default_factory=dict)  # the superuser's connection, for diagnostics
 
     def create(self, command: list[str], addons: bytes | None = None, **kw: Any) -> Any:
         container = self.client.containers.create(
@@ -75,19 +76,29 @@ class Odoo:
         return container
 
     def run(self, command: list[str], addons: bytes | None = None,
-            timeout: float = 60) -> tuple[int, str]:
+            timeout: float = 180) -> tuple[int, str]:
         container = self.create(command, addons)
         container.start()
         try:
             status = container.wait(timeout=timeout)
         except Exception:  # the Docker SDK raises requests' ReadTimeout on timeout
+            busy = self.busy_sessions()  # seen once under CI load: say what PostgreSQL was waiting on
             container.kill()
-            pytest.fail(f"{command} still running after {timeout}s:\n"
+            pytest.fail(f"{command} still running after {timeout}s; busy sessions: {busy}\n"
                         + container.logs().decode(errors="replace"))
         logs = container.logs().decode(errors="replace")
         container.remove(force=True)
         self.containers.remove(container)
         return int(status["StatusCode"]), logs
+
+    def busy_sessions(self) -> list[tuple[Any, ...]]:
+        try:
+            with psycopg.connect(**self.pg, dbname="postgres", connect_timeout=5) as c:
+                return c.execute("SELECT pid, datname, state, wait_event_type, wait_event, left(query, 120) "
+                                 "FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid()"
+                                 ).fetchall()
+        except psycopg.Error as exc:
+            return [("unavailable", str(exc))]
 
     def shell(self, script: str, addons: bytes | None = None) -> tuple[int, str]:
         """A first argument that is not `odoo` nor an option runs as is (entrypoint contract)."""
@@ -109,7 +120,7 @@ def odoo(docker_client: docker.DockerClient, standin_image: str, pg_conn_params:
     addons = docker_client.volumes.create(f"{tag}_addons", labels={"odooops.test": tag})
     runner = Odoo(docker_client, standin_image, {"ODOO_RC": "/var/lib/odoo/odoo.conf"}, tag, {
         data.name: {"bind": "/var/lib/odoo", "mode": "rw"},
-        addons.name: {"bind": "/mnt/extra-addons", "mode": "rw"}})
+        addons.name: {"bind": "/mnt/extra-addons", "mode": "rw"}}, pg=pg_conn_params)
     setup = runner.create(["true"])
     setup.put_archive("/var/lib/odoo", tar_of({"odoo.conf": conf,
                                                "pgpass": pg_conn_params["password"]}, 0o600))

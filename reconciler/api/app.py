@@ -1,9 +1,11 @@
-"""The daemon's HTTP API: health, readiness, metrics, status and the webhook receivers."""
+"""The daemon's HTTP API: health, readiness, metrics, status, the webhook receivers and the REST API (/api/v1)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import __version__
-from reconciler.api import webhooks
+from reconciler.api import rest, webhooks
+from reconciler.api.errors import RequestIdMiddleware, status_for
+from reconciler.api.errors import error_response as _error_response
 from reconciler.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from reconciler.errors import OdooOpsError
 
@@ -68,7 +72,14 @@ class SecretSource:
 
 
 def error_response(err: OdooOpsError, status: int) -> JSONResponse:
-    return JSONResponse(err.to_dict(), status_code=status)
+    return _error_response(err, status)
+
+
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -95,47 +106,100 @@ def _too_large(limit: int) -> webhooks.WebhookError:
 
 
 def create_app(daemon: Reconciler, secret_file: Path | None = None,
-               max_payload: int = webhooks.DEFAULT_MAX_PAYLOAD, dedupe_capacity: int = 10_000) -> FastAPI:
-    app = FastAPI(title="OdooOps daemon", version=__version__, docs_url=None, redoc_url=None)
+               max_payload: int = webhooks.DEFAULT_MAX_PAYLOAD, dedupe_capacity: int = 10_000,
+               api: rest.ApiContext | None = None) -> FastAPI:
+    """The daemon's app; with `api` (keys, operations, audit log) the REST API under /api/v1 is live,
+    without it the /api/v1 routes answer 503 (they are always declared, so the OpenAPI document is whole)."""
+    app = FastAPI(title="OdooOps API", version=__version__, docs_url=None, redoc_url=None,
+                  description="REST API of the OdooOps reconciler; see docs/api.md.")
+    app.router.redirect_slashes = False  # a stray "/" is a 404 JSON error, never a redirect elsewhere
+    app.add_middleware(RequestIdMiddleware)
+    rest.install(app, api)
     secrets = SecretSource(secret_file)
     seen = webhooks.DeliveryLog(dedupe_capacity)
     metrics = daemon.metrics
     app.state.deliveries = seen
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
-        err = OdooOpsError(code, str(exc.detail), "see the endpoints in docs/daemon.md")
-        return error_response(err, exc.status_code)
+        err = OdooOpsError(code, str(exc.detail), "see the endpoints in docs/api.md and docs/daemon.md")
+        response = error_response(err, exc.status_code)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; RFC 9110 wants all of them.
+            response.headers["Allow"] = ", ".join(allowed_methods(request.url.path))
+        return response
+
+    path_methods: list[tuple[re.Pattern[str], set[str]]] = []
+
+    def allowed_methods(path: str) -> list[str]:
+        if not path_methods:
+            for template, item in app.openapi()["paths"].items():
+                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+                path_methods.append((re.compile(f"^{pattern}$"), {m.upper() for m in item}))
+            path_methods.append((re.compile("^/(metrics|status)$"), {"GET"}))
+        # The most specific template wins (…/secrets/rotate over …/secrets/{name}), as the routes do.
+        matches = [(pattern.pattern.count("[^/]+"), allowed) for pattern, allowed in path_methods
+                   if pattern.match(path)]
+        fewest = min((n for n, _ in matches), default=0)
+        methods: set[str] = set().union(*(allowed for n, allowed in matches if n == fewest))
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods)
+
+    @app.exception_handler(OdooOpsError)
+    async def odooops_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OdooOpsError)
+        return _error_response(exc, status_for(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only where and what: the rejected input is never echoed (it may hold a secret value).
+        problems = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                     "type": str(e.get("type", ""))} for e in exc.errors()]
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and ctype != "application/json" and any(p["loc"][:1] == ["body"] for p in problems):
+            return error_response(OdooOpsError("UNSUPPORTED_MEDIA_TYPE", f"the body must be JSON, not {ctype[:80]}",
+                                               "send Content-Type: application/json"), 415)
         return error_response(OdooOpsError("BAD_REQUEST", "the request is not valid",
-                                           "see docs/daemon.md", {"problems": exc.errors()}), 400)
+                                           "see the operation in docs/openapi.json (docs/api.md)",
+                                           {"problems": problems}), 400)
 
-    @app.get("/healthz")
+    @app.get("/healthz", operation_id="healthz", summary="Liveness (no token)", openapi_extra={"security": []})
     def healthz() -> JSONResponse:
         if daemon.is_alive():
             return JSONResponse({"status": "ok"})
         return error_response(OdooOpsError("DAEMON_STALLED", "the poller or the workers stopped",
                                            "read the daemon's log and restart it"), 503)
 
-    @app.get("/readyz")
+    @app.get("/readyz", operation_id="readyz", summary="Readiness (no token)", openapi_extra={"security": []})
     def readyz() -> JSONResponse:
         if daemon.is_ready():
             return JSONResponse({"status": "ready"})
         return error_response(OdooOpsError("NOT_READY", "the first poll of the repository has not succeeded yet",
                                            "wait, or read the daemon's log for the poll error"), 503)
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
+    def operator_only(request: Request) -> None:
+        # Operator endpoints: open on loopback (local Prometheus, health scripts); elsewhere a token
+        # with env:read, like GET /api/v1/status.
+        if api is not None and not _loopback(request):
+            rest.authorize(request, _bearer_of(request), "env:read", None)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(request: Request) -> Response:
+        operator_only(request)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/status")
-    def status() -> JSONResponse:
+    @app.get("/status", include_in_schema=False)
+    def status(request: Request) -> JSONResponse:
+        operator_only(request)
         return JSONResponse(daemon.status())
 
-    @app.post("/webhooks/{provider}")
+    @app.post("/webhooks/{provider}", operation_id="receiveWebhook", summary="Signed webhook delivery (no token)",
+              openapi_extra={"security": []}, status_code=202,
+              responses={200: {"description": "ping answered"}, 202: {"description": "accepted"},
+                         **{c: {"model": rest.ErrorBody} for c in (400, 401, 403, 404, 413)}})
     async def webhook(provider: str, request: Request) -> JSONResponse:
         received = time.time()
         if provider not in webhooks.PROVIDERS:
@@ -177,3 +241,10 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         return {"status": "accepted", "delivery": delivery, "event": event, "branches": list(branches)}
 
     return app
+
+
+def _bearer_of(request: Request) -> rest.HTTPAuthorizationCredentials | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return rest.HTTPAuthorizationCredentials(scheme=scheme, credentials=token.strip())

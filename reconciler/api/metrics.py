@@ -48,6 +48,15 @@ class Metrics:
         self.orphans_removed = Counter("odooops_orphans_removed_total", "Orphaned environments destroyed",
                                        registry=r)
         self.ready = Gauge("odooops_ready", "1 once the first poll succeeded", registry=r)
+        self.backups = Counter("odooops_backups_total", "Backups by reason (scheduled, ...) and result "
+                               "(ok, error, busy: the environment was locked, retried next tick)",
+                               ["reason", "result"], registry=r)
+        self.backup_last_success = Gauge("odooops_backup_last_success_timestamp_seconds",
+                                         "When the newest successful backup of an environment was taken (by the "
+                                         "scheduler, or found in the store when the scheduler started)",
+                                         ["env"], registry=r)
+        self.backups_pruned = Counter("odooops_backups_pruned_total", "Backups deleted by retention pruning",
+                                      registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

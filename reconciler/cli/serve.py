@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +23,25 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def default_api_key_file() -> Path:
+    env = os.environ.get("ODOOOPS_API_KEY_FILE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "odooops" / "api.key"
+
+
+def parse_networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise OdooOpsError("USAGE", f"--allow-ip {cidr!r} is not an address or CIDR network",
+                               "pass e.g. --allow-ip 10.0.0.0/8 --allow-ip 127.0.0.1") from None
+    return tuple(out)
+
+
 @click.command("serve")
 @click.option("--repo", required=True, help="URL (or local path) of the project repository.")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
@@ -34,22 +55,39 @@ def parse_listen(listen: str) -> tuple[str, int]:
 @click.option("--sweep-interval", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds between sweeps for orphans, runtime drift and unpushed notes.")
 @click.option("--max-payload-bytes", type=click.IntRange(min=1024), default=1024 * 1024, show_default=True)
+@click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Token signing key (HS256: created with 0600 if missing; RS256: a PEM private key). "
+                   "Default: $ODOOOPS_API_KEY_FILE or ~/.config/odooops/api.key.")
+@click.option("--api-algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True)
+@click.option("--audit-log", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The hash-chained audit log. Default: STATE_DIR/audit/audit.jsonl.")
+@click.option("--allow-ip", "allow_ip", multiple=True, metavar="CIDR",
+              help="Networks allowed to change production environments (repeatable; default: any).")
+@click.option("--rate-limit", default="50/s", show_default=True,
+              help="Requests per token: RATE/UNIT (s, min, h), with a burst of about one unit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @state_dir_option
 @handle_errors
 def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
                   max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
-                  log_level: str, state_dir: Path | None) -> None:
+                  api_key_file: Path | None, api_algorithm: str, audit_log: Path | None, allow_ip: tuple[str, ...],
+                  rate_limit: str, log_level: str, state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
-    Endpoints: GET /healthz, /readyz, /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
+    Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz,
+    /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
     """
     import uvicorn
 
     from reconciler.api.app import create_app
+    from reconciler.api.audit import AuditLog
+    from reconciler.api.auth import KeyRing
+    from reconciler.api.ratelimit import RateLimiter, parse_rate
+    from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
     from reconciler.controller.host import HostSettings
+    from reconciler.controller.operations import Operations
     from reconciler.controller.planning import default_state_dir
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
@@ -57,10 +95,17 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     bind, port = parse_listen(listen)
     state = state_dir or default_state_dir()
     host = HostSettings.from_env(state)
+    rate, burst = parse_rate(rate_limit)
+    nets = parse_networks(allow_ip)
+    keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
     config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
                           max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval)
     daemon = Daemon(config, host)
-    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes)
+    ops = Operations(daemon, host)
+    api = ApiContext(keys=keys, ops=ops, audit=AuditLog(audit_log or state / "audit" / "audit.jsonl"),
+                     limiter=RateLimiter(rate, burst), allow_nets=nets,
+                     known_secrets=lambda: ops.secret_store().all_values())
+    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, api=api)
     if webhook_secret_file is None:
         logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
     daemon.start()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from reconciler.cli.common import handle_errors, state_dir_option
-from reconciler.controller.host import HostSettings
-from reconciler.controller.planning import Project
 from reconciler.errors import OdooOpsError
+
+if TYPE_CHECKING:
+    from reconciler.controller.planning import Project
 
 
 def collect(project: Project) -> list[dict[str, Any]]:
+    from reconciler.controller.host import HostSettings
+
     entries = project.store.entries()
     observed = project.observed()
     runtime: dict[str, Any] = {}
@@ -64,12 +68,24 @@ def collect(project: Project) -> list[dict[str, Any]]:
 
 
 @click.command("status")
-@click.option("--repo", required=True, help="Local path or URL of the project.")
+@click.option("--repo", help="Local path or URL of the project: read its state here, offline. "
+                             "Without it, ask the server (--server / ODOOOPS_SERVER).")
+@click.option("--server", envvar="ODOOOPS_SERVER", metavar="URL",
+              help="OdooOps server [env ODOOOPS_SERVER; else the config file].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @state_dir_option
 @handle_errors
-def status_command(repo: str, as_json: bool, state_dir: Path | None) -> None:
-    """What runs: per environment the commit, state, runtime, URL and last result."""
+def status_command(repo: str | None, server: str | None, as_json: bool, state_dir: Path | None) -> None:
+    """What runs: per environment the commit, state, runtime, URL and last result.
+
+    With --repo it reads this host's state, the notes and the Docker engine directly; otherwise the
+    server answers, with its queue (running and waiting reconciles), last poll and backup schedule.
+    """
+    if repo is None:
+        server_status(server, as_json)
+        return
+    from reconciler.controller.planning import Project
+
     project = Project.open(repo, state_dir=state_dir)
     rows = collect(project)
     if as_json:
@@ -88,3 +104,36 @@ def status_command(repo: str, as_json: bool, state_dir: Path | None) -> None:
         table.add_row(r["env"], r["tier"] or "-", r["branch"] or "-", (r["commit"] or "-")[:8], r["state"],
                       r["runtime"], r["url"] or "-", result)
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def server_status(server: str | None, as_json: bool) -> None:
+    """GET /api/v1/status and /api/v1/environments: what runs and what the daemon is doing."""
+    from reconciler.cli.client import Client, client_command, emit, table
+
+    @client_command
+    def show(server: str | None, as_json: bool) -> None:
+        client = Client.from_config(server)
+        daemon = client.get("/api/v1/status")
+        envs = client.get("/api/v1/environments").get("environments") or []
+        data = {"environments": envs, "daemon": daemon}
+
+        def human() -> None:
+            queue = daemon.get("queue") or {}
+            applying = daemon.get("applying") or {}
+            table([{**e, "commit_": (e.get("commit") or "-")[:12],
+                    "step": (applying.get(e["name"]) or {}).get("step", "")} for e in envs],
+                  [("name", "env"), ("tier", "tier"), ("branch", "branch"), ("commit_", "commit"),
+                   ("state", "state"), ("step", "applying"), ("url", "url")], "(no environments)")
+            last = daemon.get("last_poll_at")
+            when = time.strftime("%H:%M:%S", time.localtime(last)) if last else "never"
+            click.echo(f"\nrepository {daemon.get('repo', '?')}: last poll {when}; "
+                       f"{len(queue.get('running') or [])} reconciling, {len(queue.get('pending') or [])} waiting; "
+                       f"ready: {daemon.get('ready')}")
+            for b in daemon.get("blocked") or []:
+                click.echo(f"blocked {b.get('env')}: {b.get('reason')} (fix: {b.get('remediation')})")
+            if daemon.get("last_error"):
+                err = daemon["last_error"]
+                click.echo(f"last poll error {err.get('error')}: {err.get('message')}")
+        emit(data, as_json, human)
+
+    show(server=server, as_json=as_json)

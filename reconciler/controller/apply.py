@@ -1,8 +1,9 @@
 """Apply a plan on one host: per environment an idempotent sequence of steps that is safe to re-run.
 
-create/update/redeploy: secrets -> build (artifact) -> infra (Terraform) -> files -> database (Odoo
-init or module update) -> tests -> runtime (Docker) -> route (Caddy) -> health -> status (state +
-note). The running version is only replaced after the database and tests steps passed, and is put
+create/update/redeploy: secrets -> build (artifact) -> infra (Terraform) -> files (odoo.conf, mail
+catcher) -> database (data/database_step.py: production clone, template clone, install or module
+update; pre-deploy backup of production) -> tests -> runtime (Docker) -> route (Caddy) -> health ->
+status (state + note). The running version is only replaced after the database and tests steps passed, and is put
 back when the new one fails its health gate. destroy: runtime -> route -> infra -> files -> status.
 """
 
@@ -20,10 +21,12 @@ from typing import Any
 import pygit2
 
 from reconciler.controller import files
+from reconciler.controller.env_lock import env_lock, is_busy
 from reconciler.controller.host import HostSettings
-from reconciler.controller.modules import module_changes
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
+from reconciler.data import mail
+from reconciler.data.database_step import DatabaseStep, StepFailed
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import Artifact, ArtifactInputs, ArtifactStore, export_tree
 from reconciler.executors.docker_runtime import DockerRuntime
@@ -36,6 +39,7 @@ from reconciler.sources.notes import push_notes, write_env_entry
 
 Progress = Callable[[str, str, str, str], None]  # env, step, status (start|ok|changed|skipped|failed), detail
 SIGNATURE = ("OdooOps", "odooops@localhost")
+LOCK_WAIT_S = 900.0  # an apply waits this long for a restore/clone/rollback of the same env (ENV_BUSY: retried)
 
 
 @dataclass
@@ -86,19 +90,15 @@ class ApplyReport:
                 "environments": [e.to_json() for e in self.environments]}
 
 
-class StepFailed(Exception):
-    def __init__(self, error: OdooOpsError, log_excerpt: str = "") -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.log_excerpt = log_excerpt
-
-
 class Applier:
     """Carries out a plan against this host's Terraform, Docker, PostgreSQL and Caddy."""
 
     def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None,
-                 retry_failed: bool = False) -> None:
+                 retry_failed: bool = False, mail_catcher_name: str | None = None) -> None:
         self.project = project
+        # One catcher per host address: hosts (or tests) sharing one engine with their own port get their own.
+        self.mail_catcher_name = mail_catcher_name or (
+            mail.CATCHER_NAME if host.mail_catcher_port == 1025 else f"{mail.CATCHER_NAME}-{host.mail_catcher_port}")
         self.retry_failed = retry_failed
         self.host = host
         self.progress = progress or (lambda *_: None)
@@ -142,10 +142,14 @@ class Applier:
             # A host that cannot be prepared fails the whole apply before anything is touched.
             report.host_prepared = files.prepare_host_once(self.host, self.progress)
         for action in todo:
-            if action.action is ActionKind.DESTROY:
-                report.environments.append(self._destroy(action))
-            else:
-                report.environments.append(self._deploy(specs[action.env], action, outcome.artifacts[action.env]))
+            # One operation per environment across processes: a restore, clone or rollback of this
+            # environment finishes before its apply starts (and a rollback's own apply re-enters).
+            with env_lock(self.host.state_dir, action.env, f"apply ({action.action})", wait_s=LOCK_WAIT_S):
+                if action.action is ActionKind.DESTROY:
+                    report.environments.append(self._destroy(action))
+                else:
+                    report.environments.append(self._deploy(specs[action.env], action,
+                                                            outcome.artifacts[action.env]))
         noted = self._note_blocked([a for a in plan.actions if a.action is ActionKind.BLOCKED])
         if (report.environments or noted) and self.project.source.is_mirror:
             report.notes_pushed = self._push_notes()
@@ -161,17 +165,24 @@ class Applier:
         self._repair_routes(noops, running, specs)
         out = []
         for a in noops:
+            if is_busy(self.host.state_dir, a.env):
+                continue  # a restore or rollback has it (its containers may be stopped on purpose)
             if entries.get(a.env, {}).get("state") == "failed":
                 if self.retry_failed:
                     out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                                       commit=a.commit, old_commit=a.commit, reason="retry of a failed deploy"))
                 continue  # otherwise recorded once; retried when the branch moves, never in a loop
             web = running.get(a.env).container("web") if a.env in running else None
+            recorded = entries.get(a.env, {}).get("credentials")
             if web is None or not web.running or web.commit != specs[a.env].commit:
                 what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"
                 out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                                   commit=a.commit, old_commit=a.commit,
                                   reason=f"runtime drift: the web container {what}"))
+            elif recorded is not None and recorded != self._credentials(a.env):
+                out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
+                                  commit=a.commit, old_commit=a.commit,
+                                  reason="secrets rotated: the role's password and odoo.conf follow"))
         return out
 
     def _repair_routes(self, noops: list[Action], running: dict[str, Any], specs: dict[str, EnvSpec]) -> None:
@@ -266,6 +277,10 @@ class Applier:
 
     def _secrets(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         ctx["db_password"] = self.secrets.get_or_create(spec.name, "db_password")
+        while ctx["db_password"].startswith("-"):
+            # The odoo image's entrypoint passes it as `--db_password VALUE`, and argparse-based tools there
+            # (wait-for-psql.py) read a leading '-' as an option: ~1 in 64 new envs failed to start.
+            ctx["db_password"] = self.secrets.rotate(spec.name, "db_password")
         ctx["admin_passwd"] = self.secrets.get_or_create(spec.name, "admin_passwd")
         return "ok", "db and admin passwords in the encrypted store"
 
@@ -283,6 +298,7 @@ class Applier:
                                    f"create {path}/ on {spec.branch} or fix addons.paths in .odooops.yaml")
             addons.append((path.strip("/"), tree))
         external = files.pinned_external(self.host, spec["external_addons"], spec.branch)
+        ctx["external"] = external
         req_blob = None
         if spec["requirements"]:
             req_blob = files.blob_id(repo, spec.commit, spec["requirements"])
@@ -320,16 +336,42 @@ class Applier:
         return "changed", f"terraform apply ({getattr(result, 'duration_s', 0):.1f}s)"
 
     def _files(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
-        conf = fill(rendered["odoo.conf"], self._platform(spec, ctx), {"admin_passwd": ctx["admin_passwd"]})
-        changed = files.write_env_files(self.host.env_dir(spec.name), ctx["owner"],
-                                        {"odoo.conf": conf, "secrets/db_password": ctx["db_password"]})
-        return ("changed" if changed else "ok"), "odoo.conf and the password file"
+        # The database password lives in odoo.conf only (0400, the container's user): the official
+        # image's entrypoint would put it on Odoo's command line, where `ps` on the host shows it.
+        values = {"admin_passwd": ctx["admin_passwd"], "db_password": ctx["db_password"]}
+        what = "odoo.conf"
+        # The resolved setting decides: the top-level mail_catcher never reaches production (core.desired),
+        # only an explicit tiers/environments.production entry does.
+        if spec["mail_catcher"]:
+            # The catcher authenticates each environment with its own password and files its mail under
+            # it; it runs before the database step so a production clone can point its mail server at it.
+            values["smtp_password"] = mail.register_env(self.host, self.secrets, spec.name)[1]
+            address, port = mail.ensure_catcher(self.host, self.runtime, self.secrets, ctx["image"],
+                                                name=self.mail_catcher_name)
+            ctx["mail_catcher"] = (address, port)
+            what += f"; mail goes to the catcher at {address}:{port}"
+        conf = fill(rendered["odoo.conf"], self._platform(spec, ctx), values)
+        changed = files.write_env_files(self.host.env_dir(spec.name), ctx["owner"], {"odoo.conf": conf})
+        # Containers started before a rotation hold the old passwords: a new config replaces them.
+        ctx["config_digest"] = digest(["odoo.conf", conf])
+        ctx["credentials"] = self._credentials(spec.name)
+        return ("changed" if changed else "ok"), what
+
+    def _credentials(self, env: str) -> str | None:
+        """A digest of the env's platform secrets as stored now (None before its first deploy): a
+        rotation changes it, and a no-op apply then redeploys the env with the new values."""
+        stored = self.secrets.values(env)  # one decryption: this runs for every env of a no-op apply
+        if "db_password" not in stored:
+            return None
+        names = [n for n in ("db_password", "admin_passwd", mail.SECRET_NAME) if n in stored]
+        return digest(["credentials", env, *(stored[n] for n in names)])[:24]
 
     def _container_spec(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
         doc = json.loads(fill(rendered["container.json"], self._platform(spec, ctx)))
         host_cpus = self._host_cpus()
         for c in doc["containers"]:
             c["image"] = ctx["image"]
+            c["config_digest"] = ctx.get("config_digest")
             if c.get("cpus") and c["cpus"] > host_cpus:
                 # The engine refuses a limit above the host's CPUs; the tier's request is recorded
                 # in the plan and the limit becomes "all of this host".
@@ -347,50 +389,18 @@ class Applier:
                   ctx: dict[str, Any]) -> tuple[str, str]:
         container_spec = self._container_spec(spec, ctx["rendered"], ctx)
         ctx["container_spec"] = container_spec
-        web = container_spec["containers"][0]
-        initialised = files.database_initialised(self.host, spec.name)
-        if not initialised:
-            mods = module_changes(self.project.source.repo, None, spec.commit, spec["addons_paths"], spec["modules"])
-            cmd = ["odoo", "-d", spec.name, "-i", ",".join(mods.install or ("base",)), "--stop-after-init",
-                   "--no-http"]
-            if spec["demo"] and spec["odoo_version"] == "19.0":
-                cmd.append("--with-demo")
-            elif not spec["demo"] and spec["odoo_version"] != "19.0":
-                cmd.append("--without-demo=all")
-            what = f"initialised with {', '.join(mods.install) or 'base'}"
-            if spec["data_source"] == "production":
-                # Honest about the gap: cloning production (neutralized, masked) is the data workflow.
-                what += "; fresh database: the production clone is not implemented yet"
-        else:
-            old_commit = previous.get("commit") if previous.get("state") == "running" else previous.get(
-                "running_commit")
-            old_modules = (previous.get("settings") or {}).get("modules")
-            mods = module_changes(self.project.source.repo, old_commit, spec.commit, spec["addons_paths"],
-                                  spec["modules"], old_modules)
-            if not (mods.install or mods.update):
-                report.modules = mods.to_json()
-                return "ok", "no module changed"
-            cmd = ["odoo", "-d", spec.name, "--stop-after-init", "--no-http"]
-            if mods.install:
-                cmd += ["-i", ",".join(mods.install)]
-            if mods.update:
-                cmd += ["-u", ",".join(mods.update)]
-            what = f"installed {', '.join(mods.install) or '-'}; updated {', '.join(mods.update) or '-'}"
-        report.modules = mods.to_json()
-        run = self.runtime.run_once(container_spec, web, cmd, timeout_s=1800)
-        if not run.ok:
-            raise StepFailed(OdooOpsError(
-                "ODOO_INIT_FAILED" if not initialised else "ODOO_UPDATE_FAILED",
-                f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}",
-                f"fix the module on {spec.branch} and push; the previous version keeps serving "
-                f"(log: odooops status {spec.name} --json)"), run.logs)
-        missing = files.missing_modules(self.host, spec.name, spec["modules"])
-        if missing:
-            raise StepFailed(OdooOpsError(
-                "ODOO_MODULES_NOT_INSTALLED", f"odoo exited 0 but did not install {', '.join(missing)}",
-                f"check that these modules and their dependencies are in the addons paths of {spec.branch} "
-                "(Odoo only logs a warning for unknown or broken modules)"), run.logs)
-        return "changed", what
+        step = DatabaseStep(project=self.project, host=self.host, runtime=self.runtime, secrets=self.secrets,
+                            spec=spec, previous=previous, container_spec=container_spec, owner=ctx["owner"],
+                            image_id=ctx["image_id"], external=ctx.get("external", []),
+                            progress=lambda msg: self.progress(spec.name, "database", "start", msg))
+        try:
+            out = step.run()
+        finally:
+            # Even a failed step may have taken the pre-deploy backup: record it with the failure.
+            ctx["pre_deploy_backup"] = step.backup
+        report.modules = out.modules.to_json() if out.modules is not None else None
+        ctx["data"] = out.data
+        return out.result, out.detail
 
     def _tests(self, spec: EnvSpec, report: EnvReport, ctx: dict[str, Any]) -> tuple[str, str]:
         container_spec = ctx["container_spec"]
@@ -456,9 +466,13 @@ class Applier:
         }
         if "artifact" in ctx:
             extra["artifact"] = ctx["artifact"].id
+        # How the database was built (the promotion gate reads data.source) and the backup a rollback
+        # restores: kept from the previous entry until a deploy replaces them.
+        extra["data"] = ctx["data"] if ctx.get("data") is not None else previous.get("data")
+        extra["pre_deploy_backup"] = ctx.get("pre_deploy_backup") or previous.get("pre_deploy_backup")
         if state == "running":
             extra.update(infra_digest=ctx.get("infra_digest"), container_spec=ctx.get("container_spec"),
-                         running_commit=spec.commit)
+                         running_commit=spec.commit, credentials=ctx.get("credentials"))
         else:
             extra.update(infra_digest=ctx.get("infra_digest", previous.get("infra_digest")),
                          container_spec=previous.get("container_spec"),
@@ -467,7 +481,7 @@ class Applier:
         self._note(spec.commit, spec.name, entry)
 
     def _note(self, commit: str, env: str, entry: dict[str, Any]) -> None:
-        public = {k: v for k, v in entry.items() if k not in ("container_spec", "infra_digest")}
+        public = {k: v for k, v in entry.items() if k not in ("container_spec", "infra_digest", "credentials")}
         public["schema"] = "odooops/status-entry/v1"
         try:
             write_env_entry(self.project.source.repo, commit, env, public, pygit2.Signature(*SIGNATURE))
@@ -512,5 +526,6 @@ class Applier:
 
     def _destroy_files(self, env: str) -> tuple[str, str]:
         shutil.rmtree(self.host.env_dir(env), ignore_errors=True)
+        mail.drop_mailbox(self.host, env)
         self.secrets.drop(env)
-        return "changed", "config and secrets removed"
+        return "changed", "config, captured mail and secrets removed"

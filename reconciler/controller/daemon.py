@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from reconciler.api.metrics import Metrics, NotesRetryCounter
+from reconciler.controller.env_lock import is_busy
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, observed_key, project_id, ttl_deadline
 from reconciler.controller.state_store import StateStore
@@ -35,6 +36,7 @@ from reconciler.sources.git import redact_url
 
 if TYPE_CHECKING:
     from reconciler.api.webhooks import Hint
+    from reconciler.controller.backup_schedule import BackupScheduler
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class DaemonConfig:
     jitter: float = 0.2  # +-20% on the poll interval, so many daemons do not poll in step
     min_poll_gap: float = 0.05  # a webhook flood costs at most one poll per gap
     backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0, max_attempts=8))
+    backup_tick: float = 60.0  # seconds between two looks at the environments' backup schedules
 
 
 def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
@@ -139,6 +142,12 @@ class Daemon:
         self._ttl_deadline = float("-inf")
         self._notes_retry: tuple[bool, float, float] = (False, 0.0, 1.0)  # pending, next try, delay
         self.polls = 0
+        self.backups: BackupScheduler | None = None
+        self._backup_thread: threading.Thread | None = None
+        if host is not None:  # without a host there is no data layer to back up with
+            from reconciler.controller.backup_schedule import BackupScheduler
+
+            self.backups = BackupScheduler(self._project, host, clock, self.metrics)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,6 +176,8 @@ class Daemon:
         self.queue.stop(grace)
         if self._poller is not None:
             self._poller.join(grace)
+        if self._backup_thread is not None:
+            self._backup_thread.join(grace)
         logging.getLogger("reconciler.sources.notes").removeHandler(self._notes_handler)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -205,7 +216,17 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         return {**self._status, "ready": self.is_ready(), "queue": self.queue.snapshot(),
-                "applying": dict(self._applying)}
+                "applying": dict(self._applying),
+                "backups": self.backups.status() if self.backups is not None else None}
+
+    def enqueue(self, branch: str, reason: str) -> None:
+        """Queue a branch for reconciling now (the API's redeploy): a no-op plan still repairs
+        runtime drift and routes, like a sweep."""
+        self.queue.submit(branch, reason, Work(drift=True))
+
+    def project(self) -> Project:
+        """This thread's Project (the API reads state, notes and the mirror through it)."""
+        return self._project()
 
     # ------------------------------------------------------------------ per-thread projects
 
@@ -269,6 +290,7 @@ class Daemon:
             sweep_due = time.monotonic() - last_sweep >= self.config.sweep_interval
             try:
                 self.poll_once(resync=sweep_due)
+                self._start_backups()
                 if sweep_due:
                     last_sweep = time.monotonic()
                     self.sweep()
@@ -279,6 +301,23 @@ class Daemon:
                 log.exception("poll crashed")
             spread = 1 + self.config.jitter * (2 * random.random() - 1)
             self._wake.wait(max(0.0, self.config.poll_interval * spread - (time.monotonic() - last_start)))
+
+    def _start_backups(self) -> None:
+        """After the first successful poll: backups take minutes, so they get their own thread."""
+        if self.backups is None or self._backup_thread is not None or not self._ready.is_set():
+            return
+        self._backup_thread = threading.Thread(target=self._backup_loop, name="odooops-backups", daemon=True)
+        self._backup_thread.start()
+
+    def _backup_loop(self) -> None:
+        assert self.backups is not None
+        while not self._stop.is_set():
+            try:
+                self.backups.tick()
+            except Exception:  # the scheduler records per-env failures itself; this is a bug
+                log.exception("backup scheduler tick crashed")
+            if self._stop.wait(self.config.backup_tick):
+                break
 
     def poll_once(self, resync: bool = False) -> PlanOutcome | None:
         """One poll: refs round trip, fetch if changed, plan if anything moved, queue the work."""
@@ -529,6 +568,8 @@ class Daemon:
         for name, obs in observed.items():
             if runtime is None or obs.state != "running" or name not in desired or obs.branch in busy:
                 continue
+            if self.host is not None and is_busy(self.host.state_dir, name):
+                continue  # a restore or rollback stopped its containers on purpose
             rt = labelled.get(name)
             web = rt.container("web") if rt is not None else None
             route = routes.get(name) if routes is not None else None

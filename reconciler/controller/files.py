@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -149,10 +150,15 @@ def write_env_files(env_dir: Path, owner: str, files: Mapping[str, str]) -> bool
     """Write config and secret files readable only by the Odoo user; True when anything changed."""
     uid, gid = (int(x) for x in owner.split(":"))
     changed = False
-    for d in (env_dir, env_dir / "secrets"):
-        d.mkdir(parents=True, exist_ok=True)
-        os.chown(d, uid, gid)
-        os.chmod(d, 0o500)
+    env_dir.mkdir(parents=True, exist_ok=True)
+    os.chown(env_dir, uid, gid)
+    os.chmod(env_dir, 0o500)
+    legacy = env_dir / "secrets"  # the password file of earlier releases: odoo.conf holds it now
+    if legacy.exists():
+        env_dir.chmod(0o700)
+        shutil.rmtree(legacy)
+        env_dir.chmod(0o500)
+        changed = True
     for rel, text in files.items():
         path = env_dir / rel
         try:

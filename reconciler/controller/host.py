@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,12 @@ class HostSettings:
     tf_backend: Mapping[str, Any] | None = None
     mail_catcher_host: str = "127.0.0.1"
     mail_catcher_port: int = 1025
+    # Directory with pg_dump/pg_restore/psql (Debian keeps them out of PATH); None = search.
+    pg_bin_dir: Path | None = None
+    # Where backups go: {"local": "/path"} (default <state>/backups) or
+    # {"s3": {"bucket": ..., "prefix": ..., "endpoint_url": ..., "region": ...}} with the keys
+    # from the encrypted secret store (project scope, names s3_access_key_id / s3_secret_access_key).
+    backup_store: Mapping[str, Any] | None = None
 
     @classmethod
     def from_env(cls, state_dir: Path, env: Mapping[str, str] | None = None) -> HostSettings:
@@ -59,11 +66,30 @@ class HostSettings:
             caddy_server=env.get("ODOOOPS_CADDY_SERVER", "odooops"),
             terraform_binary=env.get("ODOOOPS_TERRAFORM") or None, image_overrides=overrides,
             git_mirrors=mirrors, tf_backend=_json_setting(env, "ODOOOPS_TF_BACKEND"),
+            mail_catcher_host=env.get("ODOOOPS_MAIL_CATCHER_HOST") or env.get("ODOOOPS_PG_HOST_FROM_CONTAINERS")
+            or "127.0.0.1",
+            mail_catcher_port=int(env.get("ODOOOPS_MAIL_CATCHER_PORT", "1025")),
+            pg_bin_dir=Path(env["ODOOOPS_PG_BIN"]) if env.get("ODOOOPS_PG_BIN") else _find_pg_bin(),
+            backup_store=_json_setting(env, "ODOOOPS_BACKUP_STORE"),
         )
 
     @property
     def filestore_root(self) -> Path:
         return self.state_dir / "filestore"
+
+    def filestore_dir(self, env: str, db: str | None = None) -> Path:
+        """Odoo's filestore of database `db` (default: the environment's own) as mounted for `env`."""
+        return self.filestore_root / env / "filestore" / (db or env)
+
+    def pg_tool(self, name: str) -> str:
+        """Path of a PostgreSQL client tool (pg_dump, pg_restore, psql)."""
+        if self.pg_bin_dir is not None and (self.pg_bin_dir / name).exists():
+            return str(self.pg_bin_dir / name)
+        found = shutil.which(name)
+        if found is None:
+            raise OdooOpsError("PG_TOOL_MISSING", f"{name} is not installed on this host",
+                               "apt-get install postgresql-client-15, or set ODOOOPS_PG_BIN to its directory")
+        return found
 
     def env_dir(self, env: str) -> Path:
         return self.state_dir / "envs" / env
@@ -78,10 +104,17 @@ class HostSettings:
             "filestore_root": str(self.filestore_root), "filestore_owner": filestore_owner,
             "tf_module_local": str(data_dir("infra") / "terraform" / "modules" / "local"),
             "artifact_id": artifact_id, "artifact_path": str(artifact_path),
-            "env_config_dir": str(self.env_dir(env)), "env_secrets_dir": str(self.env_dir(env) / "secrets"),
+            "env_config_dir": str(self.env_dir(env)),
             "mail_catcher_host": self.mail_catcher_host, "mail_catcher_port": str(self.mail_catcher_port),
             "upstream": "127.0.0.1:0",
         }
+
+
+def _find_pg_bin() -> Path | None:
+    """Debian's newest versioned client directory, if any (pg_dump must not be older than the server)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"), key=lambda p: int(p.parts[-3])
+                   if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else None
 
 
 def _pairs(env: Mapping[str, str], key: str, example: str) -> dict[str, str]:

@@ -14,13 +14,14 @@ from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import Head, ObservedEnv, Plan, digest
+from reconciler.core.model import Head, ObservedEnv, Pin, Plan, digest
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes
+from reconciler.sources.pins import pins_key, read_pins
 
 
 @dataclass
@@ -67,9 +68,14 @@ class Project:
         return [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number, commit=h.commit,
                      commit_time=h.commit_time, config_blob=h.config_blob) for h in self.source.heads()]
 
-    def configs(self, heads: Iterable[Head]) -> dict[str, dict[str, Any]]:
+    def pins(self) -> dict[str, Pin]:
+        """Rollback pins (refs/odooops/pins/*), one ref listing; none in most repositories."""
+        return read_pins(self.source.repo)
+
+    def configs(self, heads: Iterable[Head], pins: Iterable[Pin] = ()) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for blob in {h.config_blob for h in heads if h.config_blob}:
+        blobs = {h.config_blob for h in heads if h.config_blob} | {p.config_blob for p in pins if p.config_blob}
+        for blob in blobs:
             out[blob] = self.cache.get_or_compute(blob, parse_config)
         return out
 
@@ -87,7 +93,10 @@ class Project:
 
 
 def observed_key(project: Project) -> tuple[Any, ...]:
-    """Changes whenever observed state can: the notes ref target and the state file's stamp."""
+    """Changes whenever observed state can: the notes ref target and the state file's stamp.
+
+    Rollback pins are in it too: they are not branch heads (refs_digest) but change the plan, and
+    every memo (this module's, the daemon's) compares this key."""
     try:
         ref = project.source.repo.references.get(NOTES_REF)
     except ValueError:
@@ -97,7 +106,7 @@ def observed_key(project: Project) -> tuple[Any, ...]:
         stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
     except FileNotFoundError:
         stamp = None
-    return (str(ref.target) if ref is not None else None, stamp)
+    return (str(ref.target) if ref is not None else None, stamp, pins_key(project.source.repo))
 
 
 def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
@@ -126,8 +135,9 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     if memo is not None and memo[0] == key and now < memo[1]:
         return replace(memo[2], seconds=time.perf_counter() - started, cached=True)
     heads = project.heads()
-    configs = project.configs(heads)
-    desired = desired_state(heads, configs, project.policy, project.platform)
+    pins = project.pins()
+    configs = project.configs(heads, pins.values())
+    desired = desired_state(heads, configs, project.policy, project.platform, pins)
     observed = project.observed()
     result = make_plan(desired, observed, project.policy, now=now, branches=list(branches) if branches else None)
     specs = {spec.name: spec for spec in result.environments}

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_CODES = frozenset({
     "DOCKER_UNREACHABLE", "POSTGRES_UNREACHABLE", "GIT_REMOTE_UNREACHABLE", "GIT_MIRROR_BUSY",
     "ROUTER_UNREACHABLE", "NOTE_WRITE_CONFLICT", "ANSIBLE_FAILED",
+    "ENV_BUSY",  # a long restore or rollback of the environment: apply once it is done
 })
 
 

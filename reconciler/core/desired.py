@@ -7,12 +7,12 @@ Precedence, lowest first: platform defaults < policy tier defaults < `.odooops.y
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.core import naming
 from reconciler.core.config import CONFIG_FILE
-from reconciler.core.model import Blocked, ConfigError, DesiredState, EnvSpec, Head, Tier
+from reconciler.core.model import Blocked, ConfigError, DesiredState, EnvSpec, Head, Pin, Tier
 from reconciler.core.policy import BranchRule, Policy, limit_violations, match_rule, repo_rules
 
 
@@ -46,10 +46,13 @@ def env_name(head: Head, tier: Tier) -> str:
 
 
 def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], policy: Policy,
-                  platform: PlatformConfig | None = None) -> DesiredState:
+                  platform: PlatformConfig | None = None, pins: Mapping[str, Pin] | None = None) -> DesiredState:
     """Map every head to an environment (or an error, a block, or nothing) by policy and config.
 
-    `configs` maps a `.odooops.yaml` blob id to the result of `config.parse_config`.
+    `configs` maps a `.odooops.yaml` blob id to the result of `config.parse_config`. `pins` maps an
+    environment name to its rollback pin: while the branch head is still the pin's `branch_head`,
+    the environment runs the pinned commit (with that commit's configuration); once the branch
+    moved, the pin is released and only reported.
     """
     platform = platform or PlatformConfig()
     heads = sorted(heads, key=lambda h: h.ref)
@@ -65,6 +68,7 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
             ignored.append(head.branch)
             continue
         name = env_name(head, rule.tier)
+        head, pin = _pinned(head, (pins or {}).get(name))
         if rule.tier is Tier.PRODUCTION:
             if production_taken is not None:
                 blocked.append(Blocked(
@@ -87,7 +91,7 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
                 remediation=f"fix {CONFIG_FILE} on {head.branch} (see errors); a running environment "
                             "keeps its current version meanwhile"))
             continue
-        spec = _resolve(head, rule, name, parsed, policy, platform)
+        spec = _resolve(head, rule, name, parsed, policy, platform, pin)
         violations = limit_violations(policy, rule.tier, spec.settings, spec.origins)
         if violations:
             blocked.append(Blocked(name=name, branch=head.branch, tier=rule.tier,
@@ -97,6 +101,15 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
         envs[name] = spec
     return DesiredState(environments=envs, blocked=tuple(blocked), errors=tuple(errors),
                         ignored=tuple(ignored))
+
+
+def _pinned(head: Head, pin: Pin | None) -> tuple[Head, Pin | None]:
+    """The head an environment runs: the pinned commit while the branch has not moved since."""
+    if pin is None:
+        return head, None
+    if pin.branch_head != head.commit:
+        return head, replace(pin, released=True)
+    return replace(head, commit=pin.commit, commit_time=pin.commit_time, config_blob=pin.config_blob), pin
 
 
 def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy: Policy) -> tuple[BranchRule, ...]:
@@ -112,7 +125,7 @@ def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy
 
 
 def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], policy: Policy,
-             platform: PlatformConfig) -> EnvSpec:
+             platform: PlatformConfig, pin: Pin | None = None) -> EnvSpec:
     layers: list[dict[str, tuple[Any, str]]] = [_defaults(platform), policy.tier_defaults[rule.tier]]
     for index, layer in enumerate(_repo_layers(parsed, rule.tier, head, name)):
         entries = {k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in layer.items()}
@@ -144,7 +157,7 @@ def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], po
         name=name, branch=head.branch, ref=head.ref, kind=head.kind, number=head.number,
         commit=head.commit, commit_time=head.commit_time, tier=rule.tier,
         rule=f"{rule.origin}:{rule.id}", settings=settings,
-        origins={k: origins[k] for k in sorted(origins)},
+        origins={k: origins[k] for k in sorted(origins)}, pin=pin,
     )
 
 

@@ -59,6 +59,27 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """A rollback pin (refs/odooops/pins/<env>): run `commit` while the branch head is `branch_head`.
+
+    `commit_time` and `config_blob` describe the pinned commit (filled by the reader, which has the
+    repository); `released` is set by the desired state when the branch moved past `branch_head`."""
+
+    env: str
+    commit: str
+    branch_head: str
+    reason: str = ""
+    actor: str = ""
+    created_at: float = 0.0
+    commit_time: int = 0
+    config_blob: str | None = None
+    released: bool = False
+
+    def describe(self) -> str:
+        return f"pinned by rollback to {self.commit[:7]} (branch head {self.branch_head[:7]})"
+
+
+@dataclass(frozen=True)
 class ConfigError:
     """A problem in a branch's `.odooops.yaml`, located precisely, with the fix."""
 
@@ -100,6 +121,9 @@ class EnvSpec:
     settings: dict[str, Any]
     origins: dict[str, str]
     spec_digest: str = field(default="")
+    # A rollback pin that applies (or was released by a new push); not part of the digest or JSON
+    # so plans of repositories without pins are unchanged.
+    pin: Pin | None = field(default=None, compare=False)
 
     @classmethod
     def build(cls, *, settings: dict[str, Any], **identity: Any) -> EnvSpec:

@@ -108,24 +108,48 @@ def _diff(spec: EnvSpec, obs: ObservedEnv | None, now: float | None) -> Action:
     moved = obs.commit != spec.commit
     if changes:
         if moved:
-            changes.append(Change("commit", obs.commit, spec.commit, f"git {spec.ref}"))
+            changes.append(Change("commit", obs.commit, spec.commit, _commit_origin(spec)))
         fields = ", ".join(c.field for c in changes if c.field != "commit")
         return Action(action=ActionKind.UPDATE, **base, changes=tuple(changes), old_commit=obs.commit,
-                      reason=f"settings changed: {fields}" + (" (and a new commit)" if moved else ""))
+                      reason=f"settings changed: {fields}" + (_update_suffix(spec, obs) if moved else ""))
     if moved:
         return Action(action=ActionKind.REDEPLOY, **base, old_commit=obs.commit,
-                      changes=(Change("commit", obs.commit, spec.commit, f"git {spec.ref}"),),
-                      reason=f"new commit on {spec.branch}: {obs.commit[:7]} -> {spec.commit[:7]}")
+                      changes=(Change("commit", obs.commit, spec.commit, _commit_origin(spec)),),
+                      reason=_moved_reason(spec, obs))
     ttl = spec.settings.get("ttl_hours")
     if ttl is not None and now is not None and obs.deployed_at is not None and now >= obs.deployed_at + ttl * 3600:
         return Action(action=ActionKind.DESTROY, **base,
                       reason=f"TTL of {quantities.format_ttl(ttl)} expired with no new commit on {spec.branch}",
                       remediation=f"push a commit to {spec.branch} to get the environment back")
+    pinned = f"; {spec.pin.describe()}" if spec.pin is not None and not spec.pin.released else ""
     if obs.state == "failed":
         return Action(action=ActionKind.NOOP, **base,
-                      reason="last deploy of this commit failed; not retried until something changes",
+                      reason=f"last deploy of this commit failed; not retried until something changes{pinned}",
                       remediation=f"push a fix to {spec.branch} (see `odooops status {spec.name}`)")
-    return Action(action=ActionKind.NOOP, **base, reason="up to date")
+    return Action(action=ActionKind.NOOP, **base, reason=f"up to date{pinned}")
+
+
+def _update_suffix(spec: EnvSpec, obs: ObservedEnv) -> str:
+    if spec.pin is None:
+        return " (and a new commit)"
+    return f" (and {_moved_reason(spec, obs)})"
+
+
+def _commit_origin(spec: EnvSpec) -> str:
+    if spec.pin is not None and not spec.pin.released:
+        return f"pin refs/odooops/pins/{spec.name}"
+    return f"git {spec.ref}"
+
+
+def _moved_reason(spec: EnvSpec, obs: ObservedEnv) -> str:
+    """Why the environment gets another commit: a push, a rollback pin, or a push that released a pin."""
+    pin = spec.pin
+    if pin is not None and not pin.released:
+        return f"{pin.describe()}: {obs.commit[:7]} -> {spec.commit[:7]}"
+    reason = f"new commit on {spec.branch}: {obs.commit[:7]} -> {spec.commit[:7]}"
+    if pin is not None:
+        reason += f" (rollback pin to {pin.commit[:7]} released: the branch moved past {pin.branch_head[:7]})"
+    return reason
 
 
 def _blocked(b: Blocked, obs: ObservedEnv | None) -> Action:

@@ -321,12 +321,19 @@ class DockerRuntime:
 
     def _create_kwargs(self, spec: dict[str, Any], c: dict[str, Any], labels: dict[str, str],
                        *, command: list[str] | None = None, oneshot: bool = False) -> dict[str, Any]:
-        check_command(command or c["command"])
+        argv = list(command or c["command"])
+        check_command(argv)
+        entrypoint = None
+        if c.get("odoo_direct") and argv and argv[0] == "odoo":
+            # The official image's entrypoint passes the db_* settings of odoo.conf to Odoo as
+            # options, the password included, where `ps` on the host shows it: run Odoo itself,
+            # which reads them from its config file (ODOO_RC). Other commands keep the entrypoint.
+            entrypoint, argv = ["odoo"], argv[1:] or ["-c", "/etc/odoo/odoo.conf"]
         mounts = [Mount(v["target"], v["name"], type="volume") for v in spec["volumes"]]
         mounts += [Mount(m["target"], m["source"], type="bind", read_only=m.get("read_only", True))
                    for m in c.get("mounts", [])]
         kwargs: dict[str, Any] = {
-            "image": c["image"], "command": command or c["command"], "labels": labels,
+            "image": c["image"], "command": argv, "entrypoint": entrypoint, "labels": labels,
             "name": f"{c['name']}-run-{uuid.uuid4().hex[:8]}" if oneshot else c["name"],
             "environment": c.get("environment", {}), "mounts": mounts, "network": spec["network"],
             "init": True,  # PID 1 must forward SIGTERM and reap zombies; python does neither

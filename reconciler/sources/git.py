@@ -30,7 +30,11 @@ FETCH_REFSPECS = (
     "+refs/pull/*/head:refs/pull/*/head",
     "+refs/merge-requests/*/head:refs/merge-requests/*/head",
     "+refs/notes/*:refs/notes/*",
+    # Rollback pins are desired state too: one pushed (or deleted) by another server or by hand
+    # from a checkout (`odooops rollback --clear` without a server) must reach the mirror.
+    "+refs/odooops/pins/*:refs/odooops/pins/*",
 )
+PINS = "refs/odooops/pins/"
 # How long refresh() waits for another process that is fetching into the same mirror.
 MIRROR_LOCK_TIMEOUT = 600.0
 # libgit2 waits forever by default; a hung remote must not hold the mirror lock for ever.
@@ -427,16 +431,20 @@ class GitSource:
             return None
         if notes:
             return self.refresh()  # notes need refresh()'s merge of unpushed local notes
-        return self._fetch_heads(remote)
+        return self._fetch_heads(remote, local)
 
-    def _fetch_heads(self, remote: dict[str, str]) -> FetchResult:
+    def _fetch_heads(self, remote: dict[str, str], local: dict[str, str]) -> FetchResult:
         """Fetch only the head refs that moved (explicit refspecs) and drop the vanished ones: the
-        cost follows the number of changed refs, not the number of branches."""
+        cost follows the number of changed refs, not the number of branches.
+
+        A ref is dropped only when it is still what it was when the remote was read: one written
+        meanwhile (a rollback pin, pushed to the remote first and then set here) is newer news
+        than the remote's listing."""
         with self._locked():
             self._clear_stale_locks()
             before = self._all_targets()
-            moved = sorted(k for k, v in remote.items() if _classify(k) and before.get(k) != v)
-            gone = sorted(k for k in before if _classify(k) and k not in remote)
+            moved = sorted(k for k, v in remote.items() if _targeted(k) and before.get(k) != v)
+            gone = sorted(k for k in before if _targeted(k) and k not in remote and before[k] == local.get(k))
             received = (0, 0)
             if moved:
                 fetcher = self._repo.remotes.create_anonymous(self._url)
@@ -581,9 +589,14 @@ class GitSource:
         return h.hexdigest()
 
 
+def _targeted(name: str) -> bool:
+    """Refs the cheap poll fetches one by one: heads, pull/merge requests and rollback pins."""
+    return bool(_classify(name)) or name.startswith(PINS)
+
+
 def _fetched(name: str) -> bool:
     """True for the refs FETCH_REFSPECS bring into the mirror."""
-    return name.startswith(("refs/heads/", "refs/notes/")) or bool(_PULL_RE.match(name))
+    return name.startswith(("refs/heads/", "refs/notes/", PINS)) or bool(_PULL_RE.match(name))
 
 
 def _diff(before: dict[str, str], after: dict[str, str], notes: bool = False) -> FetchResult:

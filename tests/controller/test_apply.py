@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import docker
 import httpx
 import psycopg
 import pygit2
+import pytest
 
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import Project, compute_plan
@@ -71,14 +73,21 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
 
     # no secret in the notes, the state file, the report or the plan
     from reconciler.secrets import SecretStore
-    values = SecretStore(world["state"] / "secrets").all_values()
-    assert len(values) == 2
+    store = SecretStore(world["state"] / "secrets")
+    # the database role, Odoo's master password and the env's login at the mail catcher
+    assert store.names(env) == ["admin_passwd", "db_password", "smtp_password"]
+    values = store.all_values()
+    assert len(values) == 3
     notes = git(world["work"], "log", "-p", "refs/notes/odooops")
     state_text = "".join(p.read_text() for p in (world["state"] / "projects").rglob("state.json"))
     plan_text = json.dumps(outcome.plan.actions[0].to_json()) + "".join(outcome.artifacts[env].values())
     for value in values:
         assert value not in notes and value not in state_text and value not in plan_text
         assert value not in json.dumps(report.to_json())
+    # nor in what the engine or the host's `ps` shows: no command-line option, no environment variable
+    engine = docker.DockerClient(base_url=world["host"].docker_host)
+    shown = json.dumps(engine.api.inspect_container(web.id)) + json.dumps(engine.api.top(web.id, "auxww"))
+    assert "odoo" in shown and not [v for v in values if v in shown]
 
     # second apply: nothing to do, no restart
     started = web.attrs["State"]["StartedAt"]
@@ -95,6 +104,29 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     assert resp.json() == {"status": "pass"}
     web.reload()
     assert web.attrs["State"]["StartedAt"] == started
+
+    # rotated secrets (odooops secrets rotate): the next apply redeploys with the new role password
+    old_password = store.get(env, "db_password")
+    store.rotate(env, "db_password")
+    store.rotate(env, "admin_passwd")
+    outcome_s, report_s, _ = apply(world)
+    assert not outcome_s.plan.has_changes  # nothing in Git changed: observed credentials did
+    [rep_s] = report_s.environments
+    assert rep_s.action == "redeploy" and rep_s.result == "ok", rep_s.to_json()
+    infra_step = next(s for s in rep_s.steps if s.name == "infra")
+    assert infra_step.result == "changed"  # ALTER ROLE through Terraform
+    web = next(c for c in env_resources(world, env)["containers"] if c.labels.get("odooops.role") == "web")
+    assert web.attrs["State"]["StartedAt"] != started  # restarted on the new odoo.conf
+    resp = httpx.get(f"{world['host'].router_http}/web/health?db_server_status=1",
+                     headers={"Host": f"{env}.odooops.localhost"})
+    assert resp.json() == {"status": "pass", "db_server_status": True}  # Odoo reaches PostgreSQL as the role
+    host = world["host"]
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host=host.pg_host, port=host.pg_port, user=env, password=old_password, dbname=env).close()
+    psycopg.connect(host=host.pg_host, port=host.pg_port, user=env, password=store.get(env, "db_password"),
+                    dbname=env).close()
+    _, report_n, _ = apply(world)
+    assert report_n.environments == []  # recorded: no second redeploy
 
     # a new commit that touches one module: redeploy, update only that module
     commit_file(world["work"], world["branch"], "addons/acme_sale/models/extra.py", "# change\n", "touch acme_sale")

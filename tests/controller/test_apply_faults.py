@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -75,7 +76,7 @@ def test_kill_9_mid_apply_then_converges(world: dict[str, Any], tmp_path: Path) 
     assert again.returncode == 0, again.stdout + again.stderr
     project = project_of(world)
     entry = next(iter(project.store.entries().values()))
-    assert entry["state"] == "running"
+    assert entry["state"] == "running", json.dumps(entry.get("error"), indent=1) + again.stderr
     resp = httpx.get(f"{host.router_http}/web/health", headers={"Host": f"{entry['env']}.odooops.localhost"})
     assert resp.json() == {"status": "pass"}
     left = env_resources(world, entry["env"])

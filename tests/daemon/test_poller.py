@@ -25,7 +25,9 @@ def test_unreachable_remote_is_reported_and_polling_resumes(remote: dict[str, An
         wait_for(lambda: (daemon.status().get("last_error") or {}).get("error") == "GIT_REMOTE_UNREACHABLE",
                  30, "the error in /status")
         assert daemon.is_alive() and daemon.is_ready()
-        assert daemon.metrics.polls.labels(trigger="timer", result="error")._value.get() >= 1
+        # (the first error can come from the sweep that follows the first poll; polls count theirs)
+        wait_for(lambda: daemon.metrics.polls.labels(trigger="timer", result="error")._value.get() >= 1, 30,
+                 "failed polls counted")
         branch = unique_branch()
         commit = push_branch(remote["work"], branch)  # lands while the daemon cannot see the remote
         relay.cut.clear()

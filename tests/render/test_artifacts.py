@@ -28,13 +28,19 @@ def test_hostile_branch_names_stay_data(branch: str) -> None:
     assert json.loads(out["main.tf.json"])["module"]["env"]["env_name"] == spec.name
     assert json.loads(out["route.json"])["@id"] == f"odooops-{spec.name}"
     found = {m for text in out.values() for m in markers(text)}
-    assert found <= {m for m in found if m.startswith("platform:")} | {"secret:admin_passwd"}
+    # odoo.conf holds the database password (never the container spec: no command line, no env var);
+    # an ephemeral env sends mail to the catcher, so it also carries the catcher password
+    expected = {"secret:admin_passwd", "secret:smtp_password", "secret:db_password"}
+    assert found <= {m for m in found if m.startswith("platform:")} | expected
+    assert expected <= found
     platform = {m.split(":", 1)[1]: f"<{m}>" for m in found if m.startswith("platform:")}
-    filled = fill(out["container.json"], platform, {"admin_passwd": "SECRET"})
-    assert "SECRET" not in filled
+    secrets = {"admin_passwd": "SECRET", "smtp_password": "MAILPW", "db_password": "DBPW"}
+    filled = fill(out["container.json"], platform, secrets)
+    assert "SECRET" not in filled and "MAILPW" not in filled and "DBPW" not in filled
     assert json.loads(filled)["labels"]["odooops.branch"] == branch
-    conf = fill(out["odoo.conf"], platform, {"admin_passwd": "SECRET"})
-    assert conf.count("SECRET") == 1  # only the admin_passwd line, never the branch comment
+    conf = fill(out["odoo.conf"], platform, secrets)
+    # only the admin_passwd, db_password and smtp_password lines, never the branch comment
+    assert conf.count("SECRET") == 1 and conf.count("MAILPW") == 1 and conf.count("DBPW") == 1
 
 
 def test_plan_artifacts_hold_markers_not_secrets() -> None:

@@ -333,3 +333,39 @@ def test_hung_remote_times_out(tmp_path: Path, short_io_timeout: None) -> None:
         with pytest.raises(OdooOpsError) as err:
             GitSource(url, tmp_path / "state").refresh()
     assert err.value.code == "GIT_REMOTE_UNREACHABLE"
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_rollback_pins_follow_the_remote(work_repo: Path, bare_remote: Path, tmp_path: Path, cheap: bool) -> None:
+    """A pin pushed or deleted by someone else (another server, `git push origin :refs/odooops/pins/x`)
+    reaches the mirror, by the cheap poll and by a full refresh alike."""
+    source = GitSource(bare_remote.as_uri(), tmp_path / "state")
+    source.refresh()
+    head = git(work_repo, "rev-parse", "main")
+    git(bare_remote, "update-ref", "refs/odooops/pins/staging", head)
+
+    def sync() -> None:
+        source.refresh_if_changed() if cheap else source.refresh()
+
+    sync()
+    assert source.repo.references.get("refs/odooops/pins/staging") is not None
+    git(bare_remote, "update-ref", "-d", "refs/odooops/pins/staging")
+    sync()
+    assert source.repo.references.get("refs/odooops/pins/staging") is None
+    assert source.refresh_if_changed() is None  # in step again: nothing to fetch
+
+
+def test_a_poll_racing_a_pin_write_keeps_the_pin(work_repo: Path, bare_remote: Path, tmp_path: Path) -> None:
+    """The poll read the remote before a rollback pushed its pin; the rollback then set the pin here.
+    The poll's stale listing must not delete it (it did: the daemon then redeployed the bad commit)."""
+    source = GitSource(bare_remote.as_uri(), tmp_path / "state")
+    source.refresh()
+    remote, local = source.remote_refs(), source.local_refs()  # the poll's view, read before the pin
+    head = git(work_repo, "rev-parse", "main")
+    git(bare_remote, "update-ref", "refs/odooops/pins/production", head)  # the rollback: remote first,
+    source.repo.references.create("refs/odooops/pins/production", head, force=True)  # then the mirror
+    source._fetch_heads(remote, local)  # the poll goes on with what it read
+    assert source.repo.references.get("refs/odooops/pins/production") is not None
+    git(bare_remote, "update-ref", "-d", "refs/odooops/pins/production")  # cleared elsewhere later:
+    source.refresh_if_changed()
+    assert source.repo.references.get("refs/odooops/pins/production") is None  # the next poll follows

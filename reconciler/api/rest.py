@@ -1,0 +1,210 @@
+"""The REST API's frame: per-operation scope checks, rate limits, audit entries, error docs, routers."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from reconciler.api.audit import AuditLog
+from reconciler.api.auth import KeyRing, Principal, TokenCache
+from reconciler.api.errors import REQUEST_ID, ApiError
+from reconciler.api.ratelimit import RateLimiter
+from reconciler.controller.operations import Actor, Operations
+from reconciler.errors import OdooOpsError
+
+PREFIX = "/api/v1"
+ENV_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="A JWT from `odooops token create` or POST /api/v1/tokens.")
+BEARER = Security(bearer)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    remediation: str
+    docs: str
+    request_id: str | None = None
+
+
+_ERROR_TEXT = {400: "Invalid request", 401: "Missing, invalid or expired token", 403: "Token lacks the scope",
+               404: "Not found", 409: "Refused: needs confirmation, a gate or a fresh state", 429: "Rate limited",
+               415: "The body is not JSON", 422: "The operation failed (the error says why and how to fix it)",
+               507: "Not enough space (backup store or disk)", 500: "Internal error (details in the server log)",
+               501: "Not available in this build", 503: "A backing service is unreachable"}
+
+
+def error_responses(*extra: int) -> dict[int | str, dict[str, Any]]:
+    codes = sorted({400, 401, 403, 422, 429, 500, *extra})
+    return {c: {"model": ErrorBody, "description": _ERROR_TEXT.get(c, "Error")} for c in codes}
+
+
+@dataclass
+class ApiContext:
+    """What every route needs, built once at server start (keys read once: no per-request file reads)."""
+
+    keys: KeyRing
+    ops: Operations
+    audit: AuditLog
+    limiter: RateLimiter | None = None
+    allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    known_secrets: Callable[[], list[str]] = field(default=lambda: [])
+    tokens: TokenCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenCache(self.keys)
+
+
+def ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext | None = request.app.state.api
+    if ctx is None:
+        raise ApiError("API_NOT_CONFIGURED", "this server runs without the REST API",
+                       "start it with odooops serve (which loads --api-key-file)", status=503)
+    return ctx
+
+
+def principal_of(request: Request) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+def actor_of(request: Request) -> Actor:
+    who = principal_of(request)
+    return Actor(who.subject, who.is_admin)
+
+
+def requires(scope: str, action: str | None) -> Callable[..., Principal]:
+    """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scope (403)."""
+
+    # async: CPU only (a cached token is a dict lookup), so no thread-pool hop per request
+    async def check(request: Request, creds: HTTPAuthorizationCredentials | None = BEARER) -> Principal:
+        return authorize(request, creds, scope, action)
+
+    return check
+
+
+def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scope: str,
+              action: str | None) -> Principal:
+    """Token (401), rate limit (429), unknown query parameters (400), scope (403, audited when privileged)."""
+    ctx = ctx_of(request)
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise ApiError("TOKEN_MISSING", "this endpoint needs a bearer token",
+                       "send 'Authorization: Bearer TOKEN' (odooops token create ... makes one)", status=401,
+                       headers={"WWW-Authenticate": 'Bearer realm="odooops"'})
+    who = ctx.tokens.verify(creds.credentials)
+    if ctx.limiter is not None:
+        ctx.limiter.check(f"{who.subject}\x00{who.jti}")
+    request.state.principal = who
+    route = request.scope.get("route")
+    known = {p.alias for p in route.dependant.query_params} if route is not None else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:  # a misspelt ?confirm=... must not be silently ignored
+        raise ApiError("QUERY_PARAMETER_UNKNOWN", f"unknown query parameter {unknown[0][:60]!r}",
+                       f"use only {', '.join(sorted(known)) or 'no query parameters'} (docs/openapi.json)",
+                       status=400)
+    if not who.has(scope):
+        if action is not None:
+            audit(request, action, request.url.path, {}, f"refused:SCOPE_REQUIRED ({scope})")
+        raise ApiError("SCOPE_REQUIRED", f"this operation needs the scope {scope!r}; the token has "
+                       f"{' '.join(sorted(who.scopes))}",
+                       f"ask an admin for a token with {scope}: odooops token create --subject "
+                       f"{who.subject} --scope {scope}", status=403)
+    return who
+
+
+def op(router: APIRouter, method: str, path: str, scope: str, operation_id: str, summary: str, *,
+       status_code: int = 200, errors: tuple[int, ...] = (404,), action: str | None = None,
+       **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare an operation: its auth dependency, required scope (x-required-scopes) and error docs."""
+    extra = {"x-required-scopes": [scope]}
+    if action is not None:
+        extra["x-audited-action"] = action  # type: ignore[assignment]
+    body = (415,) if method in ("POST", "PUT") else ()
+    responses = {**error_responses(*errors, *body), **kw.pop("responses", {})}
+    return router.api_route(
+        path, methods=[method], operation_id=operation_id, summary=summary, status_code=status_code,
+        responses=responses, openapi_extra=extra, dependencies=[Depends(requires(scope, action))], **kw)
+
+
+def audit(request: Request, action: str, target: str, arguments: dict[str, Any], result: Any) -> None:
+    ctx = ctx_of(request)
+    who: Principal | None = getattr(request.state, "principal", None)
+    ctx.audit.append(actor=who.subject if who else "anonymous", scopes=sorted(who.scopes) if who else [],
+                     action=action, target=target, arguments=arguments, result=result,
+                     request_id=REQUEST_ID.get() or None, secrets=ctx.known_secrets())
+
+
+@contextlib.contextmanager
+def audited(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Audit the operation's outcome: ok (with what the handler put in the yielded dict), refused or failed."""
+    outcome: dict[str, Any] = {}
+    try:
+        yield outcome
+    except OdooOpsError as err:
+        kind = "refused" if err.code.endswith(("_NEEDS_CONFIRMATION", "_REFUSED", "_REQUIRED", "_NOT_ALLOWED",
+                                               "_INVALID", "_NOT_FOUND", "_CONFLICT")) else "failed"
+        audit(request, action, target, arguments, f"{kind}:{err.code}")
+        raise
+    except Exception:
+        audit(request, action, target, arguments, "failed:INTERNAL")
+        raise
+    audit(request, action, target, arguments, {"status": "ok", **outcome})
+
+
+def guard_production(request: Request, env: str) -> None:
+    """--allow-ip: changes to production environments only from the listed networks."""
+    ctx = ctx_of(request)
+    if not ctx.allow_nets:
+        return
+    entry = ctx.ops.entries().get(env) or {}
+    if entry.get("tier") != "production" and env != "production":
+        return
+    host = request.client.host if request.client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is None or not any(ip in net for net in ctx.allow_nets):
+        raise ApiError("IP_NOT_ALLOWED", f"production operations are not allowed from {host or 'this client'}",
+                       "run it from an allowed network (odooops serve --allow-ip CIDR)", status=403)
+
+
+def install(app: FastAPI, ctx: ApiContext | None) -> None:
+    from reconciler.api import rest_admin, rest_data, rest_envs
+
+    app.state.api = ctx
+    for module in (rest_envs, rest_data, rest_admin):
+        app.include_router(module.router, prefix=PREFIX)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = tidy_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def tidy_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """Validation problems answer 400 with the error body, not FastAPI's 422 shape: document that."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            for code, response in responses.items():
+                if code >= "400" and "text/plain" in response.get("content", {}):
+                    # errors are JSON even where success is text (logs)
+                    response["content"] = {"application/json": response["content"].pop("text/plain")}
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", {"description": _ERROR_TEXT[400],
+                                             "content": {"application/json": {
+                                                 "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return doc

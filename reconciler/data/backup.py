@@ -1,0 +1,338 @@
+"""Backups: pg_dump plus filestore, content-addressed in an object store, described by a manifest written last."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets as pysecrets
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.core.retention import plan_retention
+from reconciler.errors import OdooOpsError
+from reconciler.executors.storage import ObjectStore, disk_full, store_for
+
+if TYPE_CHECKING:
+    from reconciler.data.context import DataContext
+
+SCHEMA = "odooops/backup/v1"
+OBJECTS = "objects/sha256/"
+_CHUNK = 1 << 20
+_ID_TIME = "%Y-%m-%d-%H-%M-%S"
+DEFAULT_RETENTION: dict[str, dict[str, int]] = {
+    "production": {"daily": 7, "weekly": 4, "monthly": 3}, "staging": {"days": 30}}
+
+
+@contextmanager
+def store_lock(ctx: DataContext, exclusive: bool) -> Iterator[None]:
+    """Backups share the store; the sweep holds it alone, so it never deletes an in-flight backup's objects."""
+    path = ctx.host.state_dir / "locks" / "backup-store.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def object_key(sha256: str) -> str:
+    return f"{OBJECTS}{sha256[:2]}/{sha256}"
+
+
+def manifest_key(env: str, backup_id: str) -> str:
+    return f"backups/{env}/{backup_id}.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What one backup holds; `files` maps a filestore path (relative) to {"sha256", "size"}."""
+
+    id: str
+    env: str
+    tier: str
+    commit: str | None
+    created_at: str
+    reason: str
+    odoo_version: str
+    base_version: str
+    image: str
+    modules: dict[str, str]
+    database_uuid: str | None
+    dump: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    sizes: dict[str, int]
+    seconds: float
+    schema: str = SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Manifest:
+        if doc.get("schema") != SCHEMA:
+            raise OdooOpsError("BACKUP_MANIFEST_INVALID", f"backup manifest schema {doc.get('schema')!r} is not "
+                               f"{SCHEMA}", "this backup was written by another OdooOps version: upgrade OdooOps")
+        known = set(cls.__dataclass_fields__) - {"extra"}
+        return cls(**{k: doc[k] for k in known if k in doc},
+                   extra={k: v for k, v in doc.items() if k not in known})
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.created_at)
+
+    def object_keys(self) -> set[str]:
+        return {object_key(self.dump["sha256"])} | {object_key(f["sha256"]) for f in self.files.values()}
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """Sortable UTC time plus 4 random hex digits: `2026-02-12-03-00-07-ab12`."""
+    return f"{(now or datetime.now(UTC)).strftime(_ID_TIME)}-{pysecrets.token_hex(2)}"
+
+
+def id_time(backup_id: str) -> datetime:
+    """A backup id starts with its UTC creation time, to the second (new_backup_id)."""
+    return datetime.strptime(backup_id[:19], _ID_TIME).replace(tzinfo=UTC)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pg_environ(ctx: DataContext) -> dict[str, str]:
+    """The admin's password goes in PGPASSWORD, never on a command line (visible in ps)."""
+    host = ctx.host
+    return {**os.environ, "PGHOST": host.pg_host, "PGPORT": str(host.pg_port), "PGUSER": host.pg_admin_user,
+            "PGPASSWORD": host.pg_admin_password, "PGAPPNAME": "odooops-backup"}
+
+
+def database_facts(ctx: DataContext, db: str) -> dict[str, Any]:
+    """Installed modules, base's version and database.uuid, read from Odoo's own tables."""
+    with ctx.pg.connect(db) as conn:
+        modules = dict(conn.execute("SELECT name, latest_version FROM ir_module_module "
+                                    "WHERE state = 'installed' ORDER BY name").fetchall())
+        row = conn.execute("SELECT value FROM ir_config_parameter WHERE key = 'database.uuid'").fetchone()
+    base = modules.get("base") or ""
+    return {"modules": {k: v or "" for k, v in modules.items()}, "base_version": base,
+            "odoo_version": ".".join(base.split(".")[:2]), "uuid": row[0] if row else None}
+
+
+def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str]) -> dict[str, Any]:
+    """pg_dump -Fc streamed through SHA-256 into a staging file, then stored under its hash."""
+    cmd = [ctx.host.pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-acl", "--dbname", db]
+    h = hashlib.sha256()
+    size = 0
+    with store.staging_file(".dump") as tmp:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg_environ(ctx))
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in iter(lambda: proc.stdout.read(_CHUNK), b""):  # type: ignore[union-attr]
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            proc.kill()
+            proc.wait()
+            if exc.errno in (28, 122):  # ENOSPC, EDQUOT
+                raise disk_full(store.description, exc) from exc
+            raise
+        err = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() != 0:
+            raise OdooOpsError("BACKUP_DUMP_FAILED", f"pg_dump of {db} exited with {proc.returncode}: "
+                               f"{err.strip()[-500:]}", "fix the cause named above (is PostgreSQL up? "
+                               "bash scripts/services.sh status) and run the backup again", {"database": db})
+        digest = h.hexdigest()
+        key = object_key(digest)
+        if not store.exists(key):
+            store.put_file(key, tmp, move=True)
+            created.append(key)
+    return {"sha256": digest, "size": size, "format": "pg_dump-custom", "key": key}
+
+
+def _walk(root: Path) -> Iterator[tuple[str, Path]]:
+    if not root.is_dir():
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            yield path.relative_to(root).as_posix(), path
+
+
+def _filestore(store: ObjectStore, root: Path, created: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
+    """Every file stored once by content; returns the file map and the bytes actually uploaded."""
+    existing = set(store.list(OBJECTS))
+    files: dict[str, dict[str, Any]] = {}
+    new_bytes = 0
+    for rel, path in _walk(root):
+        try:
+            digest, size = sha256_file(path), path.stat().st_size
+        except FileNotFoundError:
+            continue  # Odoo's garbage collection removed it after the dump: the dump no longer needs it
+        files[rel] = {"sha256": digest, "size": size}
+        key = object_key(digest)
+        if key in existing:
+            continue
+        store.put_file(key, path)
+        existing.add(key)
+        created.append(key)
+        new_bytes += size
+    return files, new_bytes
+
+
+def _check_space(ctx: DataContext, store: ObjectStore, env: str) -> None:
+    """Refuse early when a local store plainly cannot hold the dump (ENOSPC is still handled later)."""
+    free = store.free_bytes()
+    if free is None:
+        return
+    files = sum(p.stat().st_size for _, p in _walk(ctx.host.filestore_dir(env)))
+    # A custom-format dump is compressed: a tenth of the database size is a conservative floor.
+    need = ctx.pg.size_bytes(env) // 10 + files // 10
+    if need > free:
+        raise disk_full(store.description, need=need, free=free)
+
+
+def create_backup(ctx: DataContext, env: str, *, reason: str = "manual", commit: str | None = None) -> Manifest:
+    """Dump the environment's database and filestore into the backup store; the manifest is written last."""
+    started = time.monotonic()
+    entry = ctx.entry(env)
+    store = store_for(ctx.host, ctx.secrets)
+    spec = entry.get("container_spec") or {}
+    image = (spec.get("containers") or [{}])[0].get("image") or (entry.get("settings") or {}).get("image", "")
+    backup_id = new_backup_id(datetime.now(UTC))
+    created: list[str] = []
+    with store_lock(ctx, exclusive=False):
+        return _create(ctx, env, store, entry, backup_id, reason, commit, image, created, started)
+
+
+def _create(ctx: DataContext, env: str, store: ObjectStore, entry: dict[str, Any], backup_id: str, reason: str,
+            commit: str | None, image: str, created: list[str], started: float) -> Manifest:
+    # Microseconds order two backups taken within one second (their ids differ only by the random suffix).
+    created_at = datetime.now(UTC)
+    try:
+        _check_space(ctx, store, env)
+        facts = database_facts(ctx, env)
+        dump = _dump(ctx, store, env, created)
+        files, new_files = _filestore(store, ctx.host.filestore_dir(env), created)
+        fs_bytes = sum(f["size"] for f in files.values())
+        manifest = Manifest(
+            id=backup_id, env=env, tier=str(entry.get("tier", "")), commit=commit or entry.get("commit"),
+            created_at=created_at.isoformat(timespec="microseconds"), reason=reason,
+            odoo_version=facts["odoo_version"], base_version=facts["base_version"], image=image,
+            modules=facts["modules"], database_uuid=facts["uuid"], dump=dump, files=files,
+            sizes={"dump": dump["size"], "filestore": fs_bytes, "files": len(files), "total": dump["size"] + fs_bytes,
+                   "new_bytes": (dump["size"] if dump["key"] in created else 0) + new_files},
+            seconds=round(time.monotonic() - started, 3))
+        store.put_bytes(manifest_key(env, backup_id), json.dumps(manifest.to_json(), indent=1).encode())
+    except BaseException:
+        # No manifest references what this backup stored: remove it so nothing partial stays behind.
+        for key in created:
+            with suppress(OdooOpsError):
+                store.delete(key)
+        raise
+    return manifest
+
+
+def load_manifest(store: ObjectStore, env: str, backup_id: str) -> Manifest:
+    try:
+        doc = json.loads(store.get_bytes(manifest_key(env, backup_id)))
+    except ValueError as exc:
+        raise OdooOpsError("BACKUP_CORRUPT", f"the manifest of backup {backup_id} of {env} is not valid JSON",
+                           f"use another backup: odooops db backups {env}", {"part": "manifest"}) from exc
+    return Manifest.from_json(doc)
+
+
+def backup_ids(store: ObjectStore, env: str) -> list[str]:
+    """The ids of env's backups in the store, newest first (one listing, no manifest read)."""
+    prefix = f"backups/{env}/"
+    return sorted((k[len(prefix):-5] for k in store.list(prefix) if k.endswith(".json")), reverse=True)
+
+
+def list_backups(ctx: DataContext, env: str) -> list[Manifest]:
+    """Every backup of env, newest first."""
+    store = store_for(ctx.host, ctx.secrets)
+    return sorted((load_manifest(store, env, i) for i in backup_ids(store, env)), key=lambda m: (m.created, m.id),
+                  reverse=True)
+
+
+def resolve(ctx: DataContext, env: str, id_or_prefix: str, store: ObjectStore | None = None) -> str:
+    """The one backup id starting with id_or_prefix (`2026-02-12-03-00` is enough when unique)."""
+    store = store or store_for(ctx.host, ctx.secrets)
+    ids = backup_ids(store, env)
+    matches = [i for i in ids if i.startswith(id_or_prefix)] if id_or_prefix else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise OdooOpsError("BACKUP_NOT_FOUND", f"no backup of {env} matches {id_or_prefix!r} "
+                           f"(newest: {', '.join(ids[:5]) or 'none'})",
+                           f"odooops db backups {env}  # and pass one of the listed ids" if ids else
+                           f"odooops db backup {env}  # take one first", {"candidates": ids[:20]})
+    raise OdooOpsError("BACKUP_AMBIGUOUS", f"{id_or_prefix!r} matches {len(matches)} backups of {env}: "
+                       f"{', '.join(matches[:10])}", f"pass a longer prefix, e.g. --backup={matches[0]}",
+                       {"candidates": matches})
+
+
+def retention_for(entry: dict[str, Any]) -> dict[str, int]:
+    settings = entry.get("settings") or {}
+    policy = settings.get("backup_retention")
+    if policy:
+        return dict(policy)
+    return DEFAULT_RETENTION.get(str(entry.get("tier")), {"days": 7})
+
+
+def prune(ctx: DataContext, env: str, now: datetime, policy: dict[str, int] | None = None) -> list[str]:
+    """Delete the backups retention does not keep, then every object no remaining manifest references."""
+    store = store_for(ctx.host, ctx.secrets)
+    if policy is None:
+        policy = retention_for(ctx.store.entries().get(env) or {"tier": ""})
+    manifests = {m.id: m for m in list_backups(ctx, env)}
+    plan = plan_retention({i: m.created for i, m in manifests.items()}, now, policy)
+    with store_lock(ctx, exclusive=True):
+        for backup_id in plan.prune:
+            store.delete(manifest_key(env, backup_id))
+        sweep(store)
+    return plan.prune
+
+
+def sweep(store: ObjectStore) -> list[str]:
+    """Mark every object referenced by any manifest of any environment, then delete the rest."""
+    # Call it under store_lock(exclusive=True): a running backup's objects have no manifest yet.
+    objects = store.list(OBJECTS)
+    marked: set[str] = set()
+    for key in store.list("backups/"):
+        if key.endswith(".json"):
+            env, backup_id = key[len("backups/"):-5].rsplit("/", 1)
+            marked |= load_manifest(store, env, backup_id).object_keys()
+    garbage = [k for k in objects if k not in marked]
+    for key in garbage:
+        store.delete(key)
+    return garbage
+
+
+def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
+    """Checksums of every part, then a restore into a scratch database that is checked and dropped."""
+    from reconciler.data.restore import verify_backup as verify
+
+    return verify(ctx, env, backup_id)
+
+
+__all__ = ["Manifest", "backup_ids", "create_backup", "id_time", "list_backups", "load_manifest", "prune",
+           "resolve", "sweep", "verify_backup"]

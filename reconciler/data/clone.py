@@ -1,0 +1,215 @@
+"""Clone an environment's database and filestore into a scratch copy, then neutralize, mask and verify it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from reconciler.data.context import DataContext
+from reconciler.data.filestore import LinkStats, link_tree
+from reconciler.data.masking import (
+    MaskRule,
+    apply_masking,
+    cut_secrets,
+    masking_key,
+    merged_rules,
+    replace_attachments,
+    rules_from_config,
+)
+from reconciler.data.verify import check_identity, check_neutralized, scan_masked, summarize
+from reconciler.errors import OdooOpsError
+from reconciler.executors.docker_runtime import RunResult
+
+RunOdoo = Callable[[list[str]], RunResult]
+MAIL_CATCHER_NAME = "OdooOps mail catcher"
+
+
+@dataclass
+class CloneResult:
+    db: str
+    filestore: Path
+    verification: dict[str, Any]
+    seconds: float
+    source_env: str = ""
+    target_env: str = ""
+    steps: dict[str, float] = field(default_factory=dict)
+    filestore_stats: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"db": self.db, "filestore": str(self.filestore), "verification": self.verification,
+                "seconds": round(self.seconds, 3), "source": self.source_env, "target": self.target_env,
+                "steps": {k: round(v, 3) for k, v in self.steps.items()}, "filestore_stats": self.filestore_stats}
+
+
+def scratch_name(kind: str = "clone") -> str:
+    """`oo_<kind>_<12 hex>`: the underscore keeps it apart from every environment name."""
+    return f"oo_{kind}_{uuid.uuid4().hex[:12]}"
+
+
+def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neutralize: bool, mask: bool,
+                     rules: Iterable[Mapping[str, Any]] | None = None, run_odoo: RunOdoo | None = None,
+                     mail_server: Mapping[str, Any] | None = None, attachments: bool = False) -> CloneResult:
+    """Quiesced FILE_COPY clone of `source_env` into `oo_clone_*` owned by `target_env`'s role, its filestore
+    linked into `host.filestore_dir(target_env, db)`, then neutralized, masked and verified. On any failure the
+    scratch database and filestore are removed and the error is raised (CLONE_VERIFICATION_FAILED names
+    the failed checks). The copy is not reachable by anyone until the caller swaps it in."""
+    started = time.monotonic()
+    if not ctx.pg.role_exists(target_env):
+        raise OdooOpsError("CLONE_TARGET_MISSING", f"environment {target_env} has no database role yet",
+                           f"deploy {target_env} first (odooops apply --branch <its branch>), then clone into it",
+                           {"env": target_env})
+    db = scratch_name()
+    filestore = ctx.host.filestore_dir(target_env, db)
+    steps: dict[str, float] = {}
+    try:
+        steps["copy_db"] = ctx.pg.clone(source_env, db, owner=target_env)
+        t = time.monotonic()
+        ctx.pg.reassign_objects(db, target_env)
+        steps["reassign"] = time.monotonic() - t
+        t = time.monotonic()
+        stats: LinkStats = link_tree(ctx.host.filestore_dir(source_env), filestore)
+        steps["filestore"] = time.monotonic() - t
+        result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=source_env,
+                          run_odoo=run_odoo, mail_server=mail_server, rules=rules,
+                          filestore=filestore if attachments else None)
+    except BaseException:
+        # Nothing half-made stays behind: not the database, not the filestore directory.
+        with suppress(Exception):
+            ctx.pg.drop(db)
+        shutil.rmtree(filestore, ignore_errors=True)
+        raise
+    steps.update(result.pop("steps", {}))
+    return CloneResult(db=db, filestore=filestore, verification=result, seconds=time.monotonic() - started,
+                       source_env=source_env, target_env=target_env, steps=steps, filestore_stats=stats.as_dict())
+
+
+def target_url(ctx: DataContext, env: str) -> str:
+    """The URL the copy will be served at: the environment's recorded URL, else http://<first domain>."""
+    entry = ctx.store.entries().get(env) or {}
+    if entry.get("url"):
+        return str(entry["url"]).rstrip("/")
+    domains = (entry.get("settings") or {}).get("domains") or [f"{env}.{ctx.host.base_domain}"]
+    return f"http://{domains[0]}"
+
+
+def _project_rules(ctx: DataContext, target_env: str, rules: Iterable[Mapping[str, Any]] | None) -> list[MaskRule]:
+    if rules is None:
+        entry = ctx.store.entries().get(target_env) or {}
+        rules = (entry.get("settings") or {}).get("masking_rules") or []
+    return merged_rules(rules_from_config(rules))
+
+
+def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, mask: bool,
+             source_db: str | None = None, run_odoo: RunOdoo | None = None,
+             mail_server: Mapping[str, Any] | None = None, rules: Iterable[Mapping[str, Any]] | None = None,
+             filestore: Path | None = None) -> dict[str, Any]:
+    """Neutralize and mask an existing scratch database `db` of `target_env`, give it a new identity, and
+    verify it; returns the verification (with "steps" timings) or raises CLONE_VERIFICATION_FAILED.
+    `source_db`, when given, is scanned for personal values left in the copy. `filestore`, when given,
+    gets its personal attachments replaced. The caller drops `db` on failure."""
+    steps: dict[str, float] = {}
+    mask_rules = _project_rules(ctx, target_env, rules) if mask else []
+    if neutralize:
+        t = time.monotonic()
+        runner = run_odoo or (lambda cmd: ctx.odoo(target_env, cmd))
+        run = runner(["odoo", "neutralize", "-d", db])
+        if not run.ok:
+            raise OdooOpsError(
+                "NEUTRALIZE_FAILED", f"odoo neutralize -d {db} for {target_env} exited with "
+                f"{'a timeout' if run.timed_out else run.exit_code}",
+                "read the log below, fix the module whose data/neutralize.sql fails, then retry the clone",
+                {"log": run.logs[-4000:], "database": db})
+        steps["odoo_neutralize"] = time.monotonic() - t
+    with ctx.pg.connect(db) as conn:
+        t = time.monotonic()
+        if neutralize:
+            with conn.transaction():
+                platform_cuts(conn, target_url(ctx, target_env))
+            steps["platform_cuts"] = time.monotonic() - t
+        masked: dict[str, Any] = {}
+        if mask:
+            t = time.monotonic()
+            with conn.transaction():
+                masked = apply_masking(conn, masking_key(ctx.secrets), mask_rules)
+                masked["secrets"] = cut_secrets(conn)
+                if filestore is not None:
+                    masked["attachments"] = replace_attachments(conn, filestore)
+            steps["mask"] = time.monotonic() - t
+        with conn.transaction():
+            if neutralize and mail_server:
+                add_mail_catcher(conn, mail_server)
+            new_identity(conn)
+        t = time.monotonic()
+        checks: dict[str, dict[str, Any]] = {}
+        if neutralize:
+            checks.update(check_neutralized(conn, mail_server))
+        source = ctx.pg.connect(source_db) if source_db else None
+        try:
+            checks["new_identity"] = check_identity(conn, source)
+            if mask and source is not None:
+                checks["personal_data"] = scan_masked(conn, source, masking_key(ctx.secrets), mask_rules)
+        finally:
+            if source is not None:
+                source.close()
+        steps["verify"] = time.monotonic() - t
+    result = summarize(checks)
+    result["masked_columns"] = masked.get("columns", [])
+    result["secrets_cut"] = masked.get("secrets", {})
+    if "attachments" in masked:
+        result["attachments"] = masked["attachments"]
+    if not result["ok"]:
+        raise OdooOpsError(
+            "CLONE_VERIFICATION_FAILED", f"the copy {db} for {target_env} failed verification: "
+            + "; ".join(_explain(name, checks[name]) for name in result["failed"]),
+            "the copy was not made reachable; fix the cause (a module's data/neutralize.sql, a masking rule "
+            "in .odooops.yaml masking.rules) and run the clone again", {"verification": result, "database": db})
+    result["steps"] = steps
+    return result
+
+
+def _explain(name: str, check: Mapping[str, Any]) -> str:
+    detail = {k: v for k, v in check.items() if k != "ok" and v not in (None, [], {}, 0)}
+    if name == "personal_data":
+        detail = {"leaked": check.get("leaked")}
+    return f"{name} {detail}"
+
+
+def platform_cuts(conn: psycopg.Connection[Any], url: str) -> None:
+    """What `odoo neutralize` leaves that a safe copy must also cut (docs: ARCHITECTURE, Odoo facts)."""
+    tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                         "WHERE table_schema = 'public'").fetchall()}
+    if "queue_job" in tables:
+        conn.execute("UPDATE queue_job SET state = 'cancelled' WHERE state IN ('pending', 'enqueued', 'started', "
+                     "'wait_dependencies')")
+    if "base_automation" in tables:
+        conn.execute("UPDATE base_automation SET active = false WHERE active")
+    if "ir_mail_server" in tables:
+        # Including neutralize's dummy server: the platform's catcher is the only way out.
+        conn.execute("UPDATE ir_mail_server SET active = false WHERE active")
+    for key, value in (("web.base.url", url), ("web.base.url.freeze", "True")):
+        conn.execute("INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+
+
+def add_mail_catcher(conn: psycopg.Connection[Any], mail_server: Mapping[str, Any]) -> None:
+    """One active outgoing server: the platform's mail catcher (every message captured, none delivered)."""
+    conn.execute(
+        "INSERT INTO ir_mail_server (name, smtp_host, smtp_port, smtp_user, smtp_pass, smtp_encryption, "
+        "smtp_authentication, sequence, active) VALUES (%s, %s, %s, %s, %s, 'none', 'login', 1, true)",
+        (MAIL_CATCHER_NAME, str(mail_server["host"]), int(mail_server["port"]), mail_server.get("user"),
+         mail_server.get("password")))
+
+
+def new_identity(conn: psycopg.Connection[Any]) -> None:
+    """A copy gets its own database.uuid and database.secret (a TEMPLATE copy carries the source's)."""
+    for key in ("database.uuid", "database.secret"):
+        conn.execute("INSERT INTO ir_config_parameter (key, value) VALUES (%s, gen_random_uuid()::text) "
+                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key,))

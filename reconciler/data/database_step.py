@@ -1,0 +1,409 @@
+"""The database step of apply: build a new env's database (production clone, template, fresh install) or migrate it.
+
+How a database is first built follows the env's `data_source` setting:
+- `production`: a neutralized (and, by policy, masked) verified clone of the running production,
+  renamed into place, then `-u` of the modules changed since production's commit; for dev, ephemeral
+  and preview envs the sanitized copy is kept as a production snapshot (snapshots.py) that the next
+  such env copies instead of neutralizing and masking production again;
+- `fresh`/`fresh_demo`: a FILE_COPY clone of a template database for the same image, module set and
+  demo flag plus `-u`/`-i` of what changed since the template's commit; without a template, a full
+  install that is then kept as the next template.
+Production deploys that install or update modules take a backup first (the rollback helper restores it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.controller import files
+from reconciler.controller.host import HostSettings
+from reconciler.controller.modules import ModuleChanges, module_changes
+from reconciler.core.model import EnvSpec
+from reconciler.core.naming import PRODUCTION_NAME
+from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
+from reconciler.errors import OdooOpsError
+from reconciler.executors.docker_runtime import DockerRuntime, RunResult
+from reconciler.secrets import SecretStore
+
+if TYPE_CHECKING:
+    from reconciler.controller.planning import Project
+    from reconciler.data.context import DataContext
+    from reconciler.executors.postgres import Postgres
+
+
+class StepFailed(Exception):
+    """A step failed with an error for the user and the tail of the log that explains it."""
+
+    def __init__(self, error: OdooOpsError, log_excerpt: str = "") -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.log_excerpt = log_excerpt
+
+
+@dataclass
+class DatabaseOutcome:
+    result: str  # ok | changed
+    detail: str
+    modules: ModuleChanges | None = None
+    data: dict[str, Any] | None = None  # how the database was built: kept in the state entry and note
+    pre_deploy_backup: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatabaseStep:
+    """Everything one env's database step needs; `run()` is safe to re-run after a crash."""
+
+    project: Project
+    host: HostSettings
+    runtime: DockerRuntime
+    secrets: SecretStore
+    spec: EnvSpec
+    previous: dict[str, Any]
+    container_spec: dict[str, Any]
+    owner: str  # uid:gid of the image's user, owner of the filestore
+    image_id: str
+    external: list[tuple[str, str, str]] = field(default_factory=list)  # (name, url, commit)
+    progress: Callable[[str], None] = lambda _msg: None
+    backup: dict[str, Any] | None = None  # the pre-deploy backup, once taken (also when a later part fails)
+    _pg: Postgres | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def env(self) -> str:
+        return self.spec.name
+
+    @property
+    def pg(self) -> Postgres:
+        if self._pg is None:
+            from reconciler.executors.postgres import Postgres
+
+            self._pg = Postgres.from_host(self.host)
+        return self._pg
+
+    def data_context(self) -> DataContext:
+        from reconciler.data.context import DataContext
+
+        return DataContext(host=self.host, pg=self.pg, secrets=self.secrets, runtime=self.runtime,
+                           store=self.project.store, project_id=self.project.id)
+
+    def odoo(self, cmd: list[str], timeout_s: float = 1800) -> RunResult:
+        """A one-off Odoo command with THIS deploy's image, config and mounts (not the running ones)."""
+        return self.runtime.run_once(self.container_spec, self.container_spec["containers"][0], cmd, timeout_s)
+
+    def _odoo_or_fail(self, cmd: list[str], code: str) -> RunResult:
+        run = self.odoo(cmd)
+        if not run.ok:
+            raise StepFailed(OdooOpsError(
+                code, f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}",
+                f"fix the module on {self.spec.branch} and push; the previous version keeps serving "
+                f"(log: odooops status {self.env} --json)"), run.logs)
+        return run
+
+    def _check_installed(self, logs: str) -> None:
+        missing = files.missing_modules(self.host, self.env, self.spec["modules"])
+        if missing:
+            raise StepFailed(OdooOpsError(
+                "ODOO_MODULES_NOT_INSTALLED", f"odoo exited 0 but did not install {', '.join(missing)}",
+                f"check that these modules and their dependencies are in the addons paths of {self.spec.branch} "
+                "(Odoo only logs a warning for unknown or broken modules)"), logs)
+
+    def _changes(self, old_commit: str | None, old_modules: list[str] | None) -> ModuleChanges:
+        return module_changes(self.project.source.repo, old_commit, self.spec.commit, self.spec["addons_paths"],
+                              self.spec["modules"], old_modules)
+
+    def _migrate(self, mods: ModuleChanges, code: str = "ODOO_UPDATE_FAILED") -> str:
+        """-i of new modules and -u of changed ones on the env's database; '' when nothing changed."""
+        if not (mods.install or mods.update):
+            return ""
+        cmd = ["odoo", "-d", self.env, "--stop-after-init", "--no-http"]
+        if mods.install:
+            cmd += ["-i", ",".join(mods.install)]
+        if mods.update:
+            cmd += ["-u", ",".join(mods.update)]
+        run = self._odoo_or_fail(cmd, code)
+        self._check_installed(run.logs)
+        return f"installed {', '.join(mods.install) or '-'}; updated {', '.join(mods.update) or '-'}"
+
+    # ------------------------------------------------------------------ entry point
+
+    def run(self) -> DatabaseOutcome:
+        if files.database_initialised(self.host, self.env):
+            return self._existing()
+        if self.spec["data_source"] == "production" and self.env != PRODUCTION_NAME:
+            prod = self._running_production()
+            if prod is not None:
+                return self._from_production(prod)
+            fallback = ("no running production environment to clone: built as a fresh database "
+                        "(it is cloned from production once production runs and this env is recreated)")
+            out = self._fresh(use_templates=True)
+            out.detail += f"; {fallback}"
+            out.data = {"source": "fresh", "fallback_from": "production", "reason": fallback}
+            return out
+        return self._fresh(use_templates=self.env != PRODUCTION_NAME)
+
+    # ------------------------------------------------------------------ existing database: migrate
+
+    def _existing(self) -> DatabaseOutcome:
+        prev = self.previous
+        old_commit = prev.get("commit") if prev.get("state") == "running" else prev.get("running_commit")
+        old_modules = (prev.get("settings") or {}).get("modules")
+        mods = self._changes(old_commit, old_modules)
+        data = prev.get("data")
+        if not (mods.install or mods.update):
+            return DatabaseOutcome("ok", "no module changed", mods, data=data)
+        backup = None
+        if str(self.spec.tier) == "production":
+            backup = self._pre_deploy_backup(old_commit)
+        what = self._migrate(mods)
+        if backup is not None:
+            what += f"; pre-deploy backup {backup['id']}"
+        return DatabaseOutcome("changed", what, mods, data=data, pre_deploy_backup=backup)
+
+    def _pre_deploy_backup(self, old_commit: str | None) -> dict[str, Any]:
+        """Production data is never migrated without a backup of the version that ran before."""
+        from reconciler.data.backup import create_backup
+
+        self.progress("pre-deploy backup")
+        try:
+            manifest = create_backup(self.data_context(), self.env, reason="pre-deploy", commit=old_commit)
+        except (OdooOpsError, OSError) as exc:
+            cause = exc.to_dict() if isinstance(exc, OdooOpsError) else {"error": str(exc)}
+            fix = exc.remediation if isinstance(exc, OdooOpsError) else "fix the backup store (space, permissions)"
+            raise OdooOpsError(
+                "BACKUP_BEFORE_DEPLOY_FAILED",
+                f"the pre-deploy backup of {self.env} failed, so the deploy of {self.spec.commit[:12]} did not "
+                f"touch the database: {cause.get('message') or cause.get('error')}",
+                f"{fix}; then re-run the deploy (odooops apply --retry-failed, or push again); "
+                f"check the store with: odooops db backup {self.env}", {"cause": cause}) from exc
+        backup_id = getattr(manifest, "id", None) or getattr(manifest, "backup_id", None) or str(manifest)
+        self.backup = {"id": backup_id, "from_commit": old_commit, "to_commit": self.spec.commit,
+                       "taken_at": time.time()}
+        return self.backup
+
+    # ------------------------------------------------------------------ production clone
+
+    def _running_production(self) -> dict[str, Any] | None:
+        entry = self.project.store.entries().get(PRODUCTION_NAME) or {}
+        if entry.get("state") == "running" and entry.get("container_spec") and self.pg.exists(PRODUCTION_NAME):
+            return entry
+        return None
+
+    def _catcher_row(self) -> dict[str, Any] | None:
+        if not self.spec["mail_catcher"]:
+            return None
+        from reconciler.data.mail import catcher_login
+
+        return catcher_login(self.host, self.secrets, self.env)
+
+    def _from_production(self, prod: dict[str, Any]) -> DatabaseOutcome:
+        from reconciler.data import snapshots
+        from reconciler.data.clone import clone_to_scratch
+
+        prod_commit = str(prod.get("running_commit") or prod.get("commit"))
+        registry = TemplateRegistry(self.host.state_dir) if str(self.spec.tier) in snapshots.SNAPSHOT_TIERS else None
+        if registry is not None and (registry.cap_count == 0 or snapshots.max_age_s() == 0):
+            registry = None  # templates or snapshots switched off
+        key = snapshots.SnapshotKey.make(self.project.id, self.image_id, prod_commit, str(self.spec["odoo_version"]),
+                                         bool(self.spec["mask"]), self.spec["masking_rules"])
+        snapshot = snapshots.usable(self.data_context(), registry, key) if registry is not None else None
+        kept = ""
+        if snapshot is not None:
+            self.progress("cloning the production snapshot")
+            db, verification, timings = snapshots.clone_from(self.data_context(), snapshot, self.env,
+                                                             self._catcher_row())
+            filestore = Path(snapshot.filestore)
+            source = f"production snapshot {snapshot.db} (taken {time.time() - snapshot.created_at:.0f}s ago)"
+            seconds = sum(timings.values())
+        else:
+            self.progress("cloning production")
+            result = clone_to_scratch(self.data_context(), PRODUCTION_NAME, self.env, neutralize=True,
+                                      mask=bool(self.spec["mask"]), rules=self.spec["masking_rules"] or None,
+                                      run_odoo=self.odoo, mail_server=self._catcher_row())
+            db, verification, seconds = result.db, result.verification, result.seconds
+            filestore = Path(result.filestore)
+            timings = {k: round(v, 3) for k, v in result.steps.items()}
+            source = f"production at {prod_commit[:12]}"
+            if registry is not None:
+                kept = "; " + snapshots.keep(self.data_context(), registry, key, db, filestore, self.env, verification)
+        # Verified: swap the scratch database in under the env's name (nothing serves it yet).
+        try:
+            self._replace_empty_database()
+            self.pg.rename(db, self.env)
+        except BaseException:
+            self.pg.drop(db)
+            raise
+        self.pg.restrict_connect(self.env, self.env)
+        if snapshot is not None:
+            self._link_filestore(filestore, self.host.filestore_dir(self.env))
+        else:
+            self._move_filestore(filestore, self.host.filestore_dir(self.env))
+        mods = self._changes(prod_commit, (prod.get("settings") or {}).get("modules"))
+        migrated = self._migrate(mods)
+        data = {"source": "production", "cloned_at": time.time(), "production_commit": prod_commit,
+                "commit": self.spec.commit, "neutralized": True, "masked": bool(self.spec["mask"]),
+                "verification": verification, "timings": timings}
+        if snapshot is not None:
+            data.update(snapshot=snapshot.db, snapshot_taken_at=snapshot.created_at,
+                        snapshot_verified=snapshot.inputs.get("verified"))
+        detail = (f"cloned from {source} (neutralized{', masked' if self.spec['mask'] else ''}, verified) "
+                  f"in {seconds:.1f}s{kept}")
+        if migrated:
+            detail += f"; {migrated}"
+        return DatabaseOutcome("changed", detail, mods, data=data)
+
+    # ------------------------------------------------------------------ fresh: template or install
+
+    def template_key(self) -> TemplateKey:
+        return TemplateKey.make(self.project.id, self.image_id, self.spec["modules"], bool(self.spec["demo"]),
+                                str(self.spec["odoo_version"]), [(n, c) for n, _u, c in self.external])
+
+    def _fresh(self, use_templates: bool) -> DatabaseOutcome:
+        registry = TemplateRegistry(self.host.state_dir) if use_templates else None
+        if registry is not None and registry.cap_count == 0:
+            registry = None  # ODOOOPS_TEMPLATE_CAP_COUNT=0: templates switched off
+        if registry is not None:
+            key = self.template_key()
+            template = registry.lookup(key)
+            if template is not None:
+                if self.project.source.repo.get(template.commit) is None or not self.pg.exists(template.db):
+                    # Its commit is gone (branch deleted and collected: -u cannot know what changed) or
+                    # its database was dropped behind the registry's back: forget it and install.
+                    registry.discard(self.pg, template)
+                else:
+                    try:
+                        return self._from_template(template, registry)
+                    except OdooOpsError as exc:
+                        if exc.code != "CLONE_SOURCE_MISSING":
+                            raise
+                        # Evicted or replaced by a concurrent apply between lookup and copy: install.
+                        registry.discard(self.pg, template)
+        out = self._install()
+        if registry is not None:
+            out.detail += "; " + self._keep_template(registry)
+        return out
+
+    def _install(self) -> DatabaseOutcome:
+        mods = self._changes(None, None)
+        cmd = ["odoo", "-d", self.env, "-i", ",".join(mods.install or ("base",)), "--stop-after-init", "--no-http"]
+        if self.spec["demo"] and self.spec["odoo_version"] == "19.0":
+            cmd.append("--with-demo")
+        elif not self.spec["demo"] and self.spec["odoo_version"] != "19.0":
+            cmd.append("--without-demo=all")
+        run = self._odoo_or_fail(cmd, "ODOO_INIT_FAILED")
+        self._check_installed(run.logs)
+        return DatabaseOutcome("changed", f"initialised with {', '.join(mods.install) or 'base'}", mods,
+                               data={"source": "fresh", "demo": bool(self.spec["demo"])})
+
+    def _keep_template(self, registry: TemplateRegistry) -> str:
+        """Copy the just-initialised database (nothing has connected yet) as the next env's template."""
+        key = self.template_key()
+        if registry.lookup(key) is not None:
+            return "a template for these inputs was kept meanwhile by another apply"
+        try:
+            template, seconds, evicted = keep_copy(
+                self.pg, registry, self.env, self.host.filestore_dir(self.env), admin=self.host.pg_admin_user,
+                key=key.id, commit=self.spec.commit, inputs=key.to_json(), built_by=self.env)
+        except OdooOpsError as exc:
+            # A template is an optimisation: the env is fine without one, the next one tries again.
+            return f"no template kept ({exc.code}: {exc.message})"
+        tail = f", evicted {', '.join(t.db for t in evicted)}" if evicted else ""
+        return f"kept as template {template.db} (key {key.id}, {seconds:.1f}s{tail})"
+
+    def _from_template(self, template: Template, registry: TemplateRegistry) -> DatabaseOutcome:
+        marks = [("start", time.monotonic())]
+        # Built under a scratch name and renamed when complete: a failed copy leaves the env's (empty)
+        # database as it was, and a crash leaves only an oo_clone_* for the sweep.
+        scratch = "oo_clone_" + pysecrets.token_hex(6)
+        self.pg.clone(template.db, scratch, owner=self.env)
+        marks.append(("copy", time.monotonic()))
+        try:
+            self.pg.reassign_objects(scratch, self.env)
+            self._new_identity(scratch)
+            self._replace_empty_database()
+            self.pg.rename(scratch, self.env)
+        except BaseException:
+            self.pg.drop(scratch)
+            raise
+        self.pg.restrict_connect(self.env, self.env)
+        marks.append(("ownership", time.monotonic()))
+        self._link_filestore(Path(template.filestore), self.host.filestore_dir(self.env))
+        marks.append(("filestore", time.monotonic()))
+        cloned_s = marks[-1][1] - marks[0][1]
+        timings = {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
+        mods = self._changes(template.commit, list(template.inputs.get("modules") or self.spec["modules"]))
+        migrated = self._migrate(mods)
+        detail = (f"cloned from template {template.db} (key {template.key}, built at {template.commit[:12]}) "
+                  f"in {cloned_s:.1f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + ")")
+        if migrated:
+            detail += f"; {migrated}"
+        data = {"source": "template", "template": template.db, "template_key": template.key,
+                "template_commit": template.commit, "demo": bool(self.spec["demo"]), "timings": timings}
+        # What this deploy installs as a whole: the template's modules plus what was added on top.
+        full = ModuleChanges(install=tuple(sorted(set(self.spec["modules"]))), update=mods.update,
+                             removed=mods.removed)
+        return DatabaseOutcome("changed", detail, full, data=data)
+
+    # ------------------------------------------------------------------ database and filestore moves
+
+    def _replace_empty_database(self) -> None:
+        """Terraform created the env's database empty; a clone takes its place (never one with data)."""
+        if not self.pg.exists(self.env):
+            return
+        if files.database_initialised(self.host, self.env):
+            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.env} already holds an Odoo database",
+                               f"odooops status {self.env}  # it was initialised meanwhile; re-run odooops apply")
+        with self.pg.connect(self.env) as conn:
+            tables = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                  "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                                  ).fetchone()
+        if tables and tables[0]:
+            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.env} has {tables[0]} tables but no Odoo registry",
+                               f"inspect it (psql {self.env}); drop it yourself if it is garbage, then re-run apply")
+        self.pg.drop(self.env)
+
+    def _new_identity(self, db: str) -> None:
+        """A copied database is a new database for Odoo: its own uuid and secret (sessions, signed tokens)."""
+        with self.pg.connect(db) as conn:
+            conn.execute("UPDATE ir_config_parameter SET value = gen_random_uuid()::text "
+                         "WHERE key IN ('database.uuid', 'database.secret')")
+            conn.execute("UPDATE ir_config_parameter SET value = to_char(now() AT TIME ZONE 'UTC', "
+                         "'YYYY-MM-DD HH24:MI:SS') WHERE key = 'database.create_date'")
+
+    def _chown(self, *paths: Path) -> None:
+        """Odoo writes new attachments as the image's user. link_tree keeps the owners of what it links,
+        so only the directories made here need one."""
+        uid, gid = (int(x) for x in self.owner.split(":"))
+        for path in paths:
+            os.chown(path, uid, gid)
+
+    def _link_filestore(self, src: Path, dst: Path) -> None:
+        """Hardlink/reflink a filestore (Odoo never rewrites its files in place, so sharing is safe)."""
+        from reconciler.data.filestore import link_tree
+
+        if dst.exists():
+            shutil.rmtree(dst)  # left by a crashed attempt: the database it belonged to is gone
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            link_tree(src, dst)
+        else:
+            dst.mkdir()
+        self._chown(dst.parent, dst)
+
+    def _move_filestore(self, src: Path, dst: Path) -> None:
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.exists():
+            os.replace(src, dst)
+        else:
+            dst.mkdir()
+        self._chown(dst.parent, dst)

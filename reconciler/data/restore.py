@@ -1,0 +1,248 @@
+"""Restore a backup into a new scratch database and filestore (checksums first), and verify backups."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets as pysecrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from reconciler.data.backup import Manifest, database_facts, load_manifest, object_key, pg_environ, resolve, sha256_file
+from reconciler.errors import OdooOpsError
+from reconciler.executors.storage import ObjectStore, store_for
+
+if TYPE_CHECKING:
+    from reconciler.data.context import DataContext
+
+
+def scratch_name(kind: str) -> str:
+    """`oo_<kind>_<12 hex>`: never an environment name (those have no underscore), at most 63 bytes."""
+    return f"oo_{kind}_{pysecrets.token_hex(6)}"
+
+
+def _corrupt(env: str, backup_id: str, part: str, key: str, why: str) -> OdooOpsError:
+    return OdooOpsError(
+        "BACKUP_CORRUPT", f"backup {backup_id} of {env} is corrupt: the {part} ({key}) {why}",
+        f"use another backup (odooops db backups {env}); nothing was restored and the live data is untouched",
+        {"backup": backup_id, "part": part, "key": key})
+
+
+@contextmanager
+def _scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory for downloaded parts; running out of space there is named as such."""
+    where = tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise OdooOpsError(
+            "RESTORE_DISK_FULL", f"{where} ran out of space while the backup was fetched for checking ({exc})",
+            f"free space in {where}, or point TMPDIR of the odooops server at a larger disk, then retry; "
+            "nothing was restored and the live data is untouched", {"tmpdir": where}) from exc
+
+
+def _temp_file(tmp: Path) -> Path:
+    fd, name = tempfile.mkstemp(dir=tmp, prefix="obj-")
+    os.close(fd)
+    return Path(name)
+
+
+def _fetch(store: ObjectStore, m: Manifest, part: str, sha256: str, dest: Path | None, tmp: Path,
+           link: bool) -> Path:
+    """Make the object available as a file (dest, or a temp file) and check its SHA-256."""
+    key = object_key(sha256)
+    local = store.local_path(key)
+    if local is None and not store.exists(key):
+        raise _corrupt(m.env, m.id, part, key, "is missing from the store")
+    target = dest or (_temp_file(tmp) if local is None else local)
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if local is not None and link:
+            try:
+                os.link(local, dest)  # same file system: no copy (Odoo never writes a filestore file in place)
+            except OSError:
+                shutil.copyfile(local, dest)
+        elif local is not None:
+            shutil.copyfile(local, dest)
+    if local is None:
+        store.get_file(key, target)
+    got = sha256_file(target)
+    if got != sha256:
+        raise _corrupt(m.env, m.id, part, key, f"has SHA-256 {got[:12]}…, the manifest says {sha256[:12]}…")
+    return target
+
+
+def check_and_fetch(store: ObjectStore, m: Manifest, tmp: Path, filestore: Path | None = None,
+                    link: bool = True) -> Path:
+    """Check every part's checksum; returns the dump file. With `filestore`, the files are placed there."""
+    for rel, f in sorted(m.files.items()):
+        dest = filestore / rel if filestore is not None else None
+        path = _fetch(store, m, f"filestore file {rel}", f["sha256"], dest, tmp, link)
+        if dest is None and path.parent == tmp:
+            path.unlink()
+    return _fetch(store, m, "database dump", m.dump["sha256"], None, tmp, link)
+
+
+def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None) -> None:
+    """CREATE DATABASE (owned by `owner`) and pg_restore into it as that role (--role), no ownership or ACLs."""
+    with ctx.pg.connect() as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db))
+        if owner:
+            stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        conn.execute(stmt)
+    cmd = [ctx.host.pg_tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--dbname", db]
+    if owner:
+        cmd.append(f"--role={owner}")
+    proc = subprocess.run([*cmd, str(dump)], capture_output=True, text=True, env=pg_environ(ctx), check=False)
+    if proc.returncode != 0:
+        raise OdooOpsError("BACKUP_RESTORE_FAILED", f"pg_restore into {db} exited with {proc.returncode}: "
+                           f"{proc.stderr.strip()[-500:]}",
+                           "fix the cause named above (disk space? bash scripts/services.sh status) and retry; "
+                           "the live database is untouched", {"database": db})
+
+
+def _drop_scratch(ctx: DataContext, db: str, *dirs: Path) -> None:
+    with contextlib.suppress(OdooOpsError):
+        ctx.pg.drop(db)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
+    """Re-check every checksum, restore into `oo_verify_*`, compare with the manifest; always dropped."""
+    store = store_for(ctx.host, ctx.secrets)
+    m = load_manifest(store, env, resolve(ctx, env, backup_id, store))
+    timings: dict[str, float] = {}
+    db = scratch_name("verify")
+    t = time.monotonic()
+    with _scratch_dir("odooops-verify-") as tmp:
+        dump = check_and_fetch(store, m, tmp)
+        timings["checksums"] = round(time.monotonic() - t, 3)
+        try:
+            t = time.monotonic()
+            pg_restore(ctx, dump, db, None)
+            timings["restore"] = round(time.monotonic() - t, 3)
+            facts = database_facts(ctx, db)
+        finally:
+            _drop_scratch(ctx, db)
+    problems = []
+    if len(facts["modules"]) != len(m.modules):
+        problems.append(f"{len(facts['modules'])} installed modules, the manifest lists {len(m.modules)}")
+    if facts["base_version"] != m.base_version:
+        problems.append(f"base version {facts['base_version']}, the manifest says {m.base_version}")
+    if not facts["uuid"] or (m.database_uuid and facts["uuid"] != m.database_uuid):
+        problems.append(f"database.uuid is {facts['uuid']!r}, the manifest says {m.database_uuid!r}")
+    if problems:
+        raise OdooOpsError("BACKUP_VERIFY_FAILED", f"backup {m.id} of {env} restores, but: {'; '.join(problems)}",
+                           f"use another backup (odooops db backups {env}) and report this one",
+                           {"backup": m.id, "problems": problems})
+    return {"backup": m.id, "env": env, "ok": True, "database": db, "dropped": True,
+            "objects": 1 + len(m.files), "bytes": m.sizes.get("total"), "modules": len(facts["modules"]),
+            "base_version": facts["base_version"], "uuid": facts["uuid"], "seconds": timings}
+
+
+def _target_version(ctx: DataContext, target_env: str, entry: dict[str, Any]) -> str:
+    version = (entry.get("settings") or {}).get("odoo_version")
+    return str(version) if version else database_facts(ctx, target_env)["odoo_version"]
+
+
+def _owner_of(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def _chown_tree(root: Path, owner: tuple[int, int]) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        os.chown(dirpath, *owner)
+        for name in filenames:
+            os.chown(os.path.join(dirpath, name), *owner)
+            os.chmod(os.path.join(dirpath, name), 0o644)
+
+
+def needs_sanitize(m: Manifest, target_env: str, target_entry: dict[str, Any]) -> bool:
+    """A copy that is not production restoring its own backup must not send mail or run crons."""
+    return target_env != m.env or str(target_entry.get("tier")) != "production"
+
+
+def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: str) -> tuple[str, Path]:
+    """Backup of `env` -> (`oo_restore_*` owned by target_env's role, its filestore dir); nothing live is touched."""
+    store = store_for(ctx.host, ctx.secrets)
+    m = load_manifest(store, env, resolve(ctx, env, backup_id, store))
+    entry = ctx.entry(target_env)
+    version = _target_version(ctx, target_env, entry)
+    if m.odoo_version != version:
+        raise OdooOpsError(
+            "BACKUP_VERSION_MISMATCH", f"backup {m.id} of {env} was taken on Odoo {m.odoo_version}; "
+            f"{target_env} runs Odoo {version}",
+            f"restore it into an environment on Odoo {m.odoo_version} (odooops db restore {env} --backup {m.id} "
+            f"--to ENV), or set odoo_version: \"{m.odoo_version}\" in .odooops.yaml of {target_env}'s branch "
+            "first; upgrading a database between Odoo versions is a migration, not a restore",
+            {"backup": m.id, "backup_version": m.odoo_version, "target_version": version})
+    db = scratch_name("restore")
+    final = ctx.host.filestore_dir(target_env, db)
+    stage = final.with_name(f".{db}.partial")
+    env_root = ctx.host.filestore_root / target_env
+    try:
+        with _scratch_dir("odooops-restore-") as tmp:
+            stage.mkdir(parents=True)
+            # Hardlinks only within one file system; _fetch falls back to a copy otherwise.
+            dump = check_and_fetch(store, m, tmp, filestore=stage, link=True)
+            pg_restore(ctx, dump, db, target_env)
+        if env_root.exists():
+            _chown_tree(stage, _owner_of(env_root))
+        os.rename(stage, final)
+        if needs_sanitize(m, target_env, entry):
+            _sanitize(ctx, db, target_env, entry)
+    except BaseException:
+        _drop_scratch(ctx, db, stage, final)
+        raise
+    return db, final
+
+
+def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any]) -> None:
+    try:
+        from reconciler.data.clone import sanitize
+    except ImportError as exc:
+        raise OdooOpsError("RESTORE_SANITIZE_UNAVAILABLE", f"restoring into {target_env} needs the copy neutralized, "
+                           "and this OdooOps has no reconciler.data.clone.sanitize",
+                           "upgrade OdooOps; until then restore only a production backup into production") from exc
+    mask = bool((entry.get("settings") or {}).get("mask", False))
+    sanitize(ctx, db, target_env, neutralize=True, mask=mask)
+
+
+def restore(ctx: DataContext, env: str, backup_id: str, target_env: str | None = None, *,
+            confirm: bool = False, keep_old: bool = False) -> dict[str, Any]:
+    """The whole workflow under the target's lock: confirmation, scratch restore (verified), swap."""
+    from reconciler.controller.env_lock import env_lock
+    from reconciler.data.swap import require_confirmation, swap_in
+
+    target = target_env or env
+    store = store_for(ctx.host, ctx.secrets)
+    full_id = resolve(ctx, env, backup_id, store)
+    require_confirmation(ctx, target, confirm, f"odooops db restore {env} --backup {full_id}"
+                         + (f" --to {target}" if target != env else "") + " --confirm")
+    with env_lock(ctx.host.state_dir, target, f"restore of {env} backup {full_id}"):
+        t = time.monotonic()
+        db, filestore = restore_to_scratch(ctx, env, full_id, target)
+        scratch_s = round(time.monotonic() - t, 3)
+        try:
+            result = swap_in(ctx, target, db, filestore, confirm_production=confirm, keep_old=keep_old)
+        except BaseException:
+            _drop_scratch(ctx, db, filestore)
+            raise
+    result["backup"] = full_id
+    result["source_env"] = env
+    result["phases"] = {"restore_to_scratch": scratch_s, **result.get("phases", {})}
+    return result

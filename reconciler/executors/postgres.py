@@ -1,0 +1,259 @@
+"""PostgreSQL executor: database lifecycle (exists, clone, drop, rename) and ownership, through psycopg 3."""
+
+from __future__ import annotations
+
+import time
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql
+
+from reconciler.errors import OdooOpsError
+
+if TYPE_CHECKING:
+    from reconciler.controller.host import HostSettings
+
+APPLICATION_NAME = "odooops"
+# Schemas PostgreSQL owns itself: their objects are never reassigned.
+_SYSTEM_SCHEMAS = "NOT starts_with(n.nspname, 'pg_') AND n.nspname <> 'information_schema'"
+# Objects that belong to an extension keep the extension's owner (ALTER EXTENSION moves them).
+_NOT_EXTENSION_MEMBER = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {cat}::regclass "
+                         "AND d.objid = {oid} AND d.deptype = 'e')")
+_RELKIND_VERB = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE",
+                 "S": "SEQUENCE"}
+_PROKIND_VERB = {"f": "FUNCTION", "w": "FUNCTION", "p": "PROCEDURE", "a": "AGGREGATE"}
+
+
+class Postgres:
+    """One PostgreSQL server reached as its administrative role; every identifier is quoted by psycopg.sql."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, connect_timeout: int = 10) -> None:
+        self.params: dict[str, Any] = {"host": host, "port": port, "user": user, "password": password,
+                                       "connect_timeout": connect_timeout}
+
+    @classmethod
+    def from_host(cls, host: HostSettings) -> Postgres:
+        return cls(host.pg_host, host.pg_port, host.pg_admin_user, host.pg_admin_password)
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
+        """An autocommit connection (CREATE/DROP DATABASE cannot run inside a transaction)."""
+        try:
+            return psycopg.connect(dbname=dbname, autocommit=True, application_name=APPLICATION_NAME,
+                                   **self.params)
+        except psycopg.OperationalError as exc:
+            raise OdooOpsError(
+                "PG_UNREACHABLE", f"cannot connect to database {dbname} on {self.params['host']}:"
+                f"{self.params['port']}: {str(exc).strip()}",
+                "check that PostgreSQL runs (bash scripts/services.sh status) and that the database exists "
+                "and accepts connections", {"database": dbname}) from exc
+
+    # ------------------------------------------------------------------ catalog reads
+
+    def exists(self, db: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+
+    def list_databases(self, prefix: str = "") -> list[str]:
+        with self.connect() as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate AND "
+                                "starts_with(datname, %s) ORDER BY datname", (prefix,)).fetchall()
+        return [r[0] for r in rows]
+
+    def role_exists(self, role: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+    def size_bytes(self, db: str) -> int:
+        with self.connect() as conn:
+            row = conn.execute("SELECT pg_database_size(%s)", (db,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def sessions(self, db: str) -> list[dict[str, Any]]:
+        """Other sessions connected to `db` (who would block a TEMPLATE copy, rename or drop)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT pid, usename, application_name, host(client_addr), state FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid", (db,)).fetchall()
+        return [{"pid": r[0], "user": r[1], "application": r[2] or "", "client": r[3] or "local", "state": r[4]}
+                for r in rows]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def allow_connections(self, db: str, allowed: bool) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(db), sql.SQL("true" if allowed else "false")))
+
+    def restrict_connect(self, db: str, role: str | None) -> None:
+        """Same database ACL as the Terraform module gives an env's database: only `role` connects
+        (None: only the platform, e.g. a template)."""
+        with self.connect() as conn:
+            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+            if role is not None:
+                conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                    sql.Identifier(db), sql.Identifier(role)))
+
+    def terminate(self, db: str) -> int:
+        """Terminate every other session on `db`; returns how many were signalled."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = %s AND pid <> pg_backend_pid()", (db,)).fetchall()
+        return sum(1 for r in rows if r[0])
+
+    def _allows_connections(self, db: str) -> bool:
+        with self.connect() as conn:
+            row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        return bool(row and row[0])
+
+    def clone(self, src: str, dst: str, owner: str | None = None, wait_s: float = 30) -> float:
+        """FILE_COPY clone of a quiesced `src` into a new `dst`; returns the seconds it took.
+
+        The source refuses new sessions while it is copied (a TEMPLATE copy needs it idle) and always
+        gets its ALLOW_CONNECTIONS back, whatever happens (environments: true; oo_* databases: as before)."""
+        started = time.monotonic()
+        if not self.exists(src):
+            raise OdooOpsError("CLONE_SOURCE_MISSING", f"the source database {src} does not exist",
+                               "odooops status  # is the source environment deployed?", {"database": src})
+        if self.exists(dst):
+            raise OdooOpsError("CLONE_TARGET_EXISTS", f"the target database {dst} already exists",
+                               f"drop it first or choose another name (DROP DATABASE \"{dst}\")", {"database": dst})
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(dst), sql.Identifier(src))
+        if owner:
+            create += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        # An environment's database must never stay closed: if an earlier clone died after closing it,
+        # its "previous" state reads false, so environments (names without "_") always reopen.
+        # Platform-internal databases (oo_*, e.g. templates kept closed on purpose) keep their state.
+        reopen = self._allows_connections(src) or "_" not in src
+        deadline = started + wait_s
+        try:
+            self.allow_connections(src, False)
+            while True:
+                self.terminate(src)
+                try:
+                    # PostgreSQL itself waits up to 5 s for terminated sessions to exit before refusing.
+                    with self.connect() as conn:
+                        conn.execute(create)
+                    break
+                except pgerrors.ObjectInUse as exc:
+                    if time.monotonic() >= deadline:
+                        busy = self.sessions(src)
+                        who = ", ".join(f"{s['application'] or '?'}@{s['client']} (pid {s['pid']}, user {s['user']})"
+                                        for s in busy) or str(exc).strip()
+                        raise OdooOpsError(
+                            "CLONE_SOURCE_BUSY", f"the source database {src} still has sessions after "
+                            f"{wait_s:.0f} s: {who}",
+                            f"stop the clients still connected to {src} (or retry when they are gone)",
+                            {"database": src, "sessions": busy}) from exc
+                    continue
+                except psycopg.OperationalError as exc:
+                    # The server ended our session (restart, pg_terminate_backend): nothing was created.
+                    self._drop_quietly(dst)
+                    raise OdooOpsError(
+                        "CLONE_FAILED", f"PostgreSQL ended the copy of {src} into {dst}: {str(exc).strip()}",
+                        "check the PostgreSQL log and that the server is up (bash scripts/services.sh status), "
+                        "then retry the clone", {"source": src, "target": dst}) from exc
+                except psycopg.Error as exc:
+                    self._drop_quietly(dst)
+                    raise OdooOpsError(
+                        "CLONE_FAILED", f"PostgreSQL refused to copy {src} into {dst}: {str(exc).strip()}",
+                        "fix the cause named above (disk space, owner role exists) and retry the clone",
+                        {"source": src, "target": dst}) from exc
+        finally:
+            self._restore_connections(src, reopen)
+        return time.monotonic() - started
+
+    def _restore_connections(self, db: str, allowed: bool) -> None:
+        """Put ALLOW_CONNECTIONS back, retrying briefly: the server may be coming back from a restart."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.allow_connections(db, allowed)
+                return
+            except (OdooOpsError, psycopg.OperationalError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _drop_quietly(self, db: str) -> None:
+        # Best effort: the caller raises the original error; the sweep drops leftovers.
+        with suppress(OdooOpsError, psycopg.Error):
+            self.drop(db)
+
+    def drop(self, db: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+
+    def rename(self, old: str, new: str, wait_s: float = 10) -> None:
+        """Rename a database, terminating its sessions first (RENAME refuses while any is connected)."""
+        stmt = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.terminate(old)
+            try:
+                with self.connect() as conn:
+                    conn.execute(stmt)
+                return
+            except pgerrors.ObjectInUse as exc:
+                if time.monotonic() >= deadline:
+                    raise OdooOpsError("DB_BUSY", f"database {old} still has sessions; cannot rename it to {new}",
+                                       f"stop the clients of {old} and retry",
+                                       {"sessions": self.sessions(old)}) from exc
+                time.sleep(0.2)  # a terminated backend exits asynchronously; poll until it is gone
+            except psycopg.Error as exc:
+                raise OdooOpsError("DB_RENAME_FAILED", f"cannot rename database {old} to {new}: {str(exc).strip()}",
+                                   f"check that {old} exists and {new} does not", {"database": old}) from exc
+
+    # ------------------------------------------------------------------ ownership
+
+    def reassign_objects(self, db: str, to_role: str) -> int:
+        """Give `to_role` every schema object inside `db` (not REASSIGN OWNED, which also moves shared
+        objects such as other databases); returns how many objects changed owner. One transaction."""
+        role = sql.Identifier(to_role)
+        with self.connect(db) as conn, conn.transaction():
+            rid = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (to_role,)).fetchone()
+            if rid is None:
+                raise OdooOpsError("ROLE_MISSING", f"role {to_role} does not exist",
+                                   f"deploy the environment {to_role} first (odooops apply)", {"role": to_role})
+            changed = 0
+            for (schema,) in conn.execute(
+                    # pg_database_owner (PG 14+ owner of `public`) already means whoever owns the database.
+                    f"SELECT n.nspname FROM pg_namespace n WHERE {_SYSTEM_SCHEMAS} AND n.nspowner <> %s "
+                    f"AND n.nspowner <> 'pg_database_owner'::regrole "
+                    f"AND {_NOT_EXTENSION_MEMBER.format(cat=repr('pg_namespace'), oid='n.oid')}",
+                    (rid[0],)).fetchall():
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), role))
+                changed += 1
+            # Tables first: their serial/identity sequences follow them and refuse a direct ALTER.
+            for kinds in (("r", "p", "v", "m", "f"), ("S",)):
+                rows = conn.execute(
+                    f"SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+                    f"ON n.oid = c.relnamespace WHERE {_SYSTEM_SCHEMAS} AND c.relkind = ANY(%s) "
+                    f"AND c.relowner <> %s "
+                    f"AND {_NOT_EXTENSION_MEMBER.format(cat=repr('pg_class'), oid='c.oid')}",
+                    (list(kinds), rid[0])).fetchall()
+                for schema, name, kind in rows:
+                    conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(
+                        sql.SQL(_RELKIND_VERB[kind]), sql.Identifier(schema, name), role))
+                    changed += 1
+            for schema, name, args, kind in conn.execute(
+                    f"SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind "
+                    f"FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {_SYSTEM_SCHEMAS} "
+                    f"AND p.proowner <> %s AND {_NOT_EXTENSION_MEMBER.format(cat=repr('pg_proc'), oid='p.oid')}",
+                    (rid[0],)).fetchall():
+                # The argument list is PostgreSQL's own rendering of the signature (types, not names).
+                conn.execute(sql.SQL("ALTER {} {}({}) OWNER TO {}").format(
+                    sql.SQL(_PROKIND_VERB[kind]), sql.Identifier(schema, name), sql.SQL(args), role))
+                changed += 1
+            # Standalone types only: domains, enums, ranges and composite types not backing a relation.
+            for schema, name in conn.execute(
+                    f"SELECT n.nspname, t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    f"LEFT JOIN pg_class c ON c.oid = t.typrelid WHERE {_SYSTEM_SCHEMAS} AND t.typowner <> %s "
+                    f"AND (t.typtype IN ('d', 'e', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')) "
+                    f"AND {_NOT_EXTENSION_MEMBER.format(cat=repr('pg_type'), oid='t.oid')}",
+                    (rid[0],)).fetchall():
+                conn.execute(sql.SQL("ALTER TYPE {} OWNER TO {}").format(sql.Identifier(schema, name), role))
+                changed += 1
+        return changed

@@ -1,0 +1,58 @@
+"""Write docs/openapi.json from the FastAPI app; `--check` exits 1 with a diff when the file is stale."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TARGET = ROOT / "docs" / "openapi.json"
+
+
+class _NoDaemon:
+    """The document only needs the routes; no daemon runs while generating it."""
+
+    def __init__(self) -> None:
+        from reconciler.api.metrics import Metrics
+
+        self.metrics = Metrics()
+
+
+def document() -> dict[str, Any]:
+    from reconciler.api.app import create_app
+
+    doc = create_app(_NoDaemon()).openapi()  # type: ignore[arg-type]
+    doc["info"]["version"] = "v1"  # the API version, not the package's: a release bump is no API change
+    return doc
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
+    parser.add_argument("--output", type=Path, default=TARGET)
+    args = parser.parse_args(argv)
+    text = render(document())
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                        str(args.output), "generated from reconciler/api", n=2)
+            sys.stdout.writelines(list(diff)[:400])
+            print(f"\n{args.output} is out of date: run python scripts/openapi.py", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of the data layer (PostgreSQL executor, filestore, clone, neutralize, mask)."""
