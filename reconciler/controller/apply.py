@@ -263,10 +263,11 @@ class Applier:
             self._run(report, "database", lambda: self._database(spec, previous, report, ctx))
             if spec["run_tests"]:
                 self._run(report, "tests", lambda: self._tests(spec, report, ctx))
-            self._run(report, "runtime", lambda: self._runtime_step(spec, rendered, ctx))
+            self._run(report, "runtime", lambda: self._runtime_step(spec, previous, ctx))
             self._run(report, "route", lambda: self._route(spec, ctx))
             self._run(report, "health", lambda: self._health(spec, previous, ctx))
         except StepFailed as failed:
+            self._abandon_handovers(spec, ctx)  # e.g. the route step failed: the old version keeps serving
             report.result = "failed"
             report.error = {**failed.error.to_dict(), "log_excerpt": failed.log_excerpt[-2000:]}
             self._record(spec, report, "failed", previous, ctx)
@@ -418,13 +419,58 @@ class Applier:
                                           f"fix the failing tests on {spec.branch} and push"), run.logs)
         return ("ok" if passed else "failed"), report.tests["result"]
 
-    def _runtime_step(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
-        result = self.runtime.ensure(ctx["container_spec"])
+    def _runtime_step(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
+        # A running web container keeps serving while its replacement starts beside it (blue/green):
+        # the route moves only once the new one passes /web/health on its own port.
+        result = self.runtime.ensure(ctx["container_spec"], handover=True)
+        ctx["handovers"] = list(result.handovers)
         ctx["upstream"] = result.observed.web_upstream
+        for h in result.handovers:
+            if not h.new_upstream:
+                raise OdooOpsError("RUNTIME_NO_PORT", f"the new web container of {spec.name} publishes no port",
+                                   f"odooops logs {spec.name}")
+            health = wait_healthy(f"http://{h.new_upstream}", timeout_s=self._health_timeout(spec))
+            if not health.healthy:
+                logs = self._logs_of(h.new_id)
+                self._restore_previous(spec, previous, ctx)
+                try:
+                    health.raise_if_unhealthy(spec.name)
+                except OdooOpsError as exc:
+                    exc.remediation += "; the previous version kept serving"
+                    raise StepFailed(exc, logs) from exc
+            ctx["upstream"] = h.new_upstream
         capped = "; " + "; ".join(ctx["notes"]) if ctx.get("notes") else ""
+        if result.handovers:
+            capped = f"; {len(result.handovers)} started beside the serving one (no downtime){capped}"
         if result.changed:
             return "changed", f"created {len(result.created)}, replaced {len(result.replaced)}{capped}"
         return "ok", f"containers already match (no restart){capped}"
+
+    def _health_timeout(self, spec: EnvSpec) -> float:
+        return float(self.project.policy.gates.get(str(spec.tier), {}).get("health_timeout", 120))
+
+    def _logs_of(self, container_id: str) -> str:
+        with contextlib.suppress(Exception):
+            return self.runtime.api.logs(container_id, tail=200).decode("utf-8", "replace")
+        return ""
+
+    def _abandon_handovers(self, spec: EnvSpec, ctx: dict[str, Any]) -> None:
+        """Route back to the containers that kept running and remove their would-be replacements."""
+        for h in ctx.pop("handovers", []):
+            with contextlib.suppress(OdooOpsError):
+                if h.old_upstream:
+                    self.router.set_route(spec.name, spec["domains"], h.old_upstream)
+                self.runtime.abandon(h)
+
+    def _restore_previous(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> None:
+        """Put the last healthy version back: a failed deploy must not take the environment down."""
+        self._abandon_handovers(spec, ctx)
+        old = previous.get("container_spec")
+        if old and previous.get("state") == "running":
+            restored = self.runtime.ensure(old)
+            if restored.observed.web_upstream:
+                self.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream)
+            ctx["restored_previous"] = True
 
     def _route(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         if not ctx.get("upstream"):
@@ -434,21 +480,21 @@ class Applier:
         return ("changed" if changed else "ok"), f"{spec['domains'][0]} -> {ctx['upstream']}"
 
     def _health(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
-        gate = self.project.policy.gates.get(str(spec.tier), {})
         result = wait_healthy(self.host.router_http, host_header=spec["domains"][0],
-                              timeout_s=float(gate.get("health_timeout", 120)))
+                              timeout_s=self._health_timeout(spec))
         if result.healthy:
-            return "ok", f"/web/health passed after {result.elapsed_s:.1f}s"
-        old = previous.get("container_spec")
-        if old and previous.get("state") == "running":
-            # Put the last healthy version back: a failed deploy must not take the environment down.
-            restored = self.runtime.ensure(old)
-            if restored.observed.web_upstream:
-                self.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream)
-            ctx["restored_previous"] = True
-        logs = ""
-        with contextlib.suppress(OdooOpsError):
-            logs = self.runtime.logs(spec.name)
+            retired = ctx.pop("handovers", [])
+            for h in retired:
+                self.runtime.promote(h)
+            return "ok", f"/web/health passed after {result.elapsed_s:.1f}s" + (
+                f"; {len(retired)} old container retired" if retired else "")
+        # The failing version's logs, read before it is removed.
+        pending = ctx.get("handovers") or []
+        logs = "".join(self._logs_of(h.new_id) for h in pending)
+        if not pending:
+            with contextlib.suppress(OdooOpsError):
+                logs = self.runtime.logs(spec.name)
+        self._restore_previous(spec, previous, ctx)
         try:
             result.raise_if_unhealthy(spec.name)
         except OdooOpsError as exc:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import docker
@@ -30,6 +30,8 @@ L_PROJECT = "odooops.project"
 IDENTITY = (L_COMMIT, L_SPEC, L_ARTIFACT, L_CDIGEST)
 _SECRET_FLAGS = re.compile(r"^(-w|--db_password|--db-password|--admin_passwd|--smtp_password)(=.*)?$")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+# A replacement started beside the container it replaces (blue/green) carries this suffix until promoted.
+NEXT = "-next"
 _UNREACHABLE_FIX = "start dockerd (bash scripts/services.sh start) or point DOCKER_HOST at a running engine"
 
 
@@ -82,6 +84,18 @@ class ObservedRuntime:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """A new container running beside the one it replaces: the old one keeps serving until promote()."""
+
+    name: str  # the name the new container takes once promoted
+    old_id: str
+    new_id: str
+    old_upstream: str | None  # 127.0.0.1:PORT of each, what the router proxies to
+    new_upstream: str | None
+    stop_timeout_s: int
+
+
+@dataclass(frozen=True)
 class EnsureResult:
     env: str
     created: tuple[str, ...]
@@ -92,6 +106,7 @@ class EnsureResult:
     volumes_created: tuple[str, ...]
     observed: ObservedRuntime
     duration_s: float
+    handovers: tuple[Handover, ...] = ()  # replacements still waiting for promote() or abandon()
 
     @property
     def changed(self) -> bool:
@@ -206,8 +221,12 @@ class DockerRuntime:
 
     # ------------------------------------------------------------------ ensure
 
-    def ensure(self, spec: dict[str, Any]) -> EnsureResult:
-        """Make the engine hold exactly this spec; running containers that already match stay up."""
+    def ensure(self, spec: dict[str, Any], *, handover: bool = False) -> EnsureResult:
+        """Make the engine hold exactly this spec; running containers that already match stay up.
+
+        With handover=True a running container that serves HTTP is not stopped: its replacement starts
+        beside it (named NAME-next) and the result lists it; promote() retires the old one, abandon()
+        the new one. Other containers are replaced stop-then-start."""
         started = time.monotonic()
         validate_spec(spec)
         env = spec["env"]
@@ -215,11 +234,12 @@ class DockerRuntime:
         replaced: list[str] = []
         unchanged: list[str] = []
         removed: list[str] = []
+        pending: list[tuple[str, ObservedContainer, str, int]] = []
         with self._engine(f"ensure {env}"):
             # Resolving images first means a missing image changes nothing at all.
             all_labels = {c["name"]: self._container_labels(spec, c) for c in spec["containers"]}
             network_created, volumes_created = self._ensure_network_and_volumes(spec)
-            current = {c.name: c for c in self.observe_env(env).containers if not c.oneshot}
+            current = self._settle_handovers(env)
             for name, obs in current.items():
                 if name not in all_labels:
                     self._stop_and_remove(obs.id, 10)
@@ -227,23 +247,62 @@ class DockerRuntime:
             for c in spec["containers"]:
                 labels = all_labels[c["name"]]
                 obs = current.get(c["name"])
+                name = c["name"]
                 if obs is not None:
                     have = {L_COMMIT: obs.commit, L_SPEC: obs.spec_digest,
                             L_ARTIFACT: obs.artifact, L_CDIGEST: obs.container_digest}
                     if obs.running and all(have[k] == labels[k] for k in IDENTITY):
-                        unchanged.append(c["name"])
+                        unchanged.append(name)
                         continue
-                    self._stop_and_remove(obs.id, c.get("stop_timeout_s", 20))
-                    replaced.append(c["name"])
+                    replaced.append(name)
+                    if handover and obs.running and c.get("http_port"):
+                        name = name + NEXT
+                        pending.append((c["name"], obs, name, c.get("stop_timeout_s", 20)))
+                    else:
+                        self._stop_and_remove(obs.id, c.get("stop_timeout_s", 20))
                 else:
-                    self._refuse_foreign(c["name"], env)
-                    created.append(c["name"])
-                container = self.client.containers.create(**self._create_kwargs(spec, c, labels))
+                    self._refuse_foreign(name, env)
+                    created.append(name)
+                kwargs = self._create_kwargs(spec, c, labels)
+                container = self.client.containers.create(**{**kwargs, "name": name})
                 container.start()
             observed = self.observe_env(env)
+            by_name = {c.name: c for c in observed.containers}
+            handovers = tuple(
+                Handover(canonical, old.id, by_name[new].id,
+                         f"127.0.0.1:{old.http_host_port}" if old.http_host_port else None,
+                         f"127.0.0.1:{by_name[new].http_host_port}" if by_name[new].http_host_port else None,
+                         timeout)
+                for canonical, old, new, timeout in pending)
         return EnsureResult(env, tuple(created), tuple(replaced), tuple(unchanged), tuple(removed),
                             network_created, tuple(volumes_created), observed,
-                            time.monotonic() - started)
+                            time.monotonic() - started, handovers)
+
+    def promote(self, h: Handover) -> None:
+        """The new container takes over: the old one stops (gracefully) and the new one takes its name."""
+        with self._engine(f"promote {h.name}"):
+            self._stop_and_remove(h.old_id, h.stop_timeout_s)
+            self.api.rename(h.new_id, h.name)
+
+    def abandon(self, h: Handover) -> None:
+        """The new container failed: remove it; the old one never stopped serving."""
+        with self._engine(f"abandon {h.name}{NEXT}"):
+            self._stop_and_remove(h.new_id, 0)
+
+    def _settle_handovers(self, env: str) -> dict[str, ObservedContainer]:
+        """Finish what a killed process left of a handover, then return the env's containers by name.
+
+        NAME-next alone means the old container was already retired: it takes its name. Both present
+        means the switch never completed: the old one is kept and the half-started new one goes."""
+        current = {c.name: c for c in self.observe_env(env).containers if not c.oneshot}
+        for name in [n for n in current if n.endswith(NEXT)]:
+            canonical = name[: -len(NEXT)]
+            if canonical in current:
+                self._stop_and_remove(current.pop(name).id, 0)
+            else:
+                self.api.rename(current[name].id, canonical)
+                current[canonical] = replace(current.pop(name), name=canonical)
+        return current
 
     def _ensure_network_and_volumes(self, spec: dict[str, Any]) -> tuple[bool, list[str]]:
         env, labels = spec["env"], self._shared_labels(spec)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import docker
@@ -50,6 +54,32 @@ def env_resources(world: dict[str, Any], env: str) -> dict[str, Any]:
         "filestore": (host.filestore_root / env).exists(),
         "terraform": (host.state_dir / "terraform" / env).exists(),
     }
+
+
+@contextmanager
+def probing(world: dict[str, Any], env: str, query: str = "") -> Iterator[Counter[str]]:
+    """Ask the router for the env's /web/health without pause while the body runs; count the answers."""
+    seen: Counter[str] = Counter()
+    done = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(trust_env=False) as client:
+            while not done.is_set():
+                try:
+                    r = client.get(f"{world['host'].router_http}/web/health{query}",
+                                   headers={"Host": f"{env}.odooops.localhost"}, timeout=10)
+                    seen["pass" if r.status_code == 200 and r.json().get("status") == "pass"
+                         else f"HTTP {r.status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    seen[type(exc).__name__] += 1
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        thread.join(timeout=20)
 
 
 def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) -> None:
@@ -109,7 +139,10 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     old_password = store.get(env, "db_password")
     store.rotate(env, "db_password")
     store.rotate(env, "admin_passwd")
-    outcome_s, report_s, _ = apply(world)
+    with probing(world, env) as answers:
+        outcome_s, report_s, _ = apply(world)
+    # the new containers started beside the old ones: the router never answered for a missing one
+    assert answers["pass"] > 10 and set(answers) == {"pass"}, answers
     assert not outcome_s.plan.has_changes  # nothing in Git changed: observed credentials did
     [rep_s] = report_s.environments
     assert rep_s.action == "redeploy" and rep_s.result == "ok", rep_s.to_json()
@@ -130,7 +163,11 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
 
     # a new commit that touches one module: redeploy, update only that module
     commit_file(world["work"], world["branch"], "addons/acme_sale/models/extra.py", "# change\n", "touch acme_sale")
-    outcome3, report3, _ = apply(world)
+    with probing(world, env, "?db_server_status=1") as answers:
+        outcome3, report3, _ = apply(world)
+    assert answers["pass"] > 10 and set(answers) == {"pass"}, answers  # no downtime, database included
+    runtime = next(s for s in report3.environments[0].steps if s.name == "runtime")
+    assert "started beside the serving one" in runtime.detail, runtime
     [action] = [a for a in outcome3.plan.actions if a.env == env]
     assert action.action is ActionKind.REDEPLOY
     [rep3] = report3.environments

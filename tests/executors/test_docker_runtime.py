@@ -158,6 +158,59 @@ def test_ensure_lifecycle(runtime: DockerRuntime, deploy: Deploy, docker_client:
     assert runtime.remove(env) == RemoveResult(env, (), (), ())
 
 
+def test_handover_keeps_the_old_web_serving_until_promoted(
+        runtime: DockerRuntime, deploy: Deploy, docker_client: docker.DockerClient,
+        cleanup: list[str]) -> None:
+    env = new_env()
+    cleanup.append(env)
+    web, cron = f"odooops-{env}-web", f"odooops-{env}-cron"
+    first = runtime.ensure(deploy.spec(env))
+    old_upstream = first.observed.web_upstream
+    assert old_upstream and wait_healthy(f"http://{old_upstream}", timeout_s=90).healthy
+    old_id = docker_client.api.inspect_container(web)["Id"]
+
+    moved = runtime.ensure(deploy.spec(env, commit=COMMIT_B), handover=True)
+    assert sorted(moved.replaced) == sorted([web, cron])
+    (h,) = moved.handovers  # only the container that serves HTTP is handed over; cron is replaced
+    assert (h.name, h.old_id, h.old_upstream) == (web, old_id, old_upstream)
+    assert h.new_upstream and h.new_upstream != old_upstream
+    # Both run: the old one still answers while the new one starts.
+    assert docker_client.api.inspect_container(web)["State"]["Running"]
+    assert docker_client.api.inspect_container(web + "-next")["Id"] == h.new_id
+    assert wait_healthy(f"http://{old_upstream}", timeout_s=5).healthy
+    assert wait_healthy(f"http://{h.new_upstream}", timeout_s=90).healthy
+    runtime.promote(h)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(old_id)
+    attrs = docker_client.api.inspect_container(web)
+    assert attrs["Id"] == h.new_id and attrs["Config"]["Labels"]["odooops.commit"] == COMMIT_B
+    again = runtime.ensure(deploy.spec(env, commit=COMMIT_B), handover=True)
+    assert not again.changed and not again.handovers
+
+    # A failed replacement is abandoned: the old container never stopped.
+    trial = runtime.ensure(deploy.spec(env, commit=COMMIT_A), handover=True)
+    (t,) = trial.handovers
+    runtime.abandon(t)
+    assert docker_client.api.inspect_container(web)["Id"] == h.new_id
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(t.new_id)
+
+    # What a killed process leaves behind is settled by the next ensure: both present -> the
+    # half-started one goes; the replacement alone -> it takes the name.
+    left = runtime.ensure(deploy.spec(env, commit=COMMIT_A), handover=True)
+    (x,) = left.handovers
+    settled = runtime.ensure(deploy.spec(env, commit=COMMIT_B))
+    assert settled.unchanged == (web,) and [c.name for c in settled.observed.containers] == sorted([cron, web])
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(x.new_id)
+    left = runtime.ensure(deploy.spec(env, commit=COMMIT_A), handover=True)
+    (y,) = left.handovers
+    docker_client.api.remove_container(y.old_id, force=True)  # killed after retiring the old one
+    finished = runtime.ensure(deploy.spec(env, commit=COMMIT_A))
+    assert web in finished.unchanged
+    assert docker_client.api.inspect_container(web)["Id"] == y.new_id
+
+
 def test_orphans_removed_and_foreign_names_refused(
         runtime: DockerRuntime, deploy: Deploy, docker_client: docker.DockerClient,
         cleanup: list[str]) -> None:
