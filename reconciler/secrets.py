@@ -37,6 +37,17 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def new_secret() -> str:
+    """32 random bytes, URL-safe; never starting with '-', which command-line tools read as an option."""
+    while (value := pysecrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return value
+
+
+def previous_name(name: str) -> str:
+    return f"{name}.previous"
+
+
 class SecretStore:
     """One encrypted file per scope (an environment, or `_project`); values are never printed."""
 
@@ -95,7 +106,7 @@ class SecretStore:
     def get_or_create(self, scope: str, name: str) -> str:
         values = self._load(scope)
         if name not in values:
-            values[name] = pysecrets.token_urlsafe(32)
+            values[name] = new_secret()
             self._save(scope, values)
         return values[name]
 
@@ -104,11 +115,21 @@ class SecretStore:
         values[name] = value
         self._save(scope, values)
 
-    def rotate(self, scope: str, name: str) -> str:
+    def rotate(self, scope: str, name: str, keep_previous: bool = False) -> str:
+        """A new value. keep_previous: the value in use stays readable as `NAME.previous` until
+        discard() (kept from the first rotation when rotated again before that): what a running
+        version still logs in with while the next one starts (credential rotation without downtime)."""
         values = self._load(scope)
-        values[name] = pysecrets.token_urlsafe(32)
+        if keep_previous and name in values:
+            values.setdefault(previous_name(name), values[name])
+        values[name] = new_secret()
         self._save(scope, values)
         return values[name]
+
+    def discard(self, scope: str, name: str) -> None:
+        values = self._load(scope)
+        if values.pop(name, None) is not None:
+            self._save(scope, values)
 
     def values(self, scope: str) -> dict[str, str]:
         """Every secret of a scope, name -> value, in one read and decryption."""

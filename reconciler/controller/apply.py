@@ -21,6 +21,7 @@ from typing import Any
 import pygit2
 
 from reconciler.controller import files
+from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
 from reconciler.controller.env_lock import env_lock, is_busy
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
@@ -256,7 +257,7 @@ class Applier:
         previous = self.project.store.entries().get(spec.name, {})
         ctx: dict[str, Any] = {"rendered": rendered}
         try:
-            self._run(report, "secrets", lambda: self._secrets(spec, ctx))
+            self._run(report, "secrets", lambda: self._secrets(spec, previous, ctx))
             self._run(report, "build", lambda: self._build(spec, ctx))
             self._run(report, "infra", lambda: self._infra(spec, rendered, previous, ctx))
             self._run(report, "files", lambda: self._files(spec, rendered, ctx))
@@ -276,14 +277,14 @@ class Applier:
         self._record(spec, report, "running", previous, ctx)
         return report
 
-    def _secrets(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
-        ctx["db_password"] = self.secrets.get_or_create(spec.name, "db_password")
-        while ctx["db_password"].startswith("-"):
-            # The odoo image's entrypoint passes it as `--db_password VALUE`, and argparse-based tools there
-            # (wait-for-psql.py) read a leading '-' as an option: ~1 in 64 new envs failed to start.
-            ctx["db_password"] = self.secrets.rotate(spec.name, "db_password")
+    def _secrets(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
+        logins: DbLogins = db_logins(self.secrets, spec.name, previous)
+        ctx["logins"], ctx["db_password"] = logins, logins.password
         ctx["admin_passwd"] = self.secrets.get_or_create(spec.name, "admin_passwd")
-        return "ok", "db and admin passwords in the encrypted store"
+        if logins.retiring:
+            return "changed", (f"rotated: the new version logs in as {logins.active}, the running one keeps "
+                               f"{logins.retiring} until it is replaced")
+        return "ok", f"db and admin passwords in the encrypted store; login {logins.active}"
 
     def _build(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         image = self.host.image_overrides.get(spec["image"], spec["image"])
@@ -319,7 +320,8 @@ class Applier:
 
     def _platform(self, spec: EnvSpec, ctx: dict[str, Any]) -> dict[str, str]:
         art: Artifact = ctx["artifact"]
-        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"], self.project.id)
+        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"], self.project.id,
+                                         db_login=ctx["logins"].active)
 
     def _infra(self, spec: EnvSpec, rendered: dict[str, str], previous: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[str, str]:
@@ -328,13 +330,29 @@ class Applier:
             from reconciler.executors.terraform import render_backend
 
             root["terraform"]["backend"] = render_backend(spec.name, dict(self.host.tf_backend))
-        infra_digest = digest([root, digest(ctx["db_password"])])
-        self.tf.write_root(spec.name, root, {"role_password": ctx["db_password"]})
+        ctx["tf_root"] = root
+        variables = ctx["logins"].terraform_vars()
+        infra_digest = self._write_root(spec.name, root, variables)
         ctx["infra_digest"] = infra_digest
         if previous.get("infra_digest") == infra_digest and self.tf.has_state(spec.name):
             return "ok", "database, role and filestore unchanged"
         result = self.tf.apply(spec.name)
         return "changed", f"terraform apply ({getattr(result, 'duration_s', 0):.1f}s)"
+
+    def _write_root(self, env: str, root: dict[str, Any], variables: dict[str, str | None]) -> str:
+        self.tf.write_root(env, root, variables)
+        return digest([root, digest(sorted((k, v) for k, v in variables.items() if v is not None))])
+
+    def _retire_login(self, spec: EnvSpec, ctx: dict[str, Any]) -> str:
+        """After the handover: the previous login can no longer log in and its password is gone."""
+        logins: DbLogins = ctx["logins"]
+        if self.secrets.get(spec.name, PREVIOUS) is None:
+            return ""
+        if logins.retiring:
+            ctx["infra_digest"] = self._write_root(spec.name, ctx["tf_root"], logins.terraform_vars(retired=True))
+            self.tf.apply(spec.name)
+        self.secrets.discard(spec.name, PREVIOUS)
+        return f"; login {logins.retiring} disabled" if logins.retiring else ""
 
     def _files(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
         # The database password lives in odoo.conf only (0400, the container's user): the official
@@ -487,7 +505,7 @@ class Applier:
             for h in retired:
                 self.runtime.promote(h)
             return "ok", f"/web/health passed after {result.elapsed_s:.1f}s" + (
-                f"; {len(retired)} old container retired" if retired else "")
+                f"; {len(retired)} old container retired" if retired else "") + self._retire_login(spec, ctx)
         # The failing version's logs, read before it is removed.
         pending = ctx.get("handovers") or []
         logs = "".join(self._logs_of(h.new_id) for h in pending)
@@ -518,16 +536,19 @@ class Applier:
         extra["pre_deploy_backup"] = ctx.get("pre_deploy_backup") or previous.get("pre_deploy_backup")
         if state == "running":
             extra.update(infra_digest=ctx.get("infra_digest"), container_spec=ctx.get("container_spec"),
-                         running_commit=spec.commit, credentials=ctx.get("credentials"))
+                         running_commit=spec.commit, credentials=ctx.get("credentials"),
+                         db_login=ctx["logins"].active)
         else:
             extra.update(infra_digest=ctx.get("infra_digest", previous.get("infra_digest")),
                          container_spec=previous.get("container_spec"),
-                         running_commit=previous.get("running_commit") if previous.get("container_spec") else None)
+                         running_commit=previous.get("running_commit") if previous.get("container_spec") else None,
+                         db_login=previous.get("db_login"))
         entry = self.project.store.record(spec, state=state, extra=extra)
         self._note(spec.commit, spec.name, entry)
 
     def _note(self, commit: str, env: str, entry: dict[str, Any]) -> None:
-        public = {k: v for k, v in entry.items() if k not in ("container_spec", "infra_digest", "credentials")}
+        public = {k: v for k, v in entry.items()
+                  if k not in ("container_spec", "infra_digest", "credentials", "db_login")}
         public["schema"] = "odooops/status-entry/v1"
         try:
             write_env_entry(self.project.source.repo, commit, env, public, pygit2.Signature(*SIGNATURE))

@@ -95,10 +95,10 @@ class HostSettings:
         return self.state_dir / "envs" / env
 
     def platform_values(self, env: str, artifact_id: str, artifact_path: Path, filestore_owner: str,
-                        project_id: str = "") -> dict[str, str]:
+                        project_id: str = "", db_login: str | None = None) -> dict[str, str]:
         """What the `@@platform:NAME@@` markers of an environment's artifacts stand for on this host."""
         return {
-            "project_id": project_id,
+            "project_id": project_id, "db_login": db_login or env,
             "db_host": self.pg_host, "db_port": str(self.pg_port), "db_admin_user": self.pg_admin_user,
             "db_host_from_containers": self.pg_host_from_containers,
             "filestore_root": str(self.filestore_root), "filestore_owner": filestore_owner,

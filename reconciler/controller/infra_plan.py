@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reconciler.controller.credentials import db_logins
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import ActionKind
@@ -36,14 +37,16 @@ def terraform_summaries(project: Project, host: HostSettings, outcome: PlanOutco
                              secret_env={PG_ADMIN_PASSWORD_ENV: host.pg_admin_password})
     secrets = SecretStore(host.state_dir / "secrets")
     out: dict[str, dict[str, Any]] = {}
+    entries = project.store.entries()
     for action in outcome.plan.actions:
         if action.action not in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY):
             continue
-        platform = host.platform_values(action.env, "0" * 64, host.state_dir / "artifacts", _owner(host), project.id)
+        logins = db_logins(secrets, action.env, entries.get(action.env, {}), placeholder=_PLAN_ONLY_PASSWORD)
+        platform = host.platform_values(action.env, "0" * 64, host.state_dir / "artifacts", _owner(host), project.id,
+                                        db_login=logins.active)
         root = json.loads(fill(outcome.artifacts[action.env]["main.tf.json"], platform))
-        password = secrets.get(action.env, "db_password") or _PLAN_ONLY_PASSWORD
         try:
-            runner.write_root(action.env, root, {"role_password": password})
+            runner.write_root(action.env, root, logins.terraform_vars())
             out[action.env] = runner.plan(action.env).summary()
         except OdooOpsError as exc:
             out[action.env] = {"error": exc.to_dict()}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pygit2
 
+from reconciler.controller.credentials import DB_PASSWORD
 from reconciler.core.naming import is_valid_env_name
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import redact_url, scrub
@@ -390,7 +391,7 @@ class Operations:
         store = self.secret_store()
         rotated = [n for n in ROTATABLE if n in store.names(env)]
         for n in rotated:
-            store.rotate(env, n)
+            store.rotate(env, n, keep_previous=n == DB_PASSWORD)  # the running version keeps logging in
         if rotated:
             self.daemon.enqueue(str(e.get("branch") or env), "secrets rotated through the API")
         return {"rotated": rotated, "env": env}

@@ -53,3 +53,17 @@ def env_name_for_change_request(kind: str, number: int) -> str:
     """`pr-7` for GitHub/Gitea pull requests, `mr-7` for GitLab merge requests."""
     prefix = "mr" if kind == "merge_request" else "pr"
     return f"{prefix}-{number}"
+
+
+def rotation_login(env: str) -> str:
+    """The second database login of an environment, which credential rotation alternates with the
+    environment's own role (ADR 0015). Env names are DNS labels, so `__` never ends another env's name."""
+    if len(env) + 3 <= MAX_LABEL:
+        return f"{env}__r"
+    digest = hashlib.sha256(env.encode()).hexdigest()[:HASH_LEN]
+    return f"{env[: MAX_LABEL - HASH_LEN - 3]}__r{digest}"
+
+
+def other_login(env: str, login: str) -> str:
+    """The login a rotation moves to from `login`."""
+    return rotation_login(env) if login == env else env

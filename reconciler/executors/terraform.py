@@ -84,7 +84,7 @@ def _invalid(name: str, value: object, rule: str) -> OdooOpsError:
 def render_local_root(env_name: str, database: str, role: str, filestore: str | Path, pg: Mapping[str, Any],
                       production: bool, module_source: Path, backend: dict | None = None, *,
                       connection_limit: int = 32, group_role: str | None = None,
-                      filestore_owner: str | None = None) -> dict[str, Any]:
+                      filestore_owner: str | None = None, login_role: str | None = None) -> dict[str, Any]:
     """Root module JSON for one environment of modules/local.
 
     `pg` holds host, port, admin_user (optionally admin_database), never a password: the admin
@@ -95,7 +95,7 @@ def render_local_root(env_name: str, database: str, role: str, filestore: str | 
     """
     if not _ENV_NAME.match(env_name):
         raise _invalid("env_name", env_name, "a DNS label of lowercase letters, digits and hyphens")
-    for name, value in (("database", database), ("role", role)):
+    for name, value in (("database", database), ("role", role), ("login_role", login_role or "x")):
         if not _PG_NAME.match(value) or value in {"postgres", "template0", "template1", "public"}:
             raise _invalid(name, value, "^[a-z0-9_][a-z0-9_-]{0,62}$ and not a reserved name")
     if role.startswith("pg_"):
@@ -114,9 +114,13 @@ def render_local_root(env_name: str, database: str, role: str, filestore: str | 
                "admin_database": str(pg.get("admin_database", "postgres"))},
     }
     module.update({k: v for k, v in (("group_role", group_role), ("filestore_owner", filestore_owner)) if v})
+    variables = ["role_password"]
+    if login_role:
+        module.update(login_role=login_role, login_password="${var.login_password}")
+        variables.append("login_password")
     root: dict[str, Any] = {
         "terraform": {"required_version": ">= 1.4.0", "backend": render_backend(env_name, backend)},
-        "variable": {"role_password": {"type": "string", "sensitive": True, "nullable": True, "default": None}},
+        "variable": {v: {"type": "string", "sensitive": True, "nullable": True, "default": None} for v in variables},
         "module": {"env": module},
         "output": {k: {"value": f"${{module.env.{k}}}"} for k in ("database", "role", "filestore")},
     }
@@ -176,7 +180,7 @@ class TerraformRunner:
             "disable_checkpoint": True, "plugin_cache_dir": str(self.plugin_cache),
             "provider_installation": [{"filesystem_mirror": [{"path": str(mirror), "include": ["*/*/*"]}]}]}))
 
-    def write_root(self, env: str, root_module: dict, variables: Mapping[str, str] | None = None) -> Path:
+    def write_root(self, env: str, root_module: dict, variables: Mapping[str, str | None] | None = None) -> Path:
         """Write `<root>/<env>/main.tf.json` (0600) and return the dir. `variables` (role_password)
         stay in memory and reach this env's later commands as TF_VAR_*."""
         if not _ENV_NAME.match(env):
@@ -187,8 +191,8 @@ class TerraformRunner:
         if not (d / ROOT_FILE).exists() or (d / ROOT_FILE).read_text() != text:
             _write_private(d / ROOT_FILE, text)
         if variables is not None:
-            with self._vars_lock:
-                self._vars[env] = dict(variables)
+            with self._vars_lock:  # None: the variable's default (null), so no TF_VAR_ at all
+                self._vars[env] = {k: v for k, v in variables.items() if v is not None}
         return d
 
     def plan(self, env: str) -> TerraformPlan:

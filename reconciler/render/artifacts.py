@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from reconciler.core.model import EnvSpec
+from reconciler.core.naming import rotation_login
 from reconciler.core.resources import data_dir
 
 ARTIFACTS: dict[str, str] = {
@@ -94,6 +95,7 @@ def context(spec: EnvSpec) -> dict[str, Any]:
         "s": s,
         "db_name": spec.name,
         "db_role": spec.name,
+        "db_rotation_login": rotation_login(spec.name),
         "addons_path": addons or ["/mnt/extra-addons"],
         "limit_memory_hard": per_worker,
         "limit_memory_soft": per_worker * 4 // 5,

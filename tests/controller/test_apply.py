@@ -18,6 +18,7 @@ import pytest
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import ActionKind
+from reconciler.core.naming import rotation_login
 from reconciler.sources.notes import read_note
 from tests.example_repo import commit_file, git
 
@@ -43,7 +44,8 @@ def env_resources(world: dict[str, Any], env: str) -> dict[str, Any]:
     with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
                          password=host.pg_admin_password, dbname="postgres") as conn:
         dbs = conn.execute("SELECT datname FROM pg_database WHERE datname = %s", (env,)).fetchall()
-        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = %s", (env,)).fetchall()
+        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname IN (%s, %s)",
+                             (env, rotation_login(env))).fetchall()
     routes = httpx.get(f"{host.caddy_admin}/config/apps/http/servers/{host.caddy_server}/routes").json() or []
     return {
         "containers": client.containers.list(all=True, filters={"label": f"odooops.env={env}"}),
@@ -135,13 +137,15 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     web.reload()
     assert web.attrs["State"]["StartedAt"] == started
 
-    # rotated secrets (odooops secrets rotate): the next apply redeploys with the new role password
+    # rotated secrets (odooops secrets rotate): the next apply redeploys with the new password, given
+    # to the env's second login, while the running version keeps its own until it is replaced
     old_password = store.get(env, "db_password")
-    store.rotate(env, "db_password")
+    store.rotate(env, "db_password", keep_previous=True)
     store.rotate(env, "admin_passwd")
-    with probing(world, env) as answers:
+    with probing(world, env, "?db_server_status=1") as answers:
         outcome_s, report_s, _ = apply(world)
-    # the new containers started beside the old ones: the router never answered for a missing one
+    # no downtime, database included: the router never answered for a missing container, and the
+    # running version could always open a new connection to PostgreSQL
     assert answers["pass"] > 10 and set(answers) == {"pass"}, answers
     assert not outcome_s.plan.has_changes  # nothing in Git changed: observed credentials did
     [rep_s] = report_s.environments
@@ -154,9 +158,13 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
                      headers={"Host": f"{env}.odooops.localhost"})
     assert resp.json() == {"status": "pass", "db_server_status": True}  # Odoo reaches PostgreSQL as the role
     host = world["host"]
-    with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host=host.pg_host, port=host.pg_port, user=env, password=old_password, dbname=env).close()
-    psycopg.connect(host=host.pg_host, port=host.pg_port, user=env, password=store.get(env, "db_password"),
+    login = rotation_login(env)
+    assert f"db_user = {login}" in (host.env_dir(env) / "odoo.conf").read_text()
+    for user in (env, login):  # the old password opens nothing; the env's own role cannot log in now
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(host=host.pg_host, port=host.pg_port, user=user, password=old_password, dbname=env).close()
+    assert store.names(env) == ["admin_passwd", "db_password", "smtp_password"]  # the previous one is gone
+    psycopg.connect(host=host.pg_host, port=host.pg_port, user=login, password=store.get(env, "db_password"),
                     dbname=env).close()
     _, report_n, _ = apply(world)
     assert report_n.environments == []  # recorded: no second redeploy

@@ -46,6 +46,7 @@ def env(unique_name: Callable[[str], str], tmp_path: Path, pg_conn_params: dict[
     yield spec
     with _admin(pg_conn_params) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{name}__r"')
         conn.execute(f'DROP ROLE IF EXISTS "{name}"')
         conn.execute(f'DROP ROLE IF EXISTS "{name}_g"')
 
@@ -129,6 +130,45 @@ def test_apply_is_least_privilege_idempotent_and_destroy_removes_all(
     assert not runner.has_state(env["env_name"])
     state = json.loads((runner.root / env["env_name"] / "terraform.tfstate").read_text())
     assert state["resources"] == []
+
+
+def test_rotation_login_alternates_with_the_role(
+        tmp_path: Path, env: dict, pg_conn_params: dict[str, Any]) -> None:
+    pg, name = pg_conn_params, env["database"]
+    login, second = f"{name}__r", "second-password-0123456789"
+    runner = _runner(tmp_path, pg)
+    root = render_local_root(production=False, login_role=login, **env)
+
+    def apply(**variables: str | None) -> None:
+        runner.write_root(env["env_name"], root, variables)
+        runner.apply(env["env_name"])
+
+    apply(role_password=PASSWORD)  # the login exists from the start, unable to log in
+    assert _catalog(pg, login)["role"] == (False, False, False, False, 32)
+    with pytest.raises(psycopg.OperationalError):
+        _connect_as(pg, login, second, name)
+
+    # A rotation: the running version keeps the role and its password, the next one gets the login.
+    apply(role_password=PASSWORD, login_password=second)
+    with _connect_as(pg, name, PASSWORD, name) as old, _connect_as(pg, login, second, name) as new:
+        # The login acts as the role: what it creates belongs to the role, which can use it.
+        assert new.execute("SELECT current_user, session_user").fetchone() == (name, login)
+        new.execute("CREATE TABLE made_by_login (id int)")
+        assert new.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_login'").fetchone() == (name,)
+        old.execute("INSERT INTO made_by_login VALUES (1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            new.execute(f'CREATE DATABASE "{name}_x"')
+    # The handover done: the role can no longer log in, with any password.
+    apply(role_password=None, login_password=second)
+    with pytest.raises(psycopg.OperationalError):
+        _connect_as(pg, name, PASSWORD, name)
+    assert _catalog(pg, name)["role"][3] is False
+    _connect_as(pg, login, second, name).close()
+    assert second not in (runner.root / env["env_name"] / "terraform.tfstate").read_text()
+
+    gone = runner.destroy(env["env_name"])
+    assert gone.destroy == 6  # role, login, their settings, database, filestore
+    assert _catalog(pg, name) == _catalog(pg, login) == {"role": None, "db": None}
 
 
 def test_production_root_refuses_destroy_and_replacement(

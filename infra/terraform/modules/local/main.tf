@@ -34,6 +34,7 @@ locals {
   # Salted so equal passwords of two roles give different hashes; the password itself is
   # never stored. Null (destroy without a password) hashes to a placeholder.
   password_hash = var.role_password == null ? "unset" : sha256("odooops:${var.role}:${var.role_password}")
+  login_hash    = var.login_password == null ? "unset" : sha256("odooops:${coalesce(var.login_role, "-")}:${var.login_password}")
 }
 
 resource "terraform_data" "role" {
@@ -74,8 +75,8 @@ resource "terraform_data" "role_config" {
 
   lifecycle {
     precondition {
-      condition     = var.role_password != null
-      error_message = "role_password is required to create or update the role (pass TF_VAR_role_password)."
+      condition     = var.role_password != null || var.login_password != null
+      error_message = "role_password or login_password is required: without either nothing can log in (pass TF_VAR_role_password)."
     }
   }
 
@@ -84,7 +85,58 @@ resource "terraform_data" "role_config" {
     command     = "role-config"
     environment = merge(local.pg_env, {
       OO_ROLE             = var.role
-      OO_ROLE_PASSWORD    = var.role_password
+      OO_ROLE_PASSWORD    = var.role_password == null ? "" : var.role_password
+      OO_CONNECTION_LIMIT = tostring(var.connection_limit)
+      OO_GROUP_ROLE       = var.group_role == null ? "" : var.group_role
+    })
+  }
+}
+
+# The rotation login: identity (create/drop) and settings (password, limit) apart, as for the role.
+resource "terraform_data" "login" {
+  count            = var.login_role == null ? 0 : 1
+  depends_on       = [terraform_data.role]
+  triggers_replace = { login = var.login_role, role = var.role }
+  input            = merge(local.conn, { login = var.login_role, role = var.role })
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", local.script]
+    command     = "login-create"
+    environment = merge(local.pg_env, { OO_LOGIN = var.login_role, OO_ROLE = var.role })
+  }
+
+  provisioner "local-exec" {
+    when        = destroy
+    interpreter = ["/bin/sh", "${path.module}/scripts/odooops-local.sh"]
+    command     = "login-destroy"
+    environment = {
+      PGHOST            = self.output.host
+      PGPORT            = self.output.port
+      PGUSER            = self.output.admin_user
+      OO_ADMIN_DATABASE = self.output.admin_database
+      OO_PSQL           = self.output.psql
+      OO_LOGIN          = self.output.login
+      OO_PRODUCTION     = tostring(self.output.production)
+    }
+  }
+}
+
+resource "terraform_data" "login_config" {
+  count      = var.login_role == null ? 0 : 1
+  depends_on = [terraform_data.login]
+  triggers_replace = {
+    login            = var.login_role
+    password_hash    = local.login_hash
+    connection_limit = tostring(var.connection_limit)
+    group_role       = coalesce(var.group_role, "-")
+  }
+
+  provisioner "local-exec" {
+    interpreter = ["/bin/sh", local.script]
+    command     = "login-config"
+    environment = merge(local.pg_env, {
+      OO_LOGIN            = var.login_role
+      OO_ROLE_PASSWORD    = var.login_password == null ? "" : var.login_password
       OO_CONNECTION_LIMIT = tostring(var.connection_limit)
       OO_GROUP_ROLE       = var.group_role == null ? "" : var.group_role
     })

@@ -10,7 +10,7 @@ output "database" {
 output "role" {
   description = "Login role name."
   value       = var.role
-  depends_on  = [terraform_data.role_config]
+  depends_on  = [terraform_data.role_config, terraform_data.login_config]
 }
 
 output "filestore" {

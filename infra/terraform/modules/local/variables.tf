@@ -35,13 +35,38 @@ variable "role" {
 }
 
 variable "role_password" {
-  description = "Password of the login role. Only a salted hash of it is kept in the state. May be null for destroy."
+  description = "Password of the role. Null: the role cannot log in (the rotation login is in use) or destroy."
   type        = string
   sensitive   = true
   default     = null
   validation {
     condition     = var.role_password == null || length(coalesce(var.role_password, "x")) >= 16
     error_message = "role_password must be at least 16 characters."
+  }
+}
+
+variable "login_role" {
+  description = "Second login of the environment, a member of the role whose sessions act as it (SET role): credential rotation alternates between the two, so the running version keeps its login while the next one starts with the other. Null: none."
+  type        = string
+  default     = null
+  validation {
+    condition = var.login_role == null || (
+      can(regex("^[a-z0-9_][a-z0-9_-]{0,62}$", coalesce(var.login_role, "x")))
+      && !startswith(coalesce(var.login_role, "x"), "pg_")
+      && !contains(["postgres", "public"], coalesce(var.login_role, "x"))
+    )
+    error_message = "login_role must match ^[a-z0-9_][a-z0-9_-]{0,62}$, not start with pg_ and not be postgres or public."
+  }
+}
+
+variable "login_password" {
+  description = "Password of login_role; null leaves it unable to log in. Only a salted hash is kept in the state."
+  type        = string
+  sensitive   = true
+  default     = null
+  validation {
+    condition     = var.login_password == null || length(coalesce(var.login_password, "x")) >= 16
+    error_message = "login_password must be at least 16 characters."
   }
 }
 

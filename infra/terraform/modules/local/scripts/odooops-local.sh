@@ -1,8 +1,9 @@
 #!/bin/sh
 # Provisioner actions of the `local` module: one PostgreSQL role, one database and one filestore.
 #
-# Usage: sh odooops-local.sh ACTION   (ACTION: role-create role-config role-destroy
-#                                       db-create db-destroy fs-create fs-destroy)
+# Usage: sh odooops-local.sh ACTION   (ACTION: role-create role-config role-destroy login-create
+#                                       login-config login-destroy db-create db-destroy
+#                                       fs-create fs-destroy)
 #
 # Every value arrives in the environment (OO_*, PG*), never on a command line: Terraform puts
 # nothing into the shell command, psql reads the values with \getenv (psql >= 15) and quotes them
@@ -38,6 +39,7 @@ need() {  # need VAR...: each must be set and non-empty
 check_names() {
   case "${OO_DATABASE:-x}" in postgres|template0|template1) die "refusing reserved database name";; esac
   case "${OO_ROLE:-x}" in postgres|public|pg_*) die "refusing reserved role name";; esac
+  case "${OO_LOGIN:-x}" in postgres|public|pg_*) die "refusing reserved role name";; esac
 }
 
 refuse_production() {
@@ -57,9 +59,9 @@ check_path() {  # an absolute path, at least two levels deep, without . or .. se
 }
 
 # plain: a least-privilege role; privileged: anything we must never adopt, alter or drop.
-role_state() {
-  sql <<'SQL'
-\getenv role OO_ROLE
+role_state() {  # role_state [NAME]: the state of OO_ROLE, or of the role NAME
+  OO_STATE_OF="${1:-$OO_ROLE}" sql <<'SQL'
+\getenv role OO_STATE_OF
 SELECT CASE WHEN rolname = current_user THEN 'self'
             WHEN rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
               THEN 'privileged'
@@ -84,19 +86,27 @@ SQL
 }
 
 role_config() {
-  need OO_ROLE OO_ROLE_PASSWORD OO_CONNECTION_LIMIT; check_names
+  need OO_ROLE OO_CONNECTION_LIMIT; check_names
+  configure_login "$OO_ROLE"
+}
+
+# configure_login NAME: password (LOGIN) or none (NOLOGIN, PASSWORD NULL: nothing can log in as it),
+# connection limit and group membership of the role NAME.
+configure_login() {
+  OO_TARGET="$1"; export OO_TARGET
   # psql tests whether the group variable is set, so an empty value must mean unset.
   [ -n "${OO_GROUP_ROLE:-}" ] || unset OO_GROUP_ROLE
   case "$OO_CONNECTION_LIMIT" in ''|*[!0-9]*) die "OO_CONNECTION_LIMIT must be a positive integer";; esac
-  case "$(role_state)" in
+  case "$(role_state "$OO_TARGET")" in
     plain) ;;
-    '') die "role does not exist (role-create must run first)" ;;
+    '') die "role does not exist (role-create or login-create must run first)" ;;
     *) die "role exists with elevated privileges; refusing to alter it" ;;
   esac
+  [ -n "${OO_ROLE_PASSWORD:-}" ] || unset OO_ROLE_PASSWORD
   # A failing ALTER ROLE ... PASSWORD would be written to the server log with the password:
   # silence statement logging for this session where we may (superusers only).
   sql <<'SQL'
-\getenv role OO_ROLE
+\getenv role OO_TARGET
 \getenv pw OO_ROLE_PASSWORD
 \getenv climit OO_CONNECTION_LIMIT
 \getenv grp OO_GROUP_ROLE
@@ -104,7 +114,11 @@ role_config() {
 SELECT set_config('log_statement', 'none', false), set_config('log_min_error_statement', 'panic', false)
  WHERE (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
 \o
-ALTER ROLE :"role" CONNECTION LIMIT :climit PASSWORD :'pw';
+\if :{?pw}
+ALTER ROLE :"role" LOGIN CONNECTION LIMIT :climit PASSWORD :'pw';
+\else
+ALTER ROLE :"role" NOLOGIN CONNECTION LIMIT :climit PASSWORD NULL;
+\endif
 \if :{?grp}
 SELECT format('GRANT %I TO %I', :'grp', :'role')
  WHERE NOT pg_has_role(:'role', :'grp', 'MEMBER')
@@ -127,6 +141,47 @@ SELECT format('DROP OWNED BY %I', :'role')
  WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role')
 \gexec
 DROP ROLE IF EXISTS :"role";
+SQL
+}
+
+login_create() {
+  need OO_LOGIN OO_ROLE; check_names
+  [ "$OO_LOGIN" != "$OO_ROLE" ] || die "the rotation login must differ from the role"
+  case "$(role_state "$OO_LOGIN")" in
+    self|privileged) die "login exists with elevated privileges; refusing to adopt it" ;;
+  esac
+  # Its sessions act as the role (SET role at login): what it creates belongs to the role, and it
+  # reaches the database through the role's CONNECT grant. NOLOGIN until login-config gives it a password.
+  sql <<'SQL'
+\getenv login OO_LOGIN
+\getenv role OO_ROLE
+SELECT format('CREATE ROLE %I NOLOGIN', :'login')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'login')
+\gexec
+ALTER ROLE :"login" NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT;
+SELECT format('GRANT %I TO %I', :'role', :'login')
+ WHERE NOT pg_has_role(:'login', :'role', 'MEMBER')
+\gexec
+ALTER ROLE :"login" SET role = :'role';
+SQL
+}
+
+login_config() {
+  need OO_LOGIN OO_CONNECTION_LIMIT; check_names
+  configure_login "$OO_LOGIN"
+}
+
+login_destroy() {
+  need OO_LOGIN; check_names; refuse_production "drop the rotation login"
+  case "$(role_state "$OO_LOGIN")" in
+    '') return 0 ;;
+    plain) ;;
+    *) die "login has elevated privileges; refusing to drop it" ;;
+  esac
+  sql <<'SQL'
+\getenv login OO_LOGIN
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = :'login' \gset
+DROP ROLE IF EXISTS :"login";
 SQL
 }
 
@@ -192,6 +247,9 @@ case "$action" in
   role-create) role_create ;;
   role-config) role_config ;;
   role-destroy) role_destroy ;;
+  login-create) login_create ;;
+  login-config) login_config ;;
+  login-destroy) login_destroy ;;
   db-create) db_create ;;
   db-destroy) db_destroy ;;
   fs-create) fs_create ;;
