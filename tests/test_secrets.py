@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import OdooOpsError
-from reconciler.secrets import SecretStore
+from reconciler.secrets import SecretStore, new_secret
 
 
 def test_values_are_encrypted_and_stable(tmp_path: Path) -> None:
@@ -37,3 +37,23 @@ def test_key_inside_state_dir_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OdooOpsError) as exc:
         SecretStore(tmp_path, tmp_path / "key")
     assert exc.value.code == "SECRET_KEY_INSIDE_STATE"
+
+
+def test_rotation_keeps_the_value_in_use_until_discarded(tmp_path: Path) -> None:
+    store = SecretStore(tmp_path / "s", tmp_path / "key")
+    first = store.get_or_create("develop", "db_password")
+    second = store.rotate("develop", "db_password", keep_previous=True)
+    third = store.rotate("develop", "db_password", keep_previous=True)  # rotated again before a deploy
+    # what the running version logs in with stays the first value, whatever happened since
+    assert store.get("develop", "db_password.previous") == first and third not in (first, second)
+    store.discard("develop", "db_password.previous")
+    assert store.names("develop") == ["db_password"] and store.get("develop", "db_password") == third
+    store.rotate("develop", "db_password")
+    assert store.names("develop") == ["db_password"]
+
+
+def test_new_secrets_never_start_with_a_dash() -> None:
+    """Tools that parse options (argparse) read '-x…' as one: 1 in 64 random values would start so."""
+    values = {new_secret() for _ in range(2000)}
+    assert len(values) == 2000 and not [v for v in values if v.startswith("-")]
+    assert all(len(v) == 43 for v in values)

@@ -406,19 +406,3 @@ def test_production_update_takes_a_pre_deploy_backup_first(world: World, product
     report2 = world.apply("main")
     assert report2.environments == [] or "pre-deploy" not in world.step(report2, "production", "database")
     assert len(list_backups(ctx, "production")) == len(listed)
-
-
-
-def test_db_password_never_starts_with_a_dash(world: World) -> None:
-    """The image's entrypoint passes `--db_password VALUE`; wait-for-psql.py (argparse) takes '-x' for an option."""
-    from types import SimpleNamespace
-
-    applier = world.applier()
-    applier.secrets.set("dash-env", "db_password", "-" + "x" * 42)
-    ctx: dict[str, Any] = {}
-    try:
-        applier._secrets(SimpleNamespace(name="dash-env"), ctx)  # type: ignore[arg-type]
-        assert not ctx["db_password"].startswith("-")
-        assert applier.secrets.get("dash-env", "db_password") == ctx["db_password"]
-    finally:
-        applier.secrets.drop("dash-env")
