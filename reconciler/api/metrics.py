@@ -57,6 +57,10 @@ class Metrics:
                                          ["env"], registry=r)
         self.backups_pruned = Counter("odooops_backups_pruned_total", "Backups deleted by retention pruning",
                                       registry=r)
+        self.scratch_removed = Counter("odooops_scratch_removed_total", "Stale scratch copies a killed data "
+                                       "operation left behind, removed by the sweep", ["what"], registry=r)
+        self.scratch_set_aside = Gauge("odooops_scratch_set_aside", "Live data a swap set aside (oo_old_*), "
+                                       "kept for a person to look at", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

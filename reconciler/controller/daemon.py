@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import psycopg
+
 from reconciler.api.metrics import Metrics, NotesRetryCounter
 from reconciler.controller.env_lock import is_busy
 from reconciler.controller.host import HostSettings
@@ -404,6 +406,7 @@ class Daemon:
             "blocked": [{"env": a.env, "branch": a.branch, "reason": a.reason, "remediation": a.remediation}
                         for a in blocked],
             "last_hinted": sorted(hinted)[:50], "orphans": self._status.get("orphans", {}),
+            "scratch": self._status.get("scratch", {}),
             "closed_requests": sorted(self._closed),
         }
 
@@ -591,4 +594,28 @@ class Daemon:
                 log.warning("notes still not pushed: %s", exc.message)
         found = {"claimed": claimed, "unclaimed": unclaimed, "drifted": drifted}
         self._status = {**self._status, "orphans": found}
+        if self.host is not None:
+            found["scratch"] = self.sweep_scratch()
         return found
+
+    def sweep_scratch(self) -> list[str]:
+        """Scratch databases and filestores that a killed clone, restore or backup check left (data.scratch)."""
+        from reconciler.data import scratch
+        from reconciler.executors.postgres import Postgres
+
+        assert self.host is not None
+        try:
+            report = scratch.sweep(Postgres.from_host(self.host), self.host)
+        except (OdooOpsError, OSError, psycopg.Error) as exc:
+            log.warning("scratch sweep skipped: %s", getattr(exc, "message", exc))
+            return []
+        self.metrics.scratch_removed.labels(what="database").inc(len(report.dropped))
+        self.metrics.scratch_removed.labels(what="filestore").inc(len(report.removed))
+        self.metrics.scratch_set_aside.set(len(report.set_aside))
+        for name in report.dropped + report.removed:
+            log.warning("removed %s: left behind by an interrupted data operation", name)
+        if report.set_aside:
+            log.warning("live data set aside by an interrupted swap, kept for you to check (drop it when the "
+                        "environment is fine): %s", ", ".join(report.set_aside))
+        self._status = {**self._status, "scratch": report.to_json()}
+        return report.dropped + report.removed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from reconciler.data.masking import (
     replace_attachments,
     rules_from_config,
 )
+from reconciler.data.scratch import scratch_name
 from reconciler.data.verify import check_identity, check_neutralized, scan_masked, summarize
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import RunResult
@@ -49,11 +49,6 @@ class CloneResult:
                 "steps": {k: round(v, 3) for k, v in self.steps.items()}, "filestore_stats": self.filestore_stats}
 
 
-def scratch_name(kind: str = "clone") -> str:
-    """`oo_<kind>_<12 hex>`: the underscore keeps it apart from every environment name."""
-    return f"oo_{kind}_{uuid.uuid4().hex[:12]}"
-
-
 def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neutralize: bool, mask: bool,
                      rules: Iterable[Mapping[str, Any]] | None = None, run_odoo: RunOdoo | None = None,
                      mail_server: Mapping[str, Any] | None = None, attachments: bool = False) -> CloneResult:
@@ -66,7 +61,7 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
         raise OdooOpsError("CLONE_TARGET_MISSING", f"environment {target_env} has no database role yet",
                            f"deploy {target_env} first (odooops apply --branch <its branch>), then clone into it",
                            {"env": target_env})
-    db = scratch_name()
+    db = scratch_name("clone")
     filestore = ctx.host.filestore_dir(target_env, db)
     steps: dict[str, float] = {}
     try:

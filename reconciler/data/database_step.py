@@ -14,7 +14,6 @@ Production deploys that install or update modules take a backup first (the rollb
 from __future__ import annotations
 
 import os
-import secrets as pysecrets
 import shutil
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import ModuleChanges, module_changes
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import PRODUCTION_NAME
+from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
@@ -322,7 +322,7 @@ class DatabaseStep:
         marks = [("start", time.monotonic())]
         # Built under a scratch name and renamed when complete: a failed copy leaves the env's (empty)
         # database as it was, and a crash leaves only an oo_clone_* for the sweep.
-        scratch = "oo_clone_" + pysecrets.token_hex(6)
+        scratch = scratch_name("clone")
         self.pg.clone(template.db, scratch, owner=self.env)
         marks.append(("copy", time.monotonic()))
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets as pysecrets
 import shutil
 import subprocess
 import tempfile
@@ -18,16 +17,12 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from reconciler.data.backup import Manifest, database_facts, load_manifest, object_key, pg_environ, resolve, sha256_file
+from reconciler.data.scratch import scratch_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, store_for
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
-
-
-def scratch_name(kind: str) -> str:
-    """`oo_<kind>_<12 hex>`: never an environment name (those have no underscore), at most 63 bytes."""
-    return f"oo_{kind}_{pysecrets.token_hex(6)}"
 
 
 def _corrupt(env: str, backup_id: str, part: str, key: str, why: str) -> OdooOpsError:

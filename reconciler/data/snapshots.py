@@ -10,7 +10,6 @@ and database identity, checked before it is used.
 from __future__ import annotations
 
 import os
-import secrets as pysecrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.core.model import digest
 from reconciler.data.clone import MAIL_CATCHER_NAME, add_mail_catcher, new_identity, platform_cuts, target_url
+from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateRegistry, keep_copy
 from reconciler.data.verify import check_identity, check_neutralized, summarize
 from reconciler.errors import OdooOpsError
@@ -113,7 +113,7 @@ def clone_from(ctx: DataContext, snapshot: Template, target_env: str,
 
     Returns (scratch db, verification, timings); on any failure the scratch copy is dropped."""
     marks = [("start", time.monotonic())]
-    db = "oo_clone_" + pysecrets.token_hex(6)
+    db = scratch_name("clone")
     ctx.pg.clone(snapshot.db, db, owner=target_env)
     marks.append(("copy", time.monotonic()))
     try:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.data.scratch import old_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.health import wait_healthy
 from reconciler.executors.router import CaddyRouter
@@ -71,7 +72,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
         raise OdooOpsError("RESTORE_SCRATCH_MISSING", f"scratch database {db} or filestore {filestore_dir} is not "
                            f"ready for {target_env}", "run the restore again: odooops db restore ...",
                            {"database": db, "filestore": str(filestore_dir)})
-    old = f"oo_old_{db.rsplit('_', 1)[-1]}"
+    old = old_name(db)
     old_fs = live_fs.with_name(old)
     phases: dict[str, float] = {}
     undo: list[tuple[str, Callable[[], None]]] = []

@@ -61,6 +61,13 @@ class Postgres:
                                 "starts_with(datname, %s) ORDER BY datname", (prefix,)).fetchall()
         return [r[0] for r in rows]
 
+    def database_owners(self, prefix: str = "") -> dict[str, str]:
+        """Database name -> owner role, for names starting with `prefix`."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE NOT datistemplate "
+                                "AND starts_with(datname, %s)", (prefix,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def role_exists(self, role: str) -> bool:
         with self.connect() as conn:
             return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None

@@ -273,6 +273,19 @@ def test_burst_of_pushes_deploys_newest_commit_at_most_twice_then_ttl_expires(
     wait_for(daemon.queue.idle, 60, "queue drained")
     assert len(applies) == 2  # a repair is no deploy
 
+    # a restore killed seven hours ago left its scratch database and filestore: the sweep removes both
+    from reconciler.data.scratch import scratch_name
+
+    stale = scratch_name("restore", now=time.time() - 7 * 3600)
+    with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
+                         password=host.pg_admin_password, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{stale}" OWNER "{env}"')
+    stale_fs = host.filestore_dir(env, stale)
+    stale_fs.mkdir(parents=True)
+    assert daemon.sweep()["scratch"] == [stale, str(stale_fs)]
+    assert daemon.status()["scratch"]["dropped"] == [stale] and not stale_fs.exists()
+    assert healthy(host, env)
+
     # eight days later with no new commit: the 7-day TTL of the ephemeral tier destroys it
     clock.offset = 8 * 86400
     wait_for(lambda: (state_of(daemon).get(env) or {}).get("state") == "expired", APPLY_DEADLINE, "expired")

@@ -9,8 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from reconciler.data.clone import MAIL_CATCHER_NAME, clone_to_scratch, sanitize, scratch_name
+from reconciler.data.clone import MAIL_CATCHER_NAME, clone_to_scratch, sanitize
 from reconciler.data.masking import masking_key
+from reconciler.data.scratch import parse, scratch_name
 from reconciler.errors import OdooOpsError
 from tests.data.conftest import PERSONAL
 
@@ -51,7 +52,7 @@ def test_clone_neutralized_masked_and_verified(production: dict[str, Any]) -> No
     result = clone_to_scratch(ctx, prod, stage, neutralize=True, mask=True, rules=PROJECT_RULES,
                               run_odoo=production["run_stage"], mail_server=CATCHER, attachments=True)
     db = result.db
-    assert db.startswith("oo_clone_") and len(db) == len("oo_clone_") + 12
+    assert db.startswith("oo_clone_") and len(db) == len("oo_clone_") + 13 and parse(db)[0] == "clone"
     v = result.verification
     assert v["ok"] and v["failed"] == [], v
     assert set(v["checks"]) >= {"is_neutralized", "mail_servers", "crons", "automation_rules", "new_identity",
@@ -128,7 +129,7 @@ def test_clone_neutralized_masked_and_verified(production: dict[str, Any]) -> No
     assert q(pg, "postgres", "SELECT datallowconn FROM pg_database WHERE datname = %s", (prod,)) == [(True,)]
 
     # Same project key -> same fakes in the next copy (sanitize on a plain copy, as restores use it).
-    again = scratch_name()
+    again = scratch_name("clone")
     pg.clone(prod, again, owner=stage)
     try:
         pg.reassign_objects(again, stage)
