@@ -94,6 +94,9 @@ class ApplyReport:
 class Applier:
     """Carries out a plan against this host's Terraform, Docker, PostgreSQL and Caddy."""
 
+    # Replace running web containers blue/green (ADR 0014); False: stop-then-start (the benchmark's baseline).
+    handover = True
+
     def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None,
                  retry_failed: bool = False, mail_catcher_name: str | None = None) -> None:
         self.project = project
@@ -440,7 +443,7 @@ class Applier:
     def _runtime_step(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
         # A running web container keeps serving while its replacement starts beside it (blue/green):
         # the route moves only once the new one passes /web/health on its own port.
-        result = self.runtime.ensure(ctx["container_spec"], handover=True)
+        result = self.runtime.ensure(ctx["container_spec"], handover=self.handover)
         ctx["handovers"] = list(result.handovers)
         ctx["upstream"] = result.observed.web_upstream
         for h in result.handovers:
