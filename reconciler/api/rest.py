@@ -6,15 +6,18 @@ import contextlib
 import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from reconciler.api.audit import AuditLog
 from reconciler.api.auth import KeyRing, Principal, TokenCache
 from reconciler.api.errors import REQUEST_ID, ApiError
+from reconciler.api.jobs import Job, JobRegistry
 from reconciler.api.ratelimit import RateLimiter
 from reconciler.controller.operations import Actor, Operations
 from reconciler.errors import OdooOpsError
@@ -56,10 +59,13 @@ class ApiContext:
     limiter: RateLimiter | None = None
     allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     known_secrets: Callable[[], list[str]] = field(default=lambda: [])
+    jobs: JobRegistry | None = None  # default: <state>/jobs of the daemon's state directory
     tokens: TokenCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.keys)
+        if self.jobs is None:
+            self.jobs = JobRegistry(Path(self.ops.daemon.config.state_dir) / "jobs")
 
 
 def ctx_of(request: Request) -> ApiContext:
@@ -140,6 +146,12 @@ def audit(request: Request, action: str, target: str, arguments: dict[str, Any],
                      request_id=REQUEST_ID.get() or None, secrets=ctx.known_secrets())
 
 
+def _failure(code: str) -> str:
+    kind = "refused" if code.endswith(("_NEEDS_CONFIRMATION", "_REFUSED", "_REQUIRED", "_NOT_ALLOWED",
+                                       "_INVALID", "_NOT_FOUND", "_CONFLICT")) else "failed"
+    return f"{kind}:{code}"
+
+
 @contextlib.contextmanager
 def audited(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Audit the operation's outcome: ok (with what the handler put in the yielded dict), refused or failed."""
@@ -147,14 +159,59 @@ def audited(request: Request, action: str, target: str, arguments: dict[str, Any
     try:
         yield outcome
     except OdooOpsError as err:
-        kind = "refused" if err.code.endswith(("_NEEDS_CONFIRMATION", "_REFUSED", "_REQUIRED", "_NOT_ALLOWED",
-                                               "_INVALID", "_NOT_FOUND", "_CONFLICT")) else "failed"
-        audit(request, action, target, arguments, f"{kind}:{err.code}")
+        audit(request, action, target, arguments, _failure(err.code))
         raise
     except Exception:
         audit(request, action, target, arguments, "failed:INTERNAL")
         raise
     audit(request, action, target, arguments, {"status": "ok", **outcome})
+
+
+@contextlib.contextmanager
+def audited_refusal(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[None]:
+    """The checks before an operation starts: a refusal there is audited like the operation's own."""
+    try:
+        yield
+    except OdooOpsError as err:
+        audit(request, action, target, arguments, _failure(err.code))
+        raise
+    except Exception:
+        audit(request, action, target, arguments, "failed:INTERNAL")
+        raise
+
+
+def wants_async(request: Request) -> bool:
+    """RFC 7240 `Prefer: respond-async`: the client would rather poll a job than hold the request open."""
+    prefs = request.headers.get("prefer", "")
+    return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefs.split(","))
+
+
+def run_operation(request: Request, action: str, target: str, arguments: dict[str, Any],
+                  fn: Callable[[], dict[str, Any]],
+                  summary: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+    """A long data operation: answered when done, or (Prefer: respond-async) answered 202 at once with
+    the job (Location: /api/v1/jobs/ID) and run in the background. Audited when it ends, either way."""
+    if not wants_async(request):
+        with audited(request, action, target, arguments) as out:
+            result = fn()
+            out.update(summary(result) if summary else {})
+        return result
+    ctx = ctx_of(request)
+    assert ctx.jobs is not None
+    who = principal_of(request)
+    request_id = REQUEST_ID.get() or None
+
+    def done(job: Job) -> None:
+        if job.state == "succeeded":
+            result: Any = {"status": "ok", "job": job.id, **(summary(job.result or {}) if summary else {})}
+        else:
+            result = _failure(str((job.error or {}).get("error") or "INTERNAL"))
+        ctx.audit.append(actor=who.subject, scopes=sorted(who.scopes), action=action, target=target,
+                         arguments=arguments, result=result, request_id=request_id, secrets=ctx.known_secrets())
+
+    job = ctx.jobs.submit(action, target, who.subject, fn, done, request_id=request_id)
+    return JSONResponse(job.to_json(), status_code=202,
+                        headers={"Location": f"{PREFIX}/jobs/{job.id}", "Preference-Applied": "respond-async"})
 
 
 def guard_production(request: Request, env: str) -> None:
@@ -176,10 +233,10 @@ def guard_production(request: Request, env: str) -> None:
 
 
 def install(app: FastAPI, ctx: ApiContext | None) -> None:
-    from reconciler.api import rest_admin, rest_data, rest_envs
+    from reconciler.api import rest_admin, rest_data, rest_envs, rest_jobs
 
     app.state.api = ctx
-    for module in (rest_envs, rest_data, rest_admin):
+    for module in (rest_envs, rest_data, rest_admin, rest_jobs):
         app.include_router(module.router, prefix=PREFIX)
     generate = app.openapi
 

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.api.rest import ENV_PATTERN, actor_of, audited, ctx_of, guard_production, op
+from reconciler.api.rest import (
+    ENV_PATTERN,
+    actor_of,
+    audited,
+    audited_refusal,
+    ctx_of,
+    guard_production,
+    op,
+    run_operation,
+)
+from reconciler.api.rest_jobs import JobModel
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
@@ -70,6 +80,9 @@ class Messages(BaseModel):
 
 
 _DATA_ERRORS = (404, 409, 503, 507)
+# Long operations: `Prefer: respond-async` answers 202 with the job (GET /api/v1/jobs/{id}).
+ASYNC = {202: {"model": JobModel, "description": "Accepted as a job (request header Prefer: respond-async); "
+                                                 "Location: /api/v1/jobs/{id}"}}
 
 
 @op(router, "GET", "/environments/{env}/backups", "db:read", "listBackups", "List an environment's backups",
@@ -81,13 +94,13 @@ def list_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
 
 
 @op(router, "POST", "/environments/{env}/backups", "db:backup", "createBackup", "Back up an environment now",
-    status_code=201, errors=_DATA_ERRORS, response_model=dict[str, Any], action="db.backup")
-def create_backup(request: Request, body: BackupBody, env: str = EnvName) -> dict[str, Any]:
-    with audited(request, "db.backup", env, body.model_dump()) as out:
+    status_code=201, errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="db.backup")
+def create_backup(request: Request, body: BackupBody, env: str = EnvName) -> Any:
+    with audited_refusal(request, "db.backup", env, body.model_dump()):
         name = ctx_of(request).ops.resolve_env(env)
-        result = dict(data_service(request).backup(name, verify=body.verify))
-        out["backup"] = result.get("id")
-    return result
+        svc = data_service(request)
+    return run_operation(request, "db.backup", env, body.model_dump(),
+                         lambda: dict(svc.backup(name, verify=body.verify)), lambda r: {"backup": r.get("id")})
 
 
 @op(router, "POST", "/environments/{env}/backups/prune", "db:backup", "pruneBackups",
@@ -102,57 +115,65 @@ def prune_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
 
 
 @op(router, "POST", "/environments/{env}/backups/{backup_id}/verify", "db:backup", "verifyBackup",
-    "Restore a backup into a scratch database and check it", errors=_DATA_ERRORS, response_model=dict[str, Any],
-    action="db.verify")
-def verify_backup(request: Request, env: str = EnvName, backup_id: str = BackupId) -> dict[str, Any]:
-    with audited(request, "db.verify", env, {"backup": backup_id}) as out:
+    "Restore a backup into a scratch database and check it", errors=_DATA_ERRORS,
+    responses=ASYNC, response_model=dict[str, Any], action="db.verify")
+def verify_backup(request: Request, env: str = EnvName, backup_id: str = BackupId) -> Any:
+    with audited_refusal(request, "db.verify", env, {"backup": backup_id}):
         name = ctx_of(request).ops.resolve_env(env)
-        result = dict(data_service(request).verify_backup(name, backup_id))
-        out["ok"] = result.get("ok")
-    return result
+        svc = data_service(request)
+    return run_operation(request, "db.verify", env, {"backup": backup_id},
+                         lambda: dict(svc.verify_backup(name, backup_id)), lambda r: {"ok": r.get("ok")})
 
 
 @op(router, "POST", "/environments/{env}/restore", "db:restore", "restoreBackup",
-    "Restore a backup (into the environment or another one)", errors=_DATA_ERRORS, response_model=dict[str, Any],
-    action="db.restore")
-def restore(request: Request, body: RestoreBody, env: str = EnvName) -> dict[str, Any]:
+    "Restore a backup (into the environment or another one)", errors=_DATA_ERRORS,
+    responses=ASYNC, response_model=dict[str, Any], action="db.restore")
+def restore(request: Request, body: RestoreBody, env: str = EnvName) -> Any:
     ops = ctx_of(request).ops
-    with audited(request, "db.restore", env, body.model_dump()):
+    with audited_refusal(request, "db.restore", env, body.model_dump()):
         name = ops.resolve_env(env)
         to = ops.resolve_env(body.to) if body.to else None
         guard_production(request, to or name)
-        return dict(data_service(request).restore(name, body.backup, to_env=to, confirm=body.confirm))
+        svc = data_service(request)
+    return run_operation(request, "db.restore", env, body.model_dump(),
+                         lambda: dict(svc.restore(name, body.backup, to_env=to, confirm=body.confirm)))
 
 
 @op(router, "POST", "/clones", "db:clone", "cloneEnvironment", "Clone one environment's data into another",
-    errors=_DATA_ERRORS, response_model=dict[str, Any], action="db.clone")
-def clone(request: Request, body: CloneBody) -> dict[str, Any]:
+    errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="db.clone")
+def clone(request: Request, body: CloneBody) -> Any:
     ops = ctx_of(request).ops
-    with audited(request, "db.clone", body.target, body.model_dump()):
+    with audited_refusal(request, "db.clone", body.target, body.model_dump()):
         src, dst = ops.resolve_env(body.source), ops.resolve_env(body.target)
         guard_production(request, dst)
-        return dict(data_service(request).clone(src, dst, neutralize=body.neutralize, mask=body.mask))
+        svc = data_service(request)
+    return run_operation(request, "db.clone", body.target, body.model_dump(),
+                         lambda: dict(svc.clone(src, dst, neutralize=body.neutralize, mask=body.mask)))
 
 
 @op(router, "POST", "/promotions", "promote", "promote", "Promote one environment's commit to another's branch",
-    errors=_DATA_ERRORS, response_model=dict[str, Any], action="promote")
-def promote(request: Request, body: PromoteBody) -> dict[str, Any]:
+    errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="promote")
+def promote(request: Request, body: PromoteBody) -> Any:
     ops = ctx_of(request).ops
-    with audited(request, "promote", body.target, body.model_dump()):
+    with audited_refusal(request, "promote", body.target, body.model_dump()):
         src, dst = ops.resolve_env(body.source), ops.resolve_env(body.target)
         guard_production(request, dst)
-        return dict(data_service(request).promote(src, dst, body.confirm, actor=actor_of(request).subject))
+        svc, actor = data_service(request), actor_of(request).subject
+    return run_operation(request, "promote", body.target, body.model_dump(),
+                         lambda: dict(svc.promote(src, dst, body.confirm, actor=actor)))
 
 
 @op(router, "POST", "/environments/{env}/rollback", "env:write", "rollbackEnvironment",
-    "Roll an environment back to an earlier deployed commit", errors=_DATA_ERRORS, response_model=dict[str, Any],
-    action="env.rollback")
-def rollback(request: Request, body: RollbackBody, env: str = EnvName) -> dict[str, Any]:
+    "Roll an environment back to an earlier deployed commit", errors=_DATA_ERRORS,
+    responses=ASYNC, response_model=dict[str, Any], action="env.rollback")
+def rollback(request: Request, body: RollbackBody, env: str = EnvName) -> Any:
     ops = ctx_of(request).ops
-    with audited(request, "env.rollback", env, body.model_dump()):
+    with audited_refusal(request, "env.rollback", env, body.model_dump()):
         name = ops.resolve_env(env)
         guard_production(request, name)
-        return dict(data_service(request).rollback(name, to_commit=body.to, actor=actor_of(request).subject))
+        svc, actor = data_service(request), actor_of(request).subject
+    return run_operation(request, "env.rollback", env, body.model_dump(),
+                         lambda: dict(svc.rollback(name, to_commit=body.to, actor=actor)))
 
 
 @op(router, "DELETE", "/environments/{env}/pin", "env:write", "clearRollbackPin",

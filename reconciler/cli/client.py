@@ -163,13 +163,14 @@ class Client:
             self._conn = None
 
     def _send(self, method: str, path: str, body: Any, query: dict[str, Any] | None,
-              timeout: float | None) -> http.client.HTTPResponse:
+              timeout: float | None, extra_headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
         query = {k: ("true" if v is True else "false" if v is False else v)
                  for k, v in (query or {}).items() if v is not None}
         url = self.prefix + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "User-Agent": "odooops-cli"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(extra_headers or {})
         payload = None
         if body is not None:
             if isinstance(body, dict):
@@ -215,6 +216,36 @@ class Client:
 
     def post(self, path: str, body: Any = None, *, timeout: float | None = None, **query: Any) -> Any:
         return self.request("POST", path, body if body is not None else {}, query, timeout)
+
+    def run(self, path: str, body: Any = None) -> Any:
+        """A long operation (backup, restore, clone, promotion, rollback): started as a job and followed
+        until it ends, its phases shown on a terminal. Returns what the operation answered, or raises the
+        error it answered, exactly as a synchronous call would (same exit codes)."""
+        resp = self._send("POST", path, body if body is not None else {}, None, self.timeout,
+                          {"Prefer": "respond-async"})
+        data = resp.read()
+        if resp.status >= 400:
+            raise api_error(resp.status, data, resp.getheader("Retry-After"))
+        doc = json.loads(data) if data else {}
+        if resp.status != 202:  # a server that does not run jobs answered when it was done
+            return doc
+        return self.follow(doc)
+
+    def follow(self, job: dict[str, Any]) -> Any:
+        shown = PhaseDisplay()
+        delay = 0.1
+        while job.get("state") == "running":
+            shown.update(job)
+            time.sleep(delay)  # polling the server: there is nothing to block on across HTTP
+            delay = min(delay * 1.5, 2.0)
+            job = self.get(f"/api/v1/jobs/{job['id']}")
+        shown.update(job)
+        shown.close()
+        if job.get("state") == "succeeded":
+            return job.get("result") or {}
+        raise ApiError(int(job.get("status") or 500), job.get("error") or {
+            "error": "JOB_FAILED", "message": f"job {job.get('id')} ended {job.get('state')}",
+            "remediation": f"odooops jobs {job.get('id')}"})
 
     @contextmanager
     def stream(self, path: str, **query: Any) -> Iterator[http.client.HTTPResponse]:
@@ -338,6 +369,34 @@ def elapsed(label: str, enabled: bool = True) -> Iterator[None]:
         done.set()
         thread.join()
         if time.monotonic() - started >= 1.0:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class PhaseDisplay:
+    """On a terminal: one line per finished phase with its seconds, and the current one counting up.
+    Nothing in pipes, logs or --json output (stdout is never touched)."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.done = 0
+        self.started = time.monotonic()
+
+    def update(self, job: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        phases = job.get("phases") or []
+        finished = phases if job.get("state") != "running" else phases[:-1]
+        for ph in finished[self.done:]:
+            sys.stderr.write(f"\r\033[K  {ph['name']}  {ph.get('seconds') or 0:.1f} s\n")
+        self.done = max(self.done, len(finished))
+        if job.get("state") == "running":
+            current = phases[-1]["name"] if phases else "starting"
+            sys.stderr.write(f"\r\033[K> {current}  ({time.monotonic() - self.started:.0f} s)")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
 

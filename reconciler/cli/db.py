@@ -22,7 +22,7 @@ def db_backup(env: str, verify: bool, server: str | None, as_json: bool) -> None
     """Back up ENV now: database dump plus filestore, with a checksummed manifest."""
     client = Client.from_config(server)
     name = resolve_env(client, env)
-    data = client.post(env_path(name, "backups"), {"verify": verify}, timeout=LONG_S)
+    data = client.run(env_path(name, "backups"), {"verify": verify})
     emit(data, as_json, lambda: (click.echo(f"{name}: backup {data.get('id')}"), show_fields(data, RESULT_KEYS[4:])))
 
 
@@ -55,7 +55,7 @@ def db_restore(env: str, backup_id: str, to_env: str | None, confirm: bool, serv
     client = Client.from_config(server)
     name = resolve_env(client, env)
     body = {"backup": backup_id, "to": resolve_env(client, to_env) if to_env else None, "confirm": confirm}
-    data = client.post(env_path(name, "restore"), body, timeout=LONG_S)
+    data = client.run(env_path(name, "restore"), body)
     emit(data, as_json, lambda: (click.echo(f"Restored {name} backup {backup_id} into {body['to'] or name}"),
                                  show_fields(data, RESULT_KEYS)))
 
@@ -72,7 +72,7 @@ def db_clone(source: str, target: str, neutralize: bool, mask: bool, server: str
     client = Client.from_config(server)
     body = {"source": resolve_env(client, source), "target": resolve_env(client, target),
             "neutralize": neutralize, "mask": mask}
-    data = client.post("/api/v1/clones", body, timeout=LONG_S)
+    data = client.run("/api/v1/clones", body)
     emit(data, as_json, lambda: (click.echo(f"Cloned {body['source']} -> {body['target']}"),
                                  show_fields(data, RESULT_KEYS)))
 
@@ -87,7 +87,7 @@ def db_verify(env: str, backup_id: str, server: str | None, as_json: bool) -> No
 
     client = Client.from_config(server)
     name = resolve_env(client, env)
-    data = client.post(env_path(name, "backups") + f"/{quote(backup_id, safe='')}/verify", timeout=LONG_S)
+    data = client.run(env_path(name, "backups") + f"/{quote(backup_id, safe='')}/verify")
     emit(data, as_json, lambda: show_fields(data, sorted(data)))
     if data.get("ok") is False:
         raise SystemExit(1)

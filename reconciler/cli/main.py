@@ -32,6 +32,7 @@ COMMANDS = {
     "secrets": "reconciler.cli.secrets:secrets_group",
     "token": "reconciler.cli.token:token_group",
     "audit": "reconciler.cli.audit:audit_group",
+    "jobs": "reconciler.cli.jobs:jobs_command",
     "completion": "reconciler.cli.completion:completion_command",
 }
 
@@ -56,6 +57,7 @@ SHORT_HELP = {
     "secrets": "List, set (from stdin) and rotate secrets.",
     "token": "Create API tokens.",
     "audit": "List and verify the audit trail.",
+    "jobs": "Long data operations: their phases, results and errors.",
     "completion": "Print the shell completion script (bash, zsh, fish).",
 }
 

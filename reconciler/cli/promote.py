@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from reconciler.cli.client import (
-    LONG_S,
     Client,
     by_name,
     client_command,
@@ -33,7 +32,7 @@ def promote_command(source: str, target: str, confirm: bool, wait: bool, timeout
     """
     client = Client.from_config(server)
     src, dst = resolve_env(client, source), resolve_env(client, target)
-    data = client.post("/api/v1/promotions", {"source": src, "target": dst, "confirm": confirm}, timeout=LONG_S)
+    data = client.run("/api/v1/promotions", {"source": src, "target": dst, "confirm": confirm})
     if wait:
         data = {**data, "environment": wait_env(client, by_name(dst), fresh_record(data.get("commit")),
                                                 timeout, f"promote {src} -> {dst}")}

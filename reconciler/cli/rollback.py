@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from reconciler.cli.client import (
-    LONG_S,
     ApiError,
     Client,
     ClientError,
@@ -76,7 +75,7 @@ def rollback_command(env: str | None, to_commit: str | None, clear: bool, remote
         return
     body = {"to": to_commit} if to_commit else {}
     before = by_name(name)(list_envs(client)) or {}
-    data = client.post(env_path(name, "rollback"), body, timeout=LONG_S)
+    data = client.run(env_path(name, "rollback"), body)
     if wait:
         fresh = fresh_record(data.get("commit") or to_commit, before.get("updated_at"))
         data = {**data, "environment": wait_env(client, by_name(name), fresh, timeout, f"rollback {name}")}

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.errors import OdooOpsError
+from reconciler.progress import phase
 
 # Locks this process holds: path -> (thread id, depth). flock belongs to an open file, so a second
 # open+flock of the same file by the thread that holds it would wait on itself: a rollback holds
@@ -77,6 +78,9 @@ def env_lock(state_dir: Path, env: str, operation: str, wait_s: float = 600.0) -
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if delay == 0.05:  # the first refusal: say what this operation waits for
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                    phase(f"waiting for {env} ({holder})")
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
                     raise OdooOpsError(

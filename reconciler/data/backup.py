@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core.retention import plan_retention
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, disk_full, store_for
+from reconciler.progress import phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
@@ -230,8 +231,11 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, entry: dict[str, Any
     try:
         _check_space(ctx, store, env)
         facts = database_facts(ctx, env)
+        phase(f"dumping the database of {env}")
         dump = _dump(ctx, store, env, created)
+        phase(f"storing the filestore of {env}")
         files, new_files = _filestore(store, ctx.host.filestore_dir(env), created)
+        phase("writing the manifest")
         fs_bytes = sum(f["size"] for f in files.values())
         manifest = Manifest(
             id=backup_id, env=env, tier=str(entry.get("tier", "")), commit=commit or entry.get("commit"),

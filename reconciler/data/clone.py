@@ -27,6 +27,7 @@ from reconciler.data.scratch import scratch_name
 from reconciler.data.verify import check_identity, check_neutralized, scan_masked, summarize
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import RunResult
+from reconciler.progress import phase
 
 RunOdoo = Callable[[list[str]], RunResult]
 MAIL_CATCHER_NAME = "OdooOps mail catcher"
@@ -65,13 +66,16 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
     filestore = ctx.host.filestore_dir(target_env, db)
     steps: dict[str, float] = {}
     try:
+        phase(f"copying {source_env}'s database (FILE_COPY)")
         steps["copy_db"] = ctx.pg.clone(source_env, db, owner=target_env)
         t = time.monotonic()
         ctx.pg.reassign_objects(db, target_env)
         steps["reassign"] = time.monotonic() - t
         t = time.monotonic()
+        phase("linking the filestore")
         stats: LinkStats = link_tree(ctx.host.filestore_dir(source_env), filestore)
         steps["filestore"] = time.monotonic() - t
+        phase("neutralizing, masking and verifying the copy" if mask else "neutralizing and verifying the copy")
         result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=source_env,
                           run_odoo=run_odoo, mail_server=mail_server, rules=rules,
                           filestore=filestore if attachments else None)

@@ -15,6 +15,7 @@ import pygit2
 from reconciler.core.model import Tier
 from reconciler.core.promotion import Evidence, Gate, Subject, evaluate
 from reconciler.errors import OdooOpsError
+from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
 from reconciler.sources.pins import publish_ref
 
@@ -176,7 +177,7 @@ def _apply(project: Project, host: HostSettings, branch: str, target: str) -> di
     from reconciler.controller.planning import compute_plan
 
     outcome = compute_plan(project, branches=[branch], refresh=False)
-    result = Applier(project, host).apply(outcome)
+    result = Applier(project, host, deploy_progress).apply(outcome)
     mine = [e for e in result.environments if e.env == target]
     if mine and mine[0].result != "ok":
         err = mine[0].error or {}

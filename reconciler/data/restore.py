@@ -20,6 +20,7 @@ from reconciler.data.backup import Manifest, database_facts, load_manifest, obje
 from reconciler.data.scratch import scratch_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, store_for
+from reconciler.progress import phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
@@ -193,12 +194,15 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
         with _scratch_dir("odooops-restore-") as tmp:
             stage.mkdir(parents=True)
             # Hardlinks only within one file system; _fetch falls back to a copy otherwise.
+            phase(f"checking backup {m.id} (SHA-256 of every part)")
             dump = check_and_fetch(store, m, tmp, filestore=stage, link=True)
+            phase(f"restoring the database into {db}")
             pg_restore(ctx, dump, db, target_env)
         if env_root.exists():
             _chown_tree(stage, _owner_of(env_root))
         os.rename(stage, final)
         if needs_sanitize(m, target_env, entry):
+            phase("neutralizing and masking the copy")
             _sanitize(ctx, db, target_env, entry)
     except BaseException:
         _drop_scratch(ctx, db, stage, final)

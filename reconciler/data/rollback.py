@@ -19,6 +19,7 @@ import pygit2
 
 from reconciler.controller.env_lock import env_lock
 from reconciler.errors import OdooOpsError
+from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
 from reconciler.sources.pins import delete_pin, pin_document, pin_ref, publish_ref, read_pins, write_pin
 
@@ -195,7 +196,7 @@ def _apply(project: Project, host: HostSettings, branch: str, env: str, target: 
                                     f"{action.reason if action else 'the environment is not in the plan'}",
             f"odooops plan --branch {branch}  # see why; odooops rollback {env} --clear removes the pin",
             {"env": env, "action": action.to_json() if action else None})
-    result = Applier(project, host).apply(outcome)
+    result = Applier(project, host, deploy_progress).apply(outcome)
     mine = [e for e in result.environments if e.env == env]
     if mine and mine[0].result != "ok":
         err = mine[0].error or {}

@@ -16,6 +16,7 @@ from reconciler.data import backup as backups
 from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import store_for
+from reconciler.progress import phase
 
 if TYPE_CHECKING:
     from reconciler.controller.host import HostSettings
@@ -57,6 +58,8 @@ class DataService:
         self.ctx.entry(env)
         with env_lock(self.host.state_dir, env, "backup", wait_s=BACKUP_LOCK_WAIT_S):
             manifest = backups.create_backup(self.ctx, env, reason="manual")
+        if verify:
+            phase(f"verifying backup {manifest.id} in a scratch database")
         out = backup_summary(manifest)
         out["new_bytes"] = manifest.sizes.get("new_bytes")
         if verify:

@@ -14,6 +14,7 @@ from reconciler.data.scratch import old_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.health import wait_healthy
 from reconciler.executors.router import CaddyRouter
+from reconciler.progress import phase as report_phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
@@ -78,6 +79,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
     undo: list[tuple[str, Callable[[], None]]] = []
 
     def phase(name: str, fn: Callable[[], Any]) -> Any:
+        report_phase(f"swap: {name.replace('_', ' ')}")
         t = time.monotonic()
         try:
             return fn()

@@ -115,6 +115,15 @@ def test_backup_restore_clone_promote_rollback(data_server: dict[str, Any], remo
     made = _ok(cli(server, tmp_path, "db", "backup", "production", "--verify", "--json"), server)
     backup_id = made["id"]
     assert made["ok"] is True and made["verified_at"] and made["size_bytes"] > 0
+    # The CLI ran it as a job (Prefer: respond-async) and followed its phases until it ended.
+    jobs = _ok(cli(server, tmp_path, "jobs", "--json"), server)["jobs"]
+    job = next(j for j in jobs if j["operation"] == "db.backup" and j["target"] == "production")
+    assert job["state"] == "succeeded" and job["result"]["id"] == backup_id and job["error"] is None
+    names = [ph["name"] for ph in job["phases"]]
+    assert "dumping the database of production" in names
+    assert f"verifying backup {backup_id} in a scratch database" in names
+    assert all(ph["seconds"] is not None for ph in job["phases"])
+    assert _ok(cli(server, tmp_path, "jobs", job["id"], "--json"), server)["phases"] == job["phases"]
     listed = _ok(cli(server, tmp_path, "db", "backups", "production", "--json"), server)
     mine = next(b for b in listed["backups"] if b["id"] == backup_id)
     assert mine["reason"] == "manual" and mine["commit"] == c1 and mine["verification"]["ok"] is True
