@@ -37,6 +37,13 @@ class Project:
     store: StateStore = field(init=False)
     renderer: Any = field(init=False)  # reconciler.render.artifacts.Renderer, imported on first use
     memo: tuple[Any, float, PlanOutcome] | None = field(default=None, init=False)
+    # Long-lived processes (the daemon) re-plan after every push: what did not change is reused from
+    # memory (parsed configs, resolved specs, artifact digests), each pruned to what the last plan used.
+    _configs: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    _specs: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+    _digests: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False)
+    _actions: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
+    _heads: tuple[str | None, list[Head]] = field(default=(None, []), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
@@ -65,8 +72,12 @@ class Project:
                    platform=platform or PlatformConfig())
 
     def heads(self) -> list[Head]:
-        return [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number, commit=h.commit,
-                     commit_time=h.commit_time, config_blob=h.config_blob) for h in self.source.heads()]
+        digest_now = self.source.refs_digest()
+        if self._heads[0] != digest_now:
+            self._heads = (digest_now, [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number,
+                                             commit=h.commit, commit_time=h.commit_time, config_blob=h.config_blob)
+                                        for h in self.source.heads()])
+        return list(self._heads[1])
 
     def pins(self) -> dict[str, Pin]:
         """Rollback pins (refs/odooops/pins/*), one ref listing; none in most repositories."""
@@ -76,7 +87,9 @@ class Project:
         out: dict[str, dict[str, Any]] = {}
         blobs = {h.config_blob for h in heads if h.config_blob} | {p.config_blob for p in pins if p.config_blob}
         for blob in blobs:
-            out[blob] = self.cache.get_or_compute(blob, parse_config)
+            parsed = self._configs.get(blob)
+            out[blob] = parsed if parsed is not None else self.cache.get_or_compute(blob, parse_config)
+        self._configs = dict(out)
         return out
 
     def observed(self) -> dict[str, ObservedEnv]:
@@ -137,20 +150,24 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     heads = project.heads()
     pins = project.pins()
     configs = project.configs(heads, pins.values())
-    desired = desired_state(heads, configs, project.policy, project.platform, pins)
+    desired = desired_state(heads, configs, project.policy, project.platform, pins, memo=project._specs)
     observed = project.observed()
-    result = make_plan(desired, observed, project.policy, now=now, branches=list(branches) if branches else None)
+    result = make_plan(desired, observed, project.policy, now=now, branches=list(branches) if branches else None,
+                       memo=project._actions)
     specs = {spec.name: spec for spec in result.environments}
     artifacts = LazyArtifacts(specs, project.renderer)
     # Digests only depend on (templates, spec, commit): cached on disk like config parses.
     templates = templates_digest()
-    rendered = {
-        env: project.cache.get_or_compute(
-            f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}",
-            lambda _data, env=env: {n: sha256_text(t) for n, t in artifacts[env].items()},
-            read=lambda _key: b"")
-        for env, spec in specs.items()
-    }
+    known, rendered = project._digests, {}
+    for env, spec in specs.items():
+        cache_key = f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}"
+        got = known.get(cache_key)
+        if got is None:
+            got = project.cache.get_or_compute(
+                cache_key, lambda _data, env=env: {n: sha256_text(t) for n, t in artifacts[env].items()},
+                read=lambda _key: b"")
+        rendered[env] = got
+    project._digests = {f"artifacts:{templates}:{s.spec_digest}:{s.commit}": rendered[e] for e, s in specs.items()}
     # The digest also covers the rendered artifacts, so a template change is a different plan.
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),

@@ -46,13 +46,18 @@ def env_name(head: Head, tier: Tier) -> str:
 
 
 def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], policy: Policy,
-                  platform: PlatformConfig | None = None, pins: Mapping[str, Pin] | None = None) -> DesiredState:
+                  platform: PlatformConfig | None = None, pins: Mapping[str, Pin] | None = None,
+                  memo: dict[Any, Any] | None = None) -> DesiredState:
     """Map every head to an environment (or an error, a block, or nothing) by policy and config.
 
     `configs` maps a `.odooops.yaml` blob id to the result of `config.parse_config`. `pins` maps an
     environment name to its rollback pin: while the branch head is still the pin's `branch_head`,
     the environment runs the pinned commit (with that commit's configuration); once the branch
     moved, the pin is released and only reported.
+
+    `memo` (owned by the caller, e.g. a long-lived daemon): resolved specs by everything they depend
+    on (head, rule, name, pin, policy, platform; the head carries its config blob id), so a change of
+    one branch re-resolves one spec. Entries no head used are dropped.
     """
     platform = platform or PlatformConfig()
     heads = sorted(heads, key=lambda h: h.ref)
@@ -62,12 +67,19 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
     errors: list[ConfigError] = []
     ignored: list[str] = []
     production_taken: str | None = None
+    used: dict[Any, Any] = {}
+    rules_sig = repr(rules) if memo is not None else ""  # a str caches its hash: cheap to key on
     for head in heads:
-        rule = match_rule(rules, head)
+        route_key = ("route", head, rules_sig)
+        route = memo.get(route_key) if memo is not None else None
+        if route is None:
+            matched = match_rule(rules, head)
+            route = (matched, env_name(head, matched.tier) if matched is not None else "")
+        used[route_key] = route  # type: ignore[assignment]
+        rule, name = route
         if rule is None:
             ignored.append(head.branch)
             continue
-        name = env_name(head, rule.tier)
         head, pin = _pinned(head, (pins or {}).get(name))
         if rule.tier is Tier.PRODUCTION:
             if production_taken is not None:
@@ -91,14 +103,22 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
                 remediation=f"fix {CONFIG_FILE} on {head.branch} (see errors); a running environment "
                             "keeps its current version meanwhile"))
             continue
-        spec = _resolve(head, rule, name, parsed, policy, platform, pin)
-        violations = limit_violations(policy, rule.tier, spec.settings, spec.origins)
+        key = (head, rule, name, pin, policy.digest, platform)
+        hit = memo.get(key) if memo is not None else None
+        if hit is None:
+            spec = _resolve(head, rule, name, parsed, policy, platform, pin)
+            hit = (spec, limit_violations(policy, rule.tier, spec.settings, spec.origins))
+        used[key] = hit
+        spec, violations = hit
         if violations:
             blocked.append(Blocked(name=name, branch=head.branch, tier=rule.tier,
                                    reason="; ".join(v[0] for v in violations),
                                    remediation="; ".join(v[1] for v in violations), spec=spec))
             continue
         envs[name] = spec
+    if memo is not None:
+        memo.clear()
+        memo.update(used)
     return DesiredState(environments=envs, blocked=tuple(blocked), errors=tuple(errors),
                         ignored=tuple(ignored))
 

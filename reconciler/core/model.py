@@ -124,6 +124,7 @@ class EnvSpec:
     # A rollback pin that applies (or was released by a new push); not part of the digest or JSON
     # so plans of repositories without pins are unchanged.
     pin: Pin | None = field(default=None, compare=False)
+    _json_digest: str = field(default="", init=False, compare=False, repr=False)
 
     @classmethod
     def build(cls, *, settings: dict[str, Any], **identity: Any) -> EnvSpec:
@@ -137,6 +138,12 @@ class EnvSpec:
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
+
+    def json_digest(self) -> str:
+        """Digest of to_json() (the commit included), computed once per spec object."""
+        if not self._json_digest:
+            object.__setattr__(self, "_json_digest", digest(self.to_json()))
+        return self._json_digest
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -26,14 +26,40 @@ _ORDER = {ActionKind.DESTROY: 0, ActionKind.CREATE: 1, ActionKind.UPDATE: 2, Act
 
 
 def plan(desired: DesiredState, observed: Mapping[str, ObservedEnv], policy: Policy,
-         now: float | None = None, branches: Iterable[str] | None = None) -> Plan:
-    """Everything the next apply would do, and why. `now` (epoch seconds) only drives TTL expiry."""
+         now: float | None = None, branches: Iterable[str] | None = None,
+         memo: dict[Any, tuple[EnvSpec | None, Action, str]] | None = None) -> Plan:
+    """Everything the next apply would do, and why. `now` (epoch seconds) only drives TTL expiry.
+
+    `memo` (owned by a long-lived caller): each environment's action and its digest, by the spec
+    object and what was observed of it, so re-planning after one push diffs one environment."""
     actions: list[Action] = []
+    digests: dict[int, str] = {}
+    used: dict[Any, tuple[EnvSpec | None, Action, str]] = {}
     allowed, over_quota = _apply_quotas(desired, observed, policy)
     for spec in allowed:
-        actions.append(_diff(spec, observed.get(spec.name), now))
+        obs = observed.get(spec.name)
+        key = (id(spec), _observed_key(spec, obs, now))
+        hit = memo.get(key) if memo is not None else None
+        if hit is None or hit[0] is not spec:
+            action = _diff(spec, obs, now)
+            hit = (spec, action, digest(action.to_json()))
+        used[key] = hit
+        actions.append(hit[1])
+        digests[id(hit[1])] = hit[2]
     for b in over_quota + list(desired.blocked):
-        actions.append(_blocked(b, observed.get(b.name)))
+        obs = observed.get(b.name)
+        bkey = ("blocked", b.name, b.branch, b.tier, b.reason, b.remediation, b.spec.commit if b.spec else None,
+                obs is not None and obs.state != "expired")
+        bhit = memo.get(bkey) if memo is not None else None
+        if bhit is None:
+            action = _blocked(b, obs)
+            bhit = (None, action, digest(action.to_json()))  # type: ignore[assignment]
+        used[bkey] = bhit  # type: ignore[assignment]
+        actions.append(bhit[1])
+        digests[id(bhit[1])] = bhit[2]
+    if memo is not None:
+        memo.clear()
+        memo.update(used)
     handled = set(desired.environments) | {b.name for b in desired.blocked}
     for name, obs in sorted(observed.items()):
         if name not in handled and obs.state != "expired":
@@ -47,16 +73,27 @@ def plan(desired: DesiredState, observed: Mapping[str, ObservedEnv], policy: Pol
         errors = [e for e in errors if e.branch in keep]
     actions.sort(key=lambda a: (_ORDER[a.action], Tier(a.tier).rank if a.tier else 9, a.env))
     envs.sort(key=lambda s: (s.tier.rank, s.name))
-    body = _digest_body(envs, actions, errors, desired.ignored, policy)
+    body = _digest_body(envs, actions, digests, errors, desired.ignored, policy)
     return Plan(environments=tuple(envs), actions=tuple(actions), errors=tuple(errors),
                 ignored=desired.ignored, plan_digest=digest(body))
 
 
-def _digest_body(envs: list[EnvSpec], actions: list[Action], errors: list[Any], ignored: tuple[str, ...],
-                 policy: Policy) -> dict[str, Any]:
+def _observed_key(spec: EnvSpec, obs: ObservedEnv | None, now: float | None) -> tuple[Any, ...] | None:
+    """Everything of the observation that _diff reads (its settings are fixed by its spec digest)."""
+    if obs is None:
+        return None
+    ttl = spec.settings.get("ttl_hours")
+    expired = (ttl is not None and now is not None and obs.deployed_at is not None
+               and now >= obs.deployed_at + ttl * 3600)
+    return (obs.tier, obs.commit, obs.spec_digest, obs.state, expired)
+
+
+def _digest_body(envs: list[EnvSpec], actions: list[Action], digests: Mapping[int, str], errors: list[Any],
+                 ignored: tuple[str, ...], policy: Policy) -> dict[str, Any]:
+    """Each environment and action by its own digest (computed once per spec or action object)."""
     return {"policy": policy.digest,
-            "environments": [{**e.to_json(), "commit": e.commit} for e in envs],
-            "actions": [a.to_json() for a in actions],
+            "environments": [e.json_digest() for e in envs],
+            "actions": [digests.get(id(a)) or digest(a.to_json()) for a in actions],
             "errors": [e.to_json() for e in errors], "ignored": list(ignored)}
 
 

@@ -114,3 +114,30 @@ def test_plan_digest_depends_only_on_inputs(branches: list[str], rnd) -> None:
     if branches and branches[0] != "x/y":  # an ignored branch's commit does not matter
         changed = [head(branches[0], commit="f" * 40), *heads[1:]]
         assert plan(desired_state(changed, {}, POLICY), {}, POLICY).plan_digest != p1.plan_digest
+
+
+@given(st.lists(st.tuples(branch_sets, st.integers(0, 3), st.booleans()), min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None)
+def test_memoized_planning_equals_planning_from_scratch(steps: list[tuple[list[str], int, bool]]) -> None:
+    """A long-lived planner (the daemon) reuses specs and actions across plans: every plan it makes
+    through any sequence of pushes, deletions, config changes and deploys is the one made from scratch."""
+    cfg = {"c": parse_config("environments:\n  develop:\n    workers: 3\n")}
+    spec_memo: dict = {}
+    action_memo: dict = {}
+    observed: dict[str, ObservedEnv] = {}
+    previous = None
+    for branches, bump, deploy in steps:
+        heads = [head(b, commit=f"{i + bump:040x}", blob="c" if b == "develop" and bump % 2 else None)
+                 for i, b in enumerate(branches)]
+        fresh = plan(desired_state(heads, cfg, POLICY), observed, POLICY, now=5000.0)
+        before = {id(s) for s, _ in spec_memo.values()}
+        d = desired_state(heads, cfg, POLICY, memo=spec_memo)
+        if previous == (branches, bump):  # the same heads again: nothing is resolved twice
+            assert all(id(s) in before for s in d.environments.values())
+        previous = (branches, bump)
+        memoized = plan(d, observed, POLICY, now=5000.0, memo=action_memo)
+        assert memoized.plan_digest == fresh.plan_digest
+        assert [a.to_json() for a in memoized.actions] == [a.to_json() for a in fresh.actions]
+        assert len(spec_memo) <= 2 * len(heads) and len(action_memo) <= len(heads)  # pruned to what was used
+        if deploy:
+            observed = {s.name: observed_from(s) for s in d.environments.values()}
