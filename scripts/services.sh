@@ -72,6 +72,7 @@ start_docker() {
     stop_pidfile "$DK_PID" dockerd 20
   fi
   rm -f "$DK_PID" "$DK_SOCK"
+  remove_stale_bridges
   ensure_bridge
   log "starting dockerd (bridge $DK_BRIDGE $DK_BRIDGE_CIDR, pool $DK_POOL)"
   # setsid detaches it from this shell so it outlives the calling job; fd 9 (the start lock)
@@ -80,6 +81,19 @@ start_docker() {
     -H "unix://$DK_SOCK" --bridge "$DK_BRIDGE" \
     --default-address-pool "base=$DK_POOL,size=24" --log-level warn >>"$DK_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
   wait_for 60 docker_up || { tail -n 30 "$DK_DIR/dockerd.log" >&2; die "dockerd did not start"; }
+}
+
+# Network bridges (br-*) in our address pool that no running dockerd owns: left by a dockerd that
+# stopped (this checkout's or another's). Their routes shadow the subnets our dockerd hands out
+# again, and a container on such a subnet then never gets an answer from the host (seen: PostgreSQL
+# connections timing out after 2 minutes). Only called while our dockerd is down.
+remove_stale_bridges() {
+  ip -4 -o addr show | awk '$2 ~ /^br-/ {print $2, $4}' | while read -r dev addr; do
+    if python3 -c 'import ipaddress, sys; sys.exit(0 if ipaddress.ip_interface(sys.argv[1]).ip in ipaddress.ip_network(sys.argv[2]) else 1)' "$addr" "$DK_POOL"; then
+      log "removing stale bridge $dev ($addr) left by a stopped dockerd"
+      ip link delete "$dev" 2>/dev/null || true
+    fi
+  done
 }
 
 ensure_bridge() {
