@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,12 +28,11 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from bench.bench_plan import bench_policy  # noqa: E402
+from bench.harness import example_host  # noqa: E402
 from reconciler.controller.apply import Applier  # noqa: E402
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
 from reconciler.executors.artifacts import ArtifactInputs, ArtifactStore, export_tree  # noqa: E402
-from tests.example_repo import build_example, git  # noqa: E402
-from tests.services import load_services_env  # noqa: E402
+from tests.example_repo import git  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-apply-"))
-    os.environ["ODOOOPS_SECRET_KEY_FILE"] = str(tmp / "secret.key")
-    env = load_services_env()
-    env["ODOOOPS_IMAGE_OVERRIDES"] = f"odoo:19.0={env['ODOOOPS_STANDIN_IMAGE']}"
-    env["ODOOOPS_GIT_MIRRORS"] = f"https://github.com/OCA/web.git={(tmp / 'oca-web.git').as_uri()}"
-    host = HostSettings.from_env(tmp / "state", env)
-    work = tmp / "project"
-    build_example(work, oca_dest=tmp / "oca-web.git")
+    tmp, host, work = example_host("bench-apply-")
     tag = os.urandom(3).hex()
     branches = [f"feature/b{tag}-{i:02d}" for i in range(args.envs)]
     for b in branches:

@@ -156,20 +156,15 @@ def _failure(code: str) -> str:
 def audited(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Audit the operation's outcome: ok (with what the handler put in the yielded dict), refused or failed."""
     outcome: dict[str, Any] = {}
-    try:
+    with audited_refusal(request, action, target, arguments):
         yield outcome
-    except OdooOpsError as err:
-        audit(request, action, target, arguments, _failure(err.code))
-        raise
-    except Exception:
-        audit(request, action, target, arguments, "failed:INTERNAL")
-        raise
     audit(request, action, target, arguments, {"status": "ok", **outcome})
 
 
 @contextlib.contextmanager
 def audited_refusal(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[None]:
-    """The checks before an operation starts: a refusal there is audited like the operation's own."""
+    """Audit only a failure: refused (a known error code) or failed; used alone for the checks before an
+    operation starts, whose own outcome is audited when it ends (a job ends later)."""
     try:
         yield
     except OdooOpsError as err:
