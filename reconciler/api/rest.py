@@ -85,18 +85,22 @@ def actor_of(request: Request) -> Actor:
     return Actor(who.subject, who.is_admin)
 
 
-def requires(scope: str, action: str | None) -> Callable[..., Principal]:
-    """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scope (403)."""
+Allow = Callable[[Request, Principal], bool]
+
+
+def requires(scope: str, action: str | None, allow: Allow | None = None) -> Callable[..., Principal]:
+    """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scope (403).
+    `allow`: a narrower grant checked when the scope is missing (a job's own actor may read it)."""
 
     # async: CPU only (a cached token is a dict lookup), so no thread-pool hop per request
     async def check(request: Request, creds: HTTPAuthorizationCredentials | None = BEARER) -> Principal:
-        return authorize(request, creds, scope, action)
+        return authorize(request, creds, scope, action, allow)
 
     return check
 
 
 def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scope: str,
-              action: str | None) -> Principal:
+              action: str | None, allow: Allow | None = None) -> Principal:
     """Token (401), rate limit (429), unknown query parameters (400), scope (403, audited when privileged)."""
     ctx = ctx_of(request)
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
@@ -114,7 +118,7 @@ def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scop
         raise ApiError("QUERY_PARAMETER_UNKNOWN", f"unknown query parameter {unknown[0][:60]!r}",
                        f"use only {', '.join(sorted(known)) or 'no query parameters'} (docs/openapi.json)",
                        status=400)
-    if not who.has(scope):
+    if not who.has(scope) and not (allow is not None and allow(request, who)):
         if action is not None:
             audit(request, action, request.url.path, {}, f"refused:SCOPE_REQUIRED ({scope})")
         raise ApiError("SCOPE_REQUIRED", f"this operation needs the scope {scope!r}; the token has "
@@ -126,7 +130,7 @@ def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scop
 
 def op(router: APIRouter, method: str, path: str, scope: str, operation_id: str, summary: str, *,
        status_code: int = 200, errors: tuple[int, ...] = (404,), action: str | None = None,
-       **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+       allow: Allow | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an operation: its auth dependency, required scope (x-required-scopes) and error docs."""
     extra = {"x-required-scopes": [scope]}
     if action is not None:
@@ -135,7 +139,7 @@ def op(router: APIRouter, method: str, path: str, scope: str, operation_id: str,
     responses = {**error_responses(*errors, *body), **kw.pop("responses", {})}
     return router.api_route(
         path, methods=[method], operation_id=operation_id, summary=summary, status_code=status_code,
-        responses=responses, openapi_extra=extra, dependencies=[Depends(requires(scope, action))], **kw)
+        responses=responses, openapi_extra=extra, dependencies=[Depends(requires(scope, action, allow))], **kw)
 
 
 def audit(request: Request, action: str, target: str, arguments: dict[str, Any], result: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
+from reconciler.api.auth import Principal
 from reconciler.api.errors import ApiError
 from reconciler.api.rest import ctx_of, op
 
@@ -43,8 +44,16 @@ def list_jobs(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict[st
     return {"jobs": [j.to_json() for j in jobs.list(limit)]}
 
 
+def own_job(request: Request, who: Principal) -> bool:
+    """Whoever started a job may follow it without env:read (a token made for one restore, say)."""
+    jobs, job_id = ctx_of(request).jobs, request.path_params.get("job_id", "")
+    job = jobs.get(job_id) if jobs is not None else None
+    return job is not None and job.actor == who.subject
+
+
 @op(router, "GET", "/jobs/{job_id}", "env:read", "getJob",
-    "A job: its phase while it runs, then its result or the error the operation answered", response_model=JobModel)
+    "A job: its phase while it runs, then its result or the error the operation answered (env:read, or the "
+    "token's subject started it)", response_model=JobModel, allow=own_job)
 def get_job(request: Request, job_id: str = JobId) -> dict[str, Any]:
     jobs = ctx_of(request).jobs
     assert jobs is not None

@@ -50,6 +50,23 @@ def test_a_failing_job_answers_what_the_synchronous_call_answers(api: ApiServer)
         api.remove_env(env)
 
 
+def test_who_started_a_job_may_follow_it_without_env_read(api: ApiServer) -> None:
+    env = api.add_env(tier="staging")
+    try:
+        path = f"/api/v1/environments/{env}/backups/2020-01-01-00-00-00-dead/verify"
+        mine = api.token(["db:backup"], subject="ci-restore@example.com")
+        started = api.request("POST", path, token=mine, headers=ASYNC)
+        assert started.status_code == 202
+        location = started.headers["location"]
+        assert api.request("GET", location, token=mine).status_code == 200
+        other = api.token(["db:backup"], subject="someone-else@example.com")
+        refused = api.request("GET", location, token=other)
+        assert refused.status_code == 403 and refused.json()["error"] == "SCOPE_REQUIRED"
+        assert api.request("GET", "/api/v1/jobs", token=mine).status_code == 403  # the list stays env:read
+    finally:
+        api.remove_env(env)
+
+
 def test_unknown_and_malformed_job_ids(api: ApiServer) -> None:
     missing = api.request("GET", "/api/v1/jobs/0123456789abcdef", role="tester")
     assert missing.status_code == 404 and missing.json()["error"] == "JOB_NOT_FOUND"
