@@ -30,6 +30,7 @@ import uvicorn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_plan import bench_policy  # noqa: E402
 from reconciler.api.app import create_app  # noqa: E402
 from reconciler.controller.daemon import Daemon, DaemonConfig  # noqa: E402
 from reconciler.controller.planning import PlanOutcome, Project  # noqa: E402
@@ -62,25 +63,40 @@ def build_remote(dest: Path, extra_branches: int = 0) -> None:
 
 
 class StartRecorder:
-    """The applier seam: records when each apply starts (the apply itself is not the subject)."""
+    """The applier seam: records when each apply starts (the apply itself is not the subject).
+    `factory` (--running) also records the environments as running in the state file, as a real
+    apply does; `unbound` (the default, as in session 1) does not, so the environments within the
+    quota stay "to create" and are reconciled again after every push (pessimistic)."""
 
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
         self.cond = threading.Condition()
 
-    def factory(self, _project: Project) -> StartRecorder:
-        return self
+    def unbound(self, _project: Project) -> Any:
+        return self  # records nothing: planned creates stay "to create"
 
-    def apply(self, outcome: PlanOutcome) -> Any:
+    def factory(self, project: Project) -> Any:
+        recorder = self
+
+        class Bound:
+            def apply(self, outcome: PlanOutcome) -> Any:
+                return recorder.apply(outcome, project)
+
+        return Bound()
+
+    def apply(self, outcome: PlanOutcome, project: Project | None = None) -> Any:
         now = time.time()
         with self.cond:
             for a in outcome.plan.actions:
                 self.started.setdefault(a.commit or "", now)
             self.cond.notify_all()
+        if project is not None:
+            for spec in outcome.plan.environments:
+                project.store.record(spec, state="running")
         return type("Report", (), {"environments": [], "ok": True})()
 
 
-def latency(work: Path, deliveries: int, extra_branches: int = 0) -> dict[str, Any]:
+def latency(work: Path, deliveries: int, extra_branches: int = 0, running: bool = False) -> dict[str, Any]:
     served = Path(tempfile.mkdtemp(prefix="bench-wh-", dir=work))
     build_remote(served / "acme.git", extra_branches)
     secret_file = served / "secret"
@@ -91,8 +107,12 @@ def latency(work: Path, deliveries: int, extra_branches: int = 0) -> dict[str, A
         url = f"{root}/acme.git"
         clone = served / "work"
         git(served, "clone", "-q", url, str(clone))
+        # --running: quotas raised so every extra branch is an environment, recorded as running by its
+        # first apply (1,000 running, one of them pushed to); default: the policy's quotas (the extra
+        # branches beyond them are blocked), applies not recorded.
         daemon = Daemon(DaemonConfig(repo=url, state_dir=served / "state", poll_interval=3600,
-                                     sweep_interval=3600), None, applier_factory=recorder.factory)
+                                     sweep_interval=3600, policy_file=bench_policy(served) if running else None),
+                        None, applier_factory=recorder.factory if running else recorder.unbound)
         daemon.add_apply_hook(lambda _b, a, w: hinted.setdefault(a.commit or "", w.hinted_at or 0.0))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(daemon, secret_file), host="127.0.0.1", port=port,
@@ -100,6 +120,7 @@ def latency(work: Path, deliveries: int, extra_branches: int = 0) -> dict[str, A
         threading.Thread(target=server.run, daemon=True).start()
         daemon.start()
         wait_for(lambda: server.started and daemon.is_ready(), 30, "daemon and API")
+        wait_for(daemon.queue.idle, 600, "the first applies of every environment")
         branch = f"feature/bench-{uuid.uuid4().hex[:6]}"
         git(clone, "checkout", "-q", "-b", branch, "origin/base")
         server_side, client_side = [], []
@@ -273,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-branches", type=int, default=0,
                     help="also measure the latency with this many more branches to plan (e.g. 1000)")
     ap.add_argument("--skip-flood", action="store_true")
+    ap.add_argument("--running", action="store_true",
+                    help="with --extra-branches: every extra branch an environment recorded as running")
     ap.add_argument("--work", type=Path, default=ROOT / ".work" / "bench")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -281,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {"latency": latency(args.work, args.deliveries)}
     if args.extra_branches:
-        report["latency_more_branches"] = latency(args.work, args.deliveries, args.extra_branches)
+        report["latency_more_branches"] = latency(args.work, args.deliveries, args.extra_branches, args.running)
     if not args.skip_flood:
         report["flood"] = flood(args.work, args.flood, args.concurrency, args.flood_rounds, load_services_env())
     report |= {

@@ -314,13 +314,29 @@ class Records:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # The parsed file and the stat it was read at: every reconcile asks (claims of 1,000
+        # environments are ~100 KB of JSON), and it changes only when an environment comes or goes.
+        self._cache: tuple[tuple[int, int, int] | None, dict[str, dict[str, Any]]] = (None, {})
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def all(self) -> dict[str, dict[str, Any]]:
+        stamp = self._stamp()
+        cached_stamp, cached = self._cache
+        if stamp is not None and stamp == cached_stamp:
+            return dict(cached)
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        data = data if isinstance(data, dict) else {}
+        self._cache = (stamp, data)
+        return dict(data)
 
     def _write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +346,7 @@ class Records:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        self._cache = (self._stamp(), dict(data))
 
     def add(self, entries: dict[str, dict[str, Any]], replace: bool = False) -> bool:
         """Add entries (keep existing ones unless replace); True if the file changed."""
