@@ -239,7 +239,7 @@ class DockerRuntime:
             # Resolving images first means a missing image changes nothing at all.
             all_labels = {c["name"]: self._container_labels(spec, c) for c in spec["containers"]}
             network_created, volumes_created = self._ensure_network_and_volumes(spec)
-            current = self._settle_handovers(env)
+            current = self._settle_handovers(env, all_labels)
             for name, obs in current.items():
                 if name not in all_labels:
                     self._stop_and_remove(obs.id, 10)
@@ -249,9 +249,7 @@ class DockerRuntime:
                 obs = current.get(c["name"])
                 name = c["name"]
                 if obs is not None:
-                    have = {L_COMMIT: obs.commit, L_SPEC: obs.spec_digest,
-                            L_ARTIFACT: obs.artifact, L_CDIGEST: obs.container_digest}
-                    if obs.running and all(have[k] == labels[k] for k in IDENTITY):
+                    if _matches(obs, labels):
                         unchanged.append(name)
                         continue
                     replaced.append(name)
@@ -289,19 +287,23 @@ class DockerRuntime:
         with self._engine(f"abandon {h.name}{NEXT}"):
             self._stop_and_remove(h.new_id, 0)
 
-    def _settle_handovers(self, env: str) -> dict[str, ObservedContainer]:
+    def _settle_handovers(self, env: str, wanted: dict[str, dict[str, str]]) -> dict[str, ObservedContainer]:
         """Finish what a killed process left of a handover, then return the env's containers by name.
 
-        NAME-next alone means the old container was already retired: it takes its name. Both present
-        means the switch never completed: the old one is kept and the half-started new one goes."""
+        NAME-next alone: the old container was already retired, so it takes the name. Both present:
+        the one that is what this ensure wants stays (the switch to it may have happened), else the
+        old one stays; the other goes."""
         current = {c.name: c for c in self.observe_env(env).containers if not c.oneshot}
         for name in [n for n in current if n.endswith(NEXT)]:
             canonical = name[: -len(NEXT)]
-            if canonical in current:
-                self._stop_and_remove(current.pop(name).id, 0)
-            else:
-                self.api.rename(current[name].id, canonical)
-                current[canonical] = replace(current.pop(name), name=canonical)
+            new, old, want = current.pop(name), current.get(canonical), wanted.get(canonical)
+            if old is not None and not (_matches(new, want) and not _matches(old, want)):
+                self._stop_and_remove(new.id, 0)
+                continue
+            if old is not None:
+                self._stop_and_remove(old.id, 10)
+            self.api.rename(new.id, canonical)
+            current[canonical] = replace(new, name=canonical)
         return current
 
     def _ensure_network_and_volumes(self, spec: dict[str, Any]) -> tuple[bool, list[str]]:
@@ -489,6 +491,12 @@ def _from_summary(s: dict[str, Any]) -> ObservedContainer:
         container_digest=labels.get(L_CDIGEST), image=s.get("Image", ""),
         http_host_port=port(L_HTTP), gevent_host_port=port(L_GEVENT),
         oneshot=labels.get(L_ONESHOT) == "true", project=labels.get(L_PROJECT))
+
+
+def _matches(c: ObservedContainer, labels: dict[str, str] | None) -> bool:
+    """The container is running and is what these labels describe (IDENTITY)."""
+    have = {L_COMMIT: c.commit, L_SPEC: c.spec_digest, L_ARTIFACT: c.artifact, L_CDIGEST: c.container_digest}
+    return labels is not None and c.running and all(have[k] == labels.get(k) for k in IDENTITY)
 
 
 def _check_owner(kind: str, name: str, labels: dict[str, str] | None, env: str) -> None:

@@ -209,6 +209,15 @@ def test_handover_keeps_the_old_web_serving_until_promoted(
     finished = runtime.ensure(deploy.spec(env, commit=COMMIT_A))
     assert web in finished.unchanged
     assert docker_client.api.inspect_container(web)["Id"] == y.new_id
+    # killed after the switch to the new one, before the old one was retired: the rerun of the same
+    # deploy keeps the new one (it may already serve) and retires the old one
+    left = runtime.ensure(deploy.spec(env, commit=COMMIT_B), handover=True)
+    (z,) = left.handovers
+    rerun = runtime.ensure(deploy.spec(env, commit=COMMIT_B), handover=True)
+    assert web in rerun.unchanged and not rerun.handovers
+    assert docker_client.api.inspect_container(web)["Id"] == z.new_id
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(z.old_id)
 
 
 def test_orphans_removed_and_foreign_names_refused(
