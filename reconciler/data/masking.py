@@ -89,12 +89,20 @@ $$ SELECT encode(sha512(convert_to(k || chr(31) || v, 'UTF8')), 'hex') $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_n(h text, pos integer, n integer) RETURNS integer LANGUAGE sql IMMUTABLE AS
 $$ SELECT (('x' || substr(h, pos, 8))::bit(32)::bigint %% n)::integer + 1 $$;
 -- Format-preserving: digits stay digits, lower/upper letters stay so, everything else is kept.
+-- Each character maps through a keyed table, so a short value ("1000") could map to itself (1 in 64
+-- for two distinct digits): the table is then derived again, up to 8 times, until the value changed.
 CREATE OR REPLACE FUNCTION pg_temp.oo_fpk(v text, seed text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE
-STRICT AS $$ DECLARE h text := pg_temp.oo_h(seed, k); BEGIN
-  RETURN translate(v, '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ',
-       translate(substr(h, 1, 10), 'abcdef', '012345')
-       || translate(substr(h, 11, 26), '0123456789abcdef', 'bcdfghjklmnprstv')
-       || translate(substr(h, 37, 26), '0123456789abcdef', 'AEIOUBCDFGKLMNRT'));
+STRICT AS $$ DECLARE h text; r text; s text := seed; BEGIN
+  FOR attempt IN 1..8 LOOP
+    h := pg_temp.oo_h(s, k);
+    r := translate(v, '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ',
+         translate(substr(h, 1, 10), 'abcdef', '012345')
+         || translate(substr(h, 11, 26), '0123456789abcdef', 'bcdfghjklmnprstv')
+         || translate(substr(h, 37, 26), '0123456789abcdef', 'AEIOUBCDFGKLMNRT'));
+    IF r <> v OR v !~ '[0-9A-Za-z]' THEN RETURN r; END IF;
+    s := s || chr(30);
+  END LOOP;
+  RETURN r;
 END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_fp(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
 $$ BEGIN RETURN pg_temp.oo_fpk(v, v, k); END $$;
