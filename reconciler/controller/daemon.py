@@ -68,6 +68,9 @@ class DaemonConfig:
     backup_tick: float = 60.0  # seconds between two looks at the environments' backup schedules
 
 
+NOTES_RETRY_MAX_S = 8.0
+
+
 def branch_outcome(outcome: PlanOutcome, branch: str) -> PlanOutcome:
     """What compute_plan(branches=[branch]) returns, cut from a plan of every branch."""
     plan = outcome.plan
@@ -384,8 +387,11 @@ class Daemon:
             push_notes(project.source.repo, self.config.repo)
             self._notes_retry = (False, 0.0, 1.0)
         except OdooOpsError as exc:
-            log.warning("notes still not pushed (%s); next try in %.0fs", exc.code, delay)
-            self._notes_retry = (True, time.monotonic() + delay, min(delay * 2, 60.0))
+            # Jittered, and capped at NOTES_RETRY_MAX_S: a lost race is cheap to retry, and the status
+            # note is what people read (one minute between tries left a busy remote's notes stale).
+            wait = delay * random.uniform(0.5, 1.0)
+            log.warning("notes still not pushed (%s); next try in %.1fs", exc.code, wait)
+            self._notes_retry = (True, time.monotonic() + wait, min(delay * 2, NOTES_RETRY_MAX_S))
 
     def _publish(self, outcome: PlanOutcome, observed: dict[str, ObservedEnv], key: tuple[Any, ...],
                  hinted: set[str]) -> None:
