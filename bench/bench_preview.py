@@ -30,7 +30,6 @@ import os
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_plan import bench_policy  # noqa: E402
+from bench.harness import example_host  # noqa: E402
 from reconciler.controller.apply import Applier, EnvReport  # noqa: E402
 from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
@@ -46,7 +46,7 @@ from reconciler.core.model import Action, ActionKind  # noqa: E402
 from reconciler.data import mail  # noqa: E402
 from reconciler.data.templates import TemplateRegistry  # noqa: E402
 from reconciler.executors.postgres import Postgres  # noqa: E402
-from tests.example_repo import build_example, git  # noqa: E402
+from tests.example_repo import git  # noqa: E402
 from tests.services import load_services_env  # noqa: E402
 
 
@@ -68,16 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=5000, help="data rows per generated addon")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-preview-"))
-    os.environ["ODOOOPS_SECRET_KEY_FILE"] = str(tmp / "secret.key")
-    env = load_services_env()
-    env["ODOOOPS_IMAGE_OVERRIDES"] = f"odoo:19.0={env['ODOOOPS_STANDIN_IMAGE']}"
-    env["ODOOOPS_GIT_MIRRORS"] = f"https://github.com/OCA/web.git={(tmp / 'oca-web.git').as_uri()}"
-    env["ODOOOPS_MAIL_CATCHER_PORT"] = str(_free_port(env["ODOOOPS_PG_HOST_FROM_CONTAINERS"]))
-    host = HostSettings.from_env(tmp / "state", env)
+    port = _free_port(load_services_env()["ODOOOPS_PG_HOST_FROM_CONTAINERS"])
+    tmp, host, work = example_host("bench-preview-", {"ODOOOPS_MAIL_CATCHER_PORT": str(port)})
     catcher = f"odooops-mail-catcher-bench-{os.urandom(3).hex()}"
-    work = tmp / "project"
-    build_example(work, oca_dest=tmp / "oca-web.git")
     policy = bench_policy(tmp)
     tag = os.urandom(3).hex()
     base = "develop"

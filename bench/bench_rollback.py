@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,15 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import example_host  # noqa: E402
 from reconciler.controller.apply import Applier  # noqa: E402
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
 from reconciler.core.model import Action, ActionKind  # noqa: E402
 from reconciler.data.backup import create_backup  # noqa: E402
 from reconciler.data.context import DataContext  # noqa: E402
 from reconciler.data.rollback import rollback  # noqa: E402
-from tests.example_repo import build_example, commit_file, git  # noqa: E402
-from tests.services import load_services_env  # noqa: E402
+from tests.example_repo import commit_file, git  # noqa: E402
 
 ROW_BYTES = 270  # one row of 224 characters of md5 text plus tuple overhead, as stored (not TOASTed)
 
@@ -77,14 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filestore-mb", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-rollback-"))
-    os.environ["ODOOOPS_SECRET_KEY_FILE"] = str(tmp / "secret.key")
-    services = load_services_env()
-    services["ODOOOPS_IMAGE_OVERRIDES"] = f"odoo:19.0={services['ODOOOPS_STANDIN_IMAGE']}"
-    services["ODOOOPS_GIT_MIRRORS"] = f"https://github.com/OCA/web.git={(tmp / 'oca-web.git').as_uri()}"
-    host = HostSettings.from_env(tmp / "state", services)
-    work = tmp / "project"
-    build_example(work, oca_dest=tmp / "oca-web.git")
+    tmp, host, work = example_host("bench-rollback-")
     branch = f"feature/rb{uuid.uuid4().hex[:8]}"
     git(work, "checkout", "-q", "-b", branch, "develop")
     out: dict[str, Any] = {"db_mb_requested": args.db_mb, "filestore_mb": args.filestore_mb,

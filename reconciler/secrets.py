@@ -6,11 +6,11 @@ import base64
 import json
 import os
 import secrets as pysecrets
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
 
 
@@ -20,21 +20,6 @@ def default_key_file() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "odooops" / "secret.key"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_secret() -> str:
@@ -61,7 +46,7 @@ class SecretStore:
 
     def _key(self) -> bytes:
         if not self.key_file.exists():
-            _write_private(self.key_file, base64.b64encode(AESGCM.generate_key(bit_length=256)) + b"\n")
+            write_atomic(self.key_file, base64.b64encode(AESGCM.generate_key(bit_length=256)) + b"\n")
         mode = self.key_file.stat().st_mode & 0o077
         if mode:
             raise OdooOpsError("SECRET_KEY_PERMISSIONS", f"{self.key_file} is readable by other users",
@@ -98,7 +83,7 @@ class SecretStore:
     def _save(self, scope: str, values: dict[str, str]) -> None:
         nonce = os.urandom(12)
         blob = nonce + self._aead.encrypt(nonce, json.dumps(values, sort_keys=True).encode(), scope.encode())
-        _write_private(self._path(scope), blob)
+        write_atomic(self._path(scope), blob)
 
     def get(self, scope: str, name: str) -> str | None:
         return self._load(scope).get(name)

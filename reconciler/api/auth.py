@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import secrets as pysecrets
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from typing import Any
 import jwt
 
 from reconciler.api.errors import ApiError
+from reconciler.atomic import write_atomic
 
 ISSUER = "odooops"
 AUDIENCE = "odooops-api"
@@ -72,21 +71,6 @@ def expand_scopes(scopes: list[str] | tuple[str, ...] | None = None, role: str |
     return sorted(out)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass(frozen=True)
 class KeyRing:
     """The signing and verification keys, read once (no per-request file reads)."""
@@ -109,7 +93,7 @@ class KeyRing:
                 raise ApiError("API_KEY_FILE_MISSING", f"the API key file {path} does not exist",
                                f"create it: odooops serve --api-key-file {path} creates an HS256 key, or "
                                "copy the server's key file here", status=400)
-            _write_private(path, base64.b64encode(pysecrets.token_bytes(32)) + b"\n")
+            write_atomic(path, base64.b64encode(pysecrets.token_bytes(32)) + b"\n")
         if path.stat().st_mode & 0o077:
             raise ApiError("API_KEY_PERMISSIONS", f"{path} is readable by other users", f"chmod 600 {path}",
                            status=400)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets as pysecrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.errors import error_body, status_for
+from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
 from reconciler.progress import reporting
 
@@ -57,8 +56,9 @@ class JobRegistry:
     def __init__(self, root: Path, workers: int = 4) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = {}  # the running ones; ended jobs are read from disk
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odooops-job")
         self._interrupt_leftovers()
 
@@ -77,7 +77,9 @@ class JobRegistry:
         return job if job is not None else self._load(job_id)
 
     def list(self, limit: int = 50) -> list[Job]:
-        found = {j.id: j for j in (self._load(p.stem) for p in self.root.glob("*.json")) if j is not None}
+        # A job's file changes until it ends, so the newest files hold the newest jobs: read only those.
+        newest = sorted(self.root.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
+        found = {j.id: j for j in (self._load(p.stem) for p in newest) if j is not None}
         with self._lock:
             found.update(self._jobs)
         return sorted(found.values(), key=lambda j: j.created_at, reverse=True)[:limit]
@@ -86,11 +88,10 @@ class JobRegistry:
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def wait(self, job_id: str, timeout_s: float) -> Job | None:
-        """Until the job is no longer running or the timeout (used by tests and the CLI's server side)."""
-        deadline = time.monotonic() + timeout_s
-        while (job := self.get(job_id)) is not None and job.state == "running" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return job
+        """The job once it is no longer running, or as it is when the timeout passes."""
+        with self._lock:
+            self._ended.wait_for(lambda: job_id not in self._jobs, timeout_s)
+        return self.get(job_id)
 
     # ------------------------------------------------------------------ running
 
@@ -129,6 +130,7 @@ class JobRegistry:
         self._save(end)
         with self._lock:  # finished jobs are read from disk from now on
             self._jobs.pop(job.id, None)
+            self._ended.notify_all()
         self._prune()
 
     # ------------------------------------------------------------------ storage
@@ -137,10 +139,8 @@ class JobRegistry:
         return self.root / f"{job_id}.json"
 
     def _save(self, job: Job) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".job-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(job), f)
-        os.replace(tmp, self._path(job.id))
+        # Not fsynced: a phase lost to a power cut is harmless (the job is then found interrupted).
+        write_atomic(self._path(job.id), json.dumps(asdict(job)), durable=False)
 
     def _load(self, job_id: str) -> Job | None:
         if not all(c in "0123456789abcdef" for c in job_id) or len(job_id) != 16:

@@ -282,7 +282,7 @@ class Applier:
 
     def _secrets(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
         logins: DbLogins = db_logins(self.secrets, spec.name, previous)
-        ctx["logins"], ctx["db_password"] = logins, logins.password
+        ctx["logins"] = logins
         ctx["admin_passwd"] = self.secrets.get_or_create(spec.name, "admin_passwd")
         if logins.retiring:
             return "changed", (f"rotated: the new version logs in as {logins.active}, the running one keeps "
@@ -360,7 +360,7 @@ class Applier:
     def _files(self, spec: EnvSpec, rendered: dict[str, str], ctx: dict[str, Any]) -> tuple[str, str]:
         # The database password lives in odoo.conf only (0400, the container's user): the official
         # image's entrypoint would put it on Odoo's command line, where `ps` on the host shows it.
-        values = {"admin_passwd": ctx["admin_passwd"], "db_password": ctx["db_password"]}
+        values = {"admin_passwd": ctx["admin_passwd"], "db_password": ctx["logins"].password}
         what = "odoo.conf"
         # The resolved setting decides: the top-level mail_catcher never reaches production (core.desired),
         # only an explicit tiers/environments.production entry does.
@@ -471,8 +471,8 @@ class Applier:
         return float(self.project.policy.gates.get(str(spec.tier), {}).get("health_timeout", 120))
 
     def _logs_of(self, container_id: str) -> str:
-        with contextlib.suppress(Exception):
-            return self.runtime.api.logs(container_id, tail=200).decode("utf-8", "replace")
+        with contextlib.suppress(OdooOpsError):
+            return self.runtime.container_logs(container_id)
         return ""
 
     def _abandon_handovers(self, spec: EnvSpec, ctx: dict[str, Any]) -> None:

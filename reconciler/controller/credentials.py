@@ -39,11 +39,10 @@ def db_logins(store: SecretStore, env: str, previous: dict[str, Any], *, placeho
     """From the secret store and the env's state entry (`db_login`: what its containers use now).
 
     placeholder: read only (plan --infra): an env without a password yet gets this one in the result."""
-    if placeholder is None:
-        password = store.get_or_create(env, DB_PASSWORD)
-    else:
-        password = store.get(env, DB_PASSWORD) or placeholder
-    prior = store.get(env, PREVIOUS)
+    stored = store.values(env)  # one decryption for both values
+    password = stored.get(DB_PASSWORD) or (placeholder if placeholder is not None
+                                           else store.get_or_create(env, DB_PASSWORD))
+    prior = stored.get(PREVIOUS)
     current = str(previous.get("db_login") or env)
     if prior is not None and previous.get("container_spec"):
         return DbLogins(env, other_login(env, current), password, current, prior)

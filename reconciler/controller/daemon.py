@@ -243,7 +243,8 @@ class Daemon:
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.
-            project.heads = lambda: [h for h in all_heads() if h.branch not in self._closed]  # type: ignore[method-assign]
+            project.heads = lambda refs=None: [  # type: ignore[method-assign]
+                h for h in all_heads(refs) if h.branch not in self._closed]
             self._local.project = project
         if getattr(self._local, "closed", None) is not self._closed:
             project.memo = None  # the memo is keyed by refs, which a closure does not change

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,13 @@ from urllib.parse import urlparse
 import psycopg
 import pygit2
 
+from reconciler.atomic import write_atomic
 from reconciler.controller.host import HostSettings
 from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import export_tree
 from reconciler.sources.git import GitSource
-
-
-def _atomic_write(path: Path, data: str | bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tree_digest(root: Path) -> str:
@@ -70,7 +56,8 @@ def prepare_host_once(host: HostSettings, progress: Callable[[str, str, str, str
             progress("host", str(event["task"]), status, "")
 
     result = prepare_host(variables, host.state_dir / "ansible", on_event)
-    _atomic_write(stamp_file, json.dumps({"stamp": stamp, "changed": result.changed}) + "\n", 0o600)
+    write_atomic(stamp_file, json.dumps({"stamp": stamp, "changed": result.changed}) + "\n", 0o600,
+                 dir_mode=0o777)
     progress("host", "prepare", "changed" if result.changed else "ok", f"{result.changed} changed")
     return True
 
@@ -93,7 +80,7 @@ def image_owner(runtime: Any, host: HostSettings, image_id: str) -> str:
         raise OdooOpsError("IMAGE_USER_UNKNOWN", f"cannot read the user of image {image_id[:19]} ({owner!r})",
                            "use an image built like odoo:<version> (USER odoo, with the id command)")
     cache[image_id] = owner
-    _atomic_write(cache_file, json.dumps(cache, indent=1, sort_keys=True) + "\n", 0o600)
+    write_atomic(cache_file, json.dumps(cache, indent=1, sort_keys=True) + "\n", 0o600, dir_mode=0o777)
     return owner
 
 
@@ -167,7 +154,7 @@ def write_env_files(env_dir: Path, owner: str, files: Mapping[str, str]) -> bool
             same = False
         if not same:
             path.parent.chmod(0o700)
-            _atomic_write(path, text, 0o400)
+            write_atomic(path, text, 0o400, dir_mode=None)
             path.parent.chmod(0o500)
             changed = True
         os.chown(path, uid, gid)

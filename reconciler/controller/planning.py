@@ -71,8 +71,9 @@ class Project:
         return cls(location=location, state_dir=state_dir, policy=policy_from_raw(raw, name),
                    platform=platform or PlatformConfig())
 
-    def heads(self) -> list[Head]:
-        digest_now = self.source.refs_digest()
+    def heads(self, refs_digest: str | None = None) -> list[Head]:
+        """Branch and request heads; `refs_digest` (the caller's fresh source.refs_digest()) saves a read."""
+        digest_now = refs_digest or self.source.refs_digest()
         if self._heads[0] != digest_now:
             self._heads = (digest_now, [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number,
                                              commit=h.commit, commit_time=h.commit_time, config_blob=h.config_blob)
@@ -143,11 +144,12 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
         # One ref advertisement when nothing moved; a fetch only when the remote differs.
         project.source.refresh_if_changed()
     now = time.time() if now is None else now
-    key = (project.source.refs_digest(), observed_key(project), tuple(branches) if branches else None)
+    refs = project.source.refs_digest()
+    key = (refs, observed_key(project), tuple(branches) if branches else None)
     memo = project.memo
     if memo is not None and memo[0] == key and now < memo[1]:
         return replace(memo[2], seconds=time.perf_counter() - started, cached=True)
-    heads = project.heads()
+    heads = project.heads(refs)
     pins = project.pins()
     configs = project.configs(heads, pins.values())
     desired = desired_state(heads, configs, project.policy, project.platform, pins, memo=project._specs)

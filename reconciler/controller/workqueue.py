@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -15,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
@@ -339,13 +338,7 @@ class Records:
         return dict(data)
 
     def _write(self, data: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), dir_mode=0o777)
         self._cache = (self._stamp(), dict(data))
 
     def add(self, entries: dict[str, dict[str, Any]], replace: bool = False) -> bool:

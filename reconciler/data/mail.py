@@ -32,6 +32,7 @@ from typing import Any
 import docker.errors
 from docker.types import LogConfig, Mount
 
+from reconciler.atomic import write_atomic
 from reconciler.controller.host import HostSettings
 from reconciler.core.naming import PRODUCTION_NAME, is_valid_env_name
 from reconciler.errors import OdooOpsError
@@ -119,23 +120,6 @@ def _engine_locked(runtime: DockerRuntime, name: str) -> contextlib.AbstractCont
     return _flocked(directory / f"mail-catcher-{key}.lock")
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    uid, gid = catcher_user()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        if os.geteuid() == 0:
-            os.fchown(fd, uid, gid)  # the catcher must read it, nobody else
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_credentials(host: HostSettings) -> dict[str, str]:
     try:
         data = json.loads((conf_dir(host) / "credentials.json").read_text())
@@ -146,7 +130,8 @@ def _read_credentials(host: HostSettings) -> dict[str, str]:
 
 def _write_credentials(host: HostSettings, users: dict[str, str]) -> None:
     if _read_credentials(host) != users or not (conf_dir(host) / "credentials.json").exists():
-        _atomic_write(conf_dir(host) / "credentials.json", json.dumps(users, sort_keys=True).encode(), 0o600)
+        write_atomic(conf_dir(host) / "credentials.json", json.dumps(users, sort_keys=True), 0o600,
+                     owner=catcher_user(), dir_mode=None)
 
 
 def _hash_for(secrets: SecretStore, env: str) -> str:
@@ -212,7 +197,7 @@ def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretSt
             os.chown(spool, uid, gid)
         os.chmod(spool, 0o700)
         if not (conf / "server.py").exists() or (conf / "server.py").read_bytes() != script:
-            _atomic_write(conf / "server.py", script, 0o644)
+            write_atomic(conf / "server.py", script, 0o644, owner=catcher_user(), dir_mode=None)
         wanted = sorted(set(secret_envs(secrets) if envs is None else envs))
         _write_credentials(host, {env: _hash_for(secrets, env) for env in wanted})
         with _engine_locked(runtime, name), runtime._engine(f"mail catcher {name}"):

@@ -13,7 +13,6 @@ dropped automatically: it is reported, because after a crash mid-swap it may be 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets as pysecrets
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from reconciler.controller.env_lock import is_busy
+from reconciler.envvars import env_number
 
 if TYPE_CHECKING:
     from reconciler.controller.host import HostSettings
@@ -60,11 +60,7 @@ def parse(name: str) -> tuple[str, float] | None:
 
 
 def max_age_s() -> float:
-    raw = os.environ.get("ODOOOPS_SCRATCH_MAX_AGE_S", "")
-    try:
-        return float(raw) if raw else DEFAULT_MAX_AGE_S
-    except ValueError:
-        return DEFAULT_MAX_AGE_S
+    return env_number("ODOOOPS_SCRATCH_MAX_AGE_S", DEFAULT_MAX_AGE_S)
 
 
 @dataclass
@@ -101,7 +97,7 @@ def sweep(pg: Postgres, host: HostSettings, *, now: float | None = None,
         else:
             pg.drop(db)
             report.dropped.append(db)
-    live = set(pg.list_databases("oo_"))
+    live = set(owners) - set(report.dropped)
     for path in sorted(host.filestore_root.glob("*/filestore/*")):
         parsed = parse(path.name)
         if parsed is None or parsed[0] not in SWEPT or now - parsed[1] < max_age:

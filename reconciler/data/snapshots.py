@@ -9,7 +9,6 @@ and database identity, checked before it is used.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from reconciler.data.clone import MAIL_CATCHER_NAME, add_mail_catcher, new_ident
 from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateRegistry, keep_copy
 from reconciler.data.verify import check_identity, check_neutralized, summarize
+from reconciler.envvars import env_number
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
@@ -61,15 +61,8 @@ class SnapshotKey:
 
 
 def max_age_s(env: Mapping[str, str] | None = None) -> float:
-    raw = (os.environ if env is None else env).get(MAX_AGE_ENV, "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_MAX_AGE_S
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise OdooOpsError("HOST_NOT_CONFIGURED", f"{MAX_AGE_ENV}={raw!r} is not a number of seconds",
-                           f"set {MAX_AGE_ENV} to e.g. 86400 (0 = never reuse a snapshot), or unset it")
-    return value
+    """ODOOOPS_SNAPSHOT_MAX_AGE_S (default 24 h; 0 = never reuse a snapshot)."""
+    return env_number(MAX_AGE_ENV, DEFAULT_MAX_AGE_S, env=env)
 
 
 def usable(ctx: DataContext, registry: TemplateRegistry, key: SnapshotKey, now: float | None = None

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reconciler.atomic import write_atomic
 from reconciler.core.model import digest
-from reconciler.errors import OdooOpsError
+from reconciler.envvars import env_number
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres
@@ -95,19 +95,8 @@ class Template:
 
 def cap_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(bytes, count) caps: ODOOOPS_TEMPLATE_CAP_BYTES (default 10 GiB), ODOOOPS_TEMPLATE_CAP_COUNT (5; 0 = off)."""
-    env = os.environ if env is None else env
-    out = []
-    for name, default in ((CAP_BYTES_ENV, DEFAULT_CAP_BYTES), (CAP_COUNT_ENV, DEFAULT_CAP_COUNT)):
-        raw = env.get(name, "").strip()
-        try:
-            value = int(raw) if raw else default
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise OdooOpsError("HOST_NOT_CONFIGURED", f"{name}={raw!r} is not a non-negative integer",
-                               f"set {name} to a whole number (e.g. {default}) or unset it")
-        out.append(value)
-    return out[0], out[1]
+    return (int(env_number(CAP_BYTES_ENV, DEFAULT_CAP_BYTES, integer=True, env=env)),
+            int(env_number(CAP_COUNT_ENV, DEFAULT_CAP_COUNT, integer=True, env=env)))
 
 
 def tree_bytes(root: Path) -> int:
@@ -168,16 +157,9 @@ class TemplateRegistry:
         return {k: Template.from_json(v) for k, v in (data.get("templates") or {}).items()}
 
     def _write(self, templates: Mapping[str, Template]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".registry-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"schema": "odooops/templates/v1",
-                       "templates": {k: t.to_json() for k, t in sorted(templates.items())}}, fh, indent=1,
-                      sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"schema": "odooops/templates/v1",
+                                            "templates": {k: t.to_json() for k, t in sorted(templates.items())}},
+                                           indent=1, sort_keys=True) + "\n")
 
     def all(self) -> list[Template]:
         with self.locked():

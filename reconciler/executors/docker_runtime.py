@@ -467,8 +467,12 @@ class DockerRuntime:
             raise OdooOpsError("CONTAINER_NOT_FOUND", f"environment {env} has no {role} container",
                                f"odooops status {env}  # is the environment deployed?",
                                {"env": env, "role": role})
-        with self._engine(f"logs {env}/{role}"):
-            raw = self.api.logs(obs.id, stdout=True, stderr=True, tail=tail)
+        return self.container_logs(obs.id, tail, what=f"{env}/{role}")
+
+    def container_logs(self, container_id: str, tail: int = 200, what: str = "") -> str:
+        """The tail of one container's output (a handover's new container has no role of its own yet)."""
+        with self._engine(f"logs {what or container_id[:12]}"):
+            raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
         return raw.decode("utf-8", "replace")
 
 
