@@ -7,12 +7,13 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+
+from reconciler.atomic import write_atomic
 
 GENESIS = "0" * 64
 REDACTED = "[redacted]"
@@ -81,12 +82,7 @@ class AuditLog:
             return 0, GENESIS
 
     def _write_head(self, seq: int, digest: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".head-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"seq": seq, "hash": digest}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.head_path)
+        write_atomic(self.head_path, json.dumps({"seq": seq, "hash": digest}), dir_mode=None)
 
     def _last_line(self) -> dict[str, Any] | None:
         try:
