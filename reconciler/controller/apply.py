@@ -25,6 +25,7 @@ from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
 from reconciler.controller.env_lock import env_lock, is_busy
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
+from reconciler.core import odoo_log
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
 from reconciler.data import mail
 from reconciler.data.database_step import DatabaseStep, StepFailed
@@ -244,9 +245,9 @@ class Applier:
         t0 = time.monotonic()
         try:
             result, detail = fn()
-        except StepFailed:
-            report.steps.append(StepRecord(name, "failed", time.monotonic() - t0))
-            self.progress(report.env, name, "failed", "")
+        except StepFailed as failed:
+            report.steps.append(StepRecord(name, "failed", time.monotonic() - t0, failed.error.message))
+            self.progress(report.env, name, "failed", failed.error.message)
             raise
         except OdooOpsError as exc:
             report.steps.append(StepRecord(name, "failed", time.monotonic() - t0, exc.message))
@@ -273,7 +274,7 @@ class Applier:
         except StepFailed as failed:
             self._abandon_handovers(spec, ctx)  # e.g. the route step failed: the old version keeps serving
             report.result = "failed"
-            report.error = {**failed.error.to_dict(), "log_excerpt": failed.log_excerpt[-2000:]}
+            report.error = {**failed.error.to_dict(), "log_excerpt": odoo_log.tail(failed.log_excerpt, 2000)}
             self._record(spec, report, "failed", previous, ctx)
             return report
         report.url = f"http://{spec['domains'][0]}"
@@ -430,15 +431,19 @@ class Applier:
         cmd = ["odoo", "-d", spec.name, "--test-enable", "--stop-after-init", "--http-port", "8070"]
         if spec["test_tags"]:
             cmd += ["--test-tags", spec["test_tags"]]
-        run = self.runtime.run_once(container_spec, web, cmd, timeout_s=3600)
+        run = self.runtime.run_once(container_spec, web, cmd, timeout_s=3600, tail=5000)
         passed = run.ok
+        # Why it failed, from Odoo's log: the failing test and its assertion, or the install error.
+        why = "" if passed else (odoo_log.parse(run.logs).headline() or (
+            "timed out" if run.timed_out else f"odoo exited with code {run.exit_code}"))
         report.tests = {"result": "passed" if passed else "failed", "tags": spec["test_tags"],
-                        "seconds": round(run.duration_s, 2), "log_tail": "\n".join(run.logs.splitlines()[-15:])}
+                        "seconds": round(run.duration_s, 2), "log_tail": "\n".join(run.logs.splitlines()[-15:]),
+                        "reason": why or None}
         required = self.project.policy.gates.get(str(spec.tier), {}).get("tests_required", False)
         if not passed and required:
-            raise StepFailed(OdooOpsError("TESTS_FAILED", f"tests ({spec['test_tags'] or 'all'}) failed",
-                                          f"fix the failing tests on {spec.branch} and push"), run.logs)
-        return ("ok" if passed else "failed"), report.tests["result"]
+            raise StepFailed(OdooOpsError("TESTS_FAILED", why, f"fix the failing tests on {spec.branch} and push",
+                                          {"test_tags": spec["test_tags"]}), odoo_log.excerpt(run.logs))
+        return ("ok", "passed") if passed else ("failed", why)
 
     def _runtime_step(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
         # A running web container keeps serving while its replacement starts beside it (blue/green):
