@@ -26,6 +26,7 @@ from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import ModuleChanges, module_changes
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import PRODUCTION_NAME
+from reconciler.data.admin_password import ensure_admin_password
 from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
 from reconciler.errors import OdooOpsError
@@ -136,6 +137,14 @@ class DatabaseStep:
     # ------------------------------------------------------------------ entry point
 
     def run(self) -> DatabaseOutcome:
+        out = self._build_or_migrate()
+        # On every tier the admin user's password is the platform's, whatever built the database (an init
+        # leaves `admin`, a clone empties it, a template or snapshot holds another env's); cheap when it is.
+        if ensure_admin_password(self.pg, self.secrets, self.env).changed:
+            out.detail += f"; admin password set (odooops env credentials {self.env})"
+        return out
+
+    def _build_or_migrate(self) -> DatabaseOutcome:
         if files.database_initialised(self.host, self.env):
             return self._existing()
         if self.spec["data_source"] == "production" and self.env != PRODUCTION_NAME:
@@ -232,6 +241,10 @@ class DatabaseStep:
             filestore = Path(result.filestore)
             timings = {k: round(v, 3) for k, v in result.steps.items()}
             source = f"production at {prod_commit[:12]}"
+            if result.source_backup is not None:
+                backup = result.source_backup
+                source = (f"production's backup {backup['id']} ({backup['age_s']:.0f}s old"
+                          + (", taken now" if backup.get("taken_now") else "") + ")")
             if registry is not None:
                 kept = "; " + snapshots.keep(self.data_context(), registry, key, db, filestore, self.env, verification)
         # Verified: swap the scratch database in under the env's name (nothing serves it yet).
@@ -254,6 +267,8 @@ class DatabaseStep:
         if snapshot is not None:
             data.update(snapshot=snapshot.db, snapshot_taken_at=snapshot.created_at,
                         snapshot_verified=snapshot.inputs.get("verified"))
+        elif result.source_backup is not None:
+            data["production_backup"] = result.source_backup
         detail = (f"cloned from {source} (neutralized{', masked' if self.spec['mask'] else ''}, verified) "
                   f"in {seconds:.1f}s{kept}")
         if migrated:

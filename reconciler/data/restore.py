@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from reconciler.data.admin_password import ensure_admin_password
 from reconciler.data.backup import Manifest, database_facts, load_manifest, object_key, pg_environ, resolve, sha256_file
 from reconciler.data.scratch import scratch_name
 from reconciler.errors import OdooOpsError
@@ -204,6 +205,8 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
         if needs_sanitize(m, target_env, entry):
             phase("neutralizing and masking the copy")
             _sanitize(ctx, db, target_env, entry)
+        # The target's own admin password: a backup carries its source's (or a clone's emptied one).
+        ensure_admin_password(ctx.pg, ctx.secrets, target_env, db)
     except BaseException:
         _drop_scratch(ctx, db, stage, final)
         raise
