@@ -241,10 +241,6 @@ class DatabaseStep:
             filestore = Path(result.filestore)
             timings = {k: round(v, 3) for k, v in result.steps.items()}
             source = f"production at {prod_commit[:12]}"
-            if result.source_backup is not None:
-                backup = result.source_backup
-                source = (f"production's backup {backup['id']} ({backup['age_s']:.0f}s old"
-                          + (", taken now" if backup.get("taken_now") else "") + ")")
             if registry is not None:
                 kept = "; " + snapshots.keep(self.data_context(), registry, key, db, filestore, self.env, verification)
         # Verified: swap the scratch database in under the env's name (nothing serves it yet).
@@ -267,8 +263,6 @@ class DatabaseStep:
         if snapshot is not None:
             data.update(snapshot=snapshot.db, snapshot_taken_at=snapshot.created_at,
                         snapshot_verified=snapshot.inputs.get("verified"))
-        elif result.source_backup is not None:
-            data["production_backup"] = result.source_backup
         detail = (f"cloned from {source} (neutralized{', masked' if self.spec['mask'] else ''}, verified) "
                   f"in {seconds:.1f}s{kept}")
         if migrated:
