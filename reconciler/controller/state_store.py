@@ -59,6 +59,8 @@ class StateStore:
             same_commit = previous.get("commit") == spec.commit
             deployed_at = previous.get("deployed_at") if same_commit else time.time()
         entry = entry_for(spec, state, deployed_at)
+        if isinstance(previous.get("verified_backup"), dict):
+            entry["verified_backup"] = previous["verified_backup"]  # a fact of the data, not of the deploy
         entry.update(extra or {})
         data["environments"][spec.name] = entry
         self._write(data)
@@ -68,6 +70,13 @@ class StateStore:
         data = self._read()
         if name in data["environments"]:
             data["environments"][name].update(state=state, updated_at=time.time(), **fields)
+            self._write(data)
+
+    def annotate(self, name: str, **fields: Any) -> None:
+        """Add facts to an entry without making it a newer observation (updated_at and state stay)."""
+        data = self._read()
+        if name in data["environments"]:
+            data["environments"][name].update(**fields)
             self._write(data)
 
     def forget(self, name: str) -> None:
@@ -90,6 +99,7 @@ def observed_from_entry(e: dict[str, Any], source: str) -> ObservedEnv:
         commit=str(e.get("commit", "")), spec_digest=str(e.get("spec_digest", "")),
         settings=dict(e.get("settings") or {}), state=str(e.get("state", "running")),
         deployed_at=e.get("deployed_at"), source=source,
+        backup=dict(e["verified_backup"]) if isinstance(e.get("verified_backup"), dict) else None,
     )
 
 

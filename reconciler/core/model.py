@@ -188,6 +188,8 @@ class ObservedEnv:
     state: str = "running"  # running | failed | expired
     deployed_at: float | None = None  # epoch seconds of the last deploy of a new commit
     source: str = "state"
+    # The newest verified backup ({"id", "created_at" epoch s, "verified_at"}), where copies of it come from.
+    backup: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

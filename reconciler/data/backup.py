@@ -338,5 +338,47 @@ def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
     return verify(ctx, env, backup_id)
 
 
-__all__ = ["Manifest", "backup_ids", "create_backup", "id_time", "list_backups", "load_manifest", "prune",
-           "resolve", "sweep", "verify_backup"]
+def is_verified(m: Manifest) -> bool:
+    """A backup whose restore was checked (`record_verification`) and passed."""
+    check = m.extra.get("verification")
+    return bool(m.extra.get("verified_at")) and isinstance(check, dict) and check.get("ok") is True
+
+
+def record_verification(ctx: DataContext, env: str, backup_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Keep a passed verification in the manifest (a production destroy accepts a backup verified in the
+    last 24 hours; copies of production come from verified backups) and, when it is env's newest
+    verified backup, in env's state entry, where the plan reads it. Returns {"verified_at", "verification"}."""
+    store = store_for(ctx.host, ctx.secrets)
+    m = load_manifest(store, env, backup_id)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    verification = {k: result[k] for k in ("ok", "modules", "base_version", "bytes", "seconds") if k in result}
+    doc = {**m.to_json(), "verified_at": now, "verification": verification}
+    store.put_bytes(manifest_key(env, m.id), json.dumps(doc, indent=1).encode())
+    if verification.get("ok") is True:
+        known = (ctx.store.entries().get(env) or {}).get("verified_backup") or {}
+        created = m.created.timestamp()
+        if float(known.get("created_at") or 0) <= created:
+            ctx.store.annotate(env, verified_backup={"id": m.id, "created_at": created, "verified_at": now})
+    return {"verified_at": now, "verification": verification}
+
+
+def newest_verified(ctx: DataContext, env: str, max_age_s: float, now: datetime | None = None,
+                    store: ObjectStore | None = None) -> Manifest | None:
+    """env's newest backup whose verification passed and that is at most max_age_s old (ids are sorted by
+    time: only the manifests within the age limit are read)."""
+    store = store or store_for(ctx.host, ctx.secrets)
+    now = now or datetime.now(UTC)
+    for backup_id in backup_ids(store, env):
+        try:
+            if (now - id_time(backup_id)).total_seconds() > max_age_s:
+                break
+        except ValueError:
+            continue  # not an id this module wrote
+        m = load_manifest(store, env, backup_id)
+        if is_verified(m) and (now - m.created).total_seconds() <= max_age_s:
+            return m
+    return None
+
+
+__all__ = ["Manifest", "backup_ids", "create_backup", "id_time", "is_verified", "list_backups", "load_manifest",
+           "newest_verified", "prune", "record_verification", "resolve", "sweep", "verify_backup"]

@@ -117,6 +117,18 @@ def _drop_scratch(ctx: DataContext, db: str, *dirs: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def facts_problems(m: Manifest, facts: dict[str, Any]) -> list[str]:
+    """How a restored database (database_facts) differs from what its manifest says; [] when it matches."""
+    problems = []
+    if len(facts["modules"]) != len(m.modules):
+        problems.append(f"{len(facts['modules'])} installed modules, the manifest lists {len(m.modules)}")
+    if facts["base_version"] != m.base_version:
+        problems.append(f"base version {facts['base_version']}, the manifest says {m.base_version}")
+    if not facts["uuid"] or (m.database_uuid and facts["uuid"] != m.database_uuid):
+        problems.append(f"database.uuid is {facts['uuid']!r}, the manifest says {m.database_uuid!r}")
+    return problems
+
+
 def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
     """Re-check every checksum, restore into `oo_verify_*`, compare with the manifest; always dropped."""
     store = store_for(ctx.host, ctx.secrets)
@@ -134,13 +146,7 @@ def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
             facts = database_facts(ctx, db)
         finally:
             _drop_scratch(ctx, db)
-    problems = []
-    if len(facts["modules"]) != len(m.modules):
-        problems.append(f"{len(facts['modules'])} installed modules, the manifest lists {len(m.modules)}")
-    if facts["base_version"] != m.base_version:
-        problems.append(f"base version {facts['base_version']}, the manifest says {m.base_version}")
-    if not facts["uuid"] or (m.database_uuid and facts["uuid"] != m.database_uuid):
-        problems.append(f"database.uuid is {facts['uuid']!r}, the manifest says {m.database_uuid!r}")
+    problems = facts_problems(m, facts)
     if problems:
         raise OdooOpsError("BACKUP_VERIFY_FAILED", f"backup {m.id} of {env} restores, but: {'; '.join(problems)}",
                            f"use another backup (odooops db backups {env}) and report this one",

@@ -3,7 +3,6 @@ from the data layer under each environment's lock; every result is plain JSON wi
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data import backup as backups
 from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
-from reconciler.executors.storage import store_for
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
@@ -71,15 +69,8 @@ class DataService:
 
     def _record_verification(self, env: str, backup_id: str) -> dict[str, Any]:
         result = backups.verify_backup(self.ctx, env, backup_id)
-        # Kept in the manifest: a production destroy accepts a backup verified in the last 24 hours.
-        store = store_for(self.host, self.ctx.secrets)
-        m = backups.load_manifest(store, env, result["backup"])
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        doc = {**m.to_json(), "verified_at": now,
-               "verification": {k: result[k] for k in ("ok", "modules", "base_version", "bytes", "seconds")
-                                if k in result}}
-        store.put_bytes(backups.manifest_key(env, m.id), json.dumps(doc, indent=1).encode())
-        return {**result, "id": m.id, "verified_at": now}
+        recorded = backups.record_verification(self.ctx, env, result["backup"], result)
+        return {**result, "id": result["backup"], **recorded}
 
     def prune(self, env: str) -> dict[str, Any]:
         """Apply the environment's retention now (the daemon also does it after scheduled backups)."""
@@ -135,11 +126,14 @@ class DataService:
                     "cloned_at": time.time(), "neutralized": neutralize, "masked": mask,
                     "verification": result.verification,
                     ("production_commit" if from_production else "source_commit"): src_entry.get("commit")}
+            if result.source_backup is not None:
+                data["production_backup"] = result.source_backup  # where the copy came from, and its age
             self.ctx.store.set_state(target, str(dst_entry.get("state", "running")), data=data)
         return {"source": source, "target": target, "status": "cloned", "verification": result.verification,
                 "seconds": round(result.seconds + sum(swapped.get("phases", {}).values()), 3),
                 "steps": result.as_dict()["steps"], "filestore_stats": result.filestore_stats,
-                "swapped": swapped.get("swapped"), "swap": swapped.get("phases")}
+                "swapped": swapped.get("swapped"), "swap": swapped.get("phases"),
+                "source_backup": result.source_backup}
 
     # ------------------------------------------------------------------ promotion and rollback
 
