@@ -17,6 +17,12 @@ install as Odoo loads a module's models and data), so the fresh install does an 
 work closer to a real Odoo install of a business module set (hundreds of tables, ~10^5 rows) than the
 stand-in's near-empty example modules; --modules 0 measures the example's modules as they are.
 
+With --real the envs run the real Odoo 19 image `odoo:19.0` (build it with `odooops image build`)
+instead of the stand-in, on the example's modules as they are (no generated addons): the fresh side is
+then a real `odoo -i sale_management,acme_sale,acme_website --with-demo --stop-after-init` on the env's
+empty database, the template side a copy of the seed's real database. --fresh-runs sets how many fresh
+installs to time (each takes minutes on real Odoo; default: --runs).
+
 Reported per side: the database step's seconds (median of --runs) and the whole deploy (secrets ->
 health, including the env's tests); the ratio fresh/template of the database step is the figure
 (target >= 10x).
@@ -66,10 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modules", type=int, default=40, help="generated addons added to the module set")
     ap.add_argument("--tables", type=int, default=12, help="tables per generated addon")
     ap.add_argument("--rows", type=int, default=5000, help="data rows per generated addon")
+    ap.add_argument("--real", action="store_true", help="real Odoo 19 (image odoo:19.0), the example's modules")
+    ap.add_argument("--fresh-runs", type=int, default=None, help="fresh installs to time (default: --runs)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.real:
+        args.modules = 0  # generated addons are SQL files only the stand-in runs at install
+    fresh_runs = args.runs if args.fresh_runs is None else args.fresh_runs
     port = _free_port(load_services_env()["ODOOOPS_PG_HOST_FROM_CONTAINERS"])
-    tmp, host, work = example_host("bench-preview-", {"ODOOOPS_MAIL_CATCHER_PORT": str(port)})
+    extra = {"ODOOOPS_MAIL_CATCHER_PORT": str(port)}
+    if args.real:
+        extra["ODOOOPS_IMAGE_OVERRIDES"] = ""  # the project's own image, odoo:19.0, must be on the engine
+    tmp, host, work = example_host("bench-preview-", extra)
     catcher = f"odooops-mail-catcher-bench-{os.urandom(3).hex()}"
     policy = bench_policy(tmp)
     tag = os.urandom(3).hex()
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {"fresh": [], "seed": [], "template": []}
     try:
         os.environ["ODOOOPS_TEMPLATE_CAP_COUNT"] = "0"
-        for i in range(args.runs):
+        for i in range(fresh_runs):
             results["fresh"].append(deploy(f"fresh{i}"))
         del os.environ["ODOOOPS_TEMPLATE_CAP_COUNT"]
         results["seed"].append(deploy("seed"))
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return round(statistics.median(r[key] for r in results[side]), 3)
 
     summary = {
-        "runs": args.runs,
+        "odoo": "real odoo:19.0" if args.real else "stand-in", "runs": args.runs, "fresh_runs": fresh_runs,
         "modules": results["fresh"][0]["modules"]["install"] if results["fresh"][0]["modules"] else [],
         "generated_modules": args.modules, "tables_per_module": args.tables, "rows_per_module": args.rows,
         "fresh_database_s": med("fresh", "database_s"), "template_database_s": med("template", "database_s"),
@@ -132,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         mods = summary["modules"]
         gen = f" + {args.modules} generated addons x {args.tables} tables, {args.rows} rows" if args.modules else ""
+        print(f"odoo: {summary['odoo']}")
         print(f"modules installed: {len(mods)} ({', '.join(m for m in mods if not m.startswith('bench_mod_'))}{gen})")
         print(f"{'':28}{'fresh install':>16}{'from template':>16}{'ratio':>8}")
         print(f"{'database step (median s)':28}{summary['fresh_database_s']:>16.3f}"
