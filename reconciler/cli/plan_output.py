@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 
 from reconciler.controller.outcome import PlanOutcome
 from reconciler.core import quantities
+from reconciler.core.data_copy import describe as describe_copy
 from reconciler.core.model import Action, ActionKind, EnvSpec
 
 FORMAT = "odooops/plan/v1"
@@ -35,7 +37,21 @@ def plan_json(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool
         "actions": [a.to_json() for a in plan.actions],
         "errors": [e.to_json() for e in plan.errors],
         "ignored": list(plan.ignored),
+        **({"data_copies": _data_copies(outcome)} if outcome.data_copies else {}),
     }
+
+
+def _data_copies(outcome: PlanOutcome) -> dict[str, dict[str, Any]]:
+    """Where each new copy of production comes from, with its age as of now (not part of the digest)."""
+    now = time.time()
+    out = {}
+    for env, copy in sorted((outcome.data_copies or {}).items()):
+        item = {k: v for k, v in copy.items() if k != "expires_at"}
+        if "created_at" in item:
+            item["age_s"] = round(now - float(item["created_at"]), 1)
+        item["text"] = describe_copy(copy, now)
+        out[env] = item
+    return out
 
 
 def summary_line(outcome: PlanOutcome) -> str:
@@ -84,8 +100,11 @@ def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = F
     out.append(f"Repository {repo}: {outcome.heads} refs, {len(plan.environments)} environments "
                f"(policy {policy}).")
     out.append("")
+    copies = outcome.data_copies or {}
     for action in plan.actions:
         out.extend(_action_block(action, specs.get(action.env), color))
+        if action.env in copies:
+            out.append(f"      copy      {describe_copy(copies[action.env], time.time())}")
         if terraform and action.env in terraform:
             out.append("      " + _terraform_line(terraform[action.env]))
         out.append("")

@@ -68,6 +68,10 @@ class PlanOutcome:
     seconds: float
     cached: bool = False
     digests: Mapping[str, dict[str, str]] | None = None  # env -> artifact name -> sha256
+    # env -> the --test-tags its deploy runs (None: Odoo's whole suite), for envs that run tests
+    test_tags: Mapping[str, str | None] | None = None
+    # env -> where its new copy of production comes from (core.data_copy); not in the plan digest: it ages.
+    data_copies: Mapping[str, dict[str, Any]] | None = None
 
     def artifact_digests(self, env: str) -> dict[str, str]:
         if self.digests is not None and env in self.digests:

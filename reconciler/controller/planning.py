@@ -13,11 +13,14 @@ from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutco
 from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
+from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S, production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import Head, ObservedEnv, Pin, Plan, digest
+from reconciler.core.model import ActionKind, Head, ObservedEnv, Pin, Plan, digest
+from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
+from reconciler.envvars import env_number
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes
@@ -172,7 +175,29 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     project._digests = {f"artifacts:{templates}:{s.spec_digest}:{s.commit}": rendered[e] for e, s in specs.items()}
     # The digest also covers the rendered artifacts, so a template change is a different plan.
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
+    copies = data_copies(result, observed, now)
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
-                          seconds=time.perf_counter() - started, digests=rendered)
-    project.memo = (key, ttl_deadline(observed, result), outcome)
+                          seconds=time.perf_counter() - started, digests=rendered, data_copies=copies)
+    # A memoised plan must not go on promising a backup that has grown too old to copy.
+    expires = min((float(c["expires_at"]) for c in copies.values() if "expires_at" in c), default=float("inf"))
+    project.memo = (key, min(ttl_deadline(observed, result), expires), outcome)
     return outcome
+
+
+def data_copies(result: Plan, observed: dict[str, ObservedEnv], now: float) -> dict[str, dict[str, Any]]:
+    """For each environment the plan creates from production: the backup of production it will be copied
+    from, or why a new backup is taken first (never the live database; reconciler.data.production_copy)."""
+    specs = {s.name: s for s in result.environments}
+    out: dict[str, dict[str, Any]] = {}
+    limit: float | None = None
+    for action in result.actions:
+        spec = specs.get(action.env)
+        if action.action is not ActionKind.CREATE or spec is None or spec.name == PRODUCTION_NAME:
+            continue
+        if limit is None:
+            limit = env_number(COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S)
+        copy = production_copy_source(str(spec.settings.get("data_source")), observed.get(PRODUCTION_NAME), now,
+                                      limit)
+        if copy is not None:
+            out[spec.name] = copy
+    return out

@@ -13,6 +13,10 @@ from typing import Any
 
 from reconciler.core.model import ObservedEnv
 
+# The host's limit on the age of the backup a copy of production is restored from (envvars parses it).
+COPY_MAX_AGE_ENV = "ODOOOPS_PRODUCTION_COPY_MAX_AGE_S"
+DEFAULT_COPY_MAX_AGE_S = 24 * 3600.0
+
 
 def production_copy_source(data_source: str, production: ObservedEnv | None, now: float,
                            max_age_s: float) -> dict[str, Any] | None:
@@ -52,4 +56,4 @@ def describe(copy: Mapping[str, Any], now: float) -> str:
     return f"a new backup of production will be taken and verified, then copied ({copy.get('reason')})"
 
 
-__all__ = ["describe", "describe_age", "production_copy_source"]
+__all__ = ["COPY_MAX_AGE_ENV", "DEFAULT_COPY_MAX_AGE_S", "describe", "describe_age", "production_copy_source"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.controller.env_lock import env_lock
+from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.backup import Manifest, create_backup, database_facts, newest_verified, record_verification
 from reconciler.data.restore import _chown_tree, _owner_of, _scratch_dir, check_and_fetch, facts_problems, pg_restore
@@ -37,8 +38,8 @@ from reconciler.progress import phase
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
 
-MAX_AGE_ENV = "ODOOOPS_PRODUCTION_COPY_MAX_AGE_S"
-DEFAULT_MAX_AGE_S = 24 * 3600.0
+MAX_AGE_ENV = COPY_MAX_AGE_ENV
+DEFAULT_MAX_AGE_S = DEFAULT_COPY_MAX_AGE_S
 # A backup for a copy waits this long for a deploy of production to finish (never copies it mid-update).
 BACKUP_LOCK_WAIT_S = 900.0
 
