@@ -28,16 +28,25 @@ if ! docker image inspect odoo:19.0 >/dev/null 2>&1 && ! timeout 30 docker pull 
   label() { sed -u 's/^/[stand-in Odoo] /'; }
 fi
 
+# A failed environment does not stop the demo: apply reports it (the failing step and its reason),
+# and status and the health of every environment are shown whatever happened.
 echo "==> odooops apply --repo $REPO --auto-approve" >&2
-odooops apply --repo "$REPO" --auto-approve 2>&1 | label
+apply_rc=0
+odooops apply --repo "$REPO" --auto-approve 2>&1 | label || apply_rc=$?
 echo "==> odooops status --repo $REPO" >&2
 odooops status --repo "$REPO" 2>&1 | label
 echo "==> health of each environment through the router ($ODOOOPS_ROUTER_HTTP)" >&2
 odooops status --repo "$REPO" --json | python3 -c '
 import json, sys, urllib.request
 router = sys.argv[1]
+failed = []
 for env in json.load(sys.stdin)["environments"]:
+    name, url, state = env["env"], env["url"] or "-", env["state"]
+    reason = env.get("reason") or env.get("last_result") or "-"
+    if state == "failed":
+        failed.append(name)
     if not env["url"]:
+        print(f"{name:<40} {url:<60} not serving ({state}: {reason})")
         continue
     host = env["url"].split("//", 1)[1]
     req = urllib.request.Request(router + "/web/health", headers={"Host": host})
@@ -45,6 +54,16 @@ for env in json.load(sys.stdin)["environments"]:
         body = urllib.request.urlopen(req, timeout=10).read().decode()
     except Exception as exc:  # noqa: BLE001 - the demo reports whatever happened
         body = f"unreachable: {exc}"
-    name, url = env["env"], env["url"]
-    print(f"{name:<40} {url:<60} {body}")
-' "$ODOOOPS_ROUTER_HTTP" | label
+        if name not in failed:
+            failed.append(name)
+    note = f"  (last deploy failed: {reason}; the previous version serves)" if state == "failed" else ""
+    print(f"{name:<40} {url:<60} {body}{note}")
+with open(sys.argv[2], "w") as out:
+    out.write(" ".join(failed))
+' "$ODOOOPS_ROUTER_HTTP" "$DEMO/failed-envs" | label
+failed="$(cat "$DEMO/failed-envs")"
+if [ -n "$failed" ]; then
+  echo "==> demo finished in ${SECONDS}s; these environments failed: $failed (apply exit code $apply_rc; reasons above)" >&2
+else
+  echo "==> demo finished in ${SECONDS}s; every environment deployed and healthy (apply exit code $apply_rc)" >&2
+fi

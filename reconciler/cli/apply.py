@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, state_dir_option
-from reconciler.cli.plan_output import human, summary_line
-from reconciler.controller.apply import Applier
+from reconciler.cli.plan_output import human
+from reconciler.controller.apply import Applier, ApplyReport, EnvReport
 from reconciler.controller.host import HostSettings
-from reconciler.controller.planning import Project, compute_plan
+from reconciler.controller.planning import PlanOutcome, Project, compute_plan
+from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
 
 _MARK = {"ok": "✓", "changed": "✓", "skipped": "-", "failed": "✗"}
@@ -87,7 +89,28 @@ def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: boo
                 where = f" at {env.url}" if env.url else ""
                 click.echo(f"{env.env}: {env.action} done{where}")
             else:
-                err = env.error or {}
-                click.echo(f"{env.env}: {env.action} FAILED: {err.get('message')}\n  fix: {err.get('remediation')}")
-        click.echo(f"Apply finished in {report.seconds:.1f}s ({summary_line(outcome)[6:]})")
+                click.echo(failure_line(env))
+        click.echo(f"Apply finished in {report.seconds:.1f}s: {done_line(outcome, report)}")
     sys.exit(EXIT_OK if report.ok else EXIT_ERROR)
+
+
+def failure_line(env: EnvReport) -> str:
+    """`develop: create FAILED at tests: 1 failed: TestOrder.test_confirm — AssertionError: 2 != 3`."""
+    err = env.error or {}
+    failed = [s.name for s in env.steps if s.result == "failed"]
+    at = f" at {failed[-1]}" if failed else ""
+    return f"{env.env}: {env.action} FAILED{at}: {err.get('message')}\n  fix: {err.get('remediation')}"
+
+
+def done_line(outcome: PlanOutcome, report: ApplyReport) -> str:
+    """What the apply did, counted from what it ran rather than from the plan: an environment the
+    apply redeployed on its own (--retry-failed, runtime drift, rotated secrets) counts as a
+    redeploy, not as unchanged."""
+    done = Counter(e.action for e in report.environments)
+    touched = {e.env for e in report.environments}
+    counts = outcome.plan.counts()
+    unchanged = sum(1 for a in outcome.plan.actions if a.action is ActionKind.NOOP and a.env not in touched)
+    failed = [e.env for e in report.environments if e.result != "ok"]
+    line = (f"{done['create']} created, {done['update']} updated, {done['redeploy']} redeployed, "
+            f"{done['destroy']} destroyed, {counts['blocked']} blocked, {unchanged} unchanged")
+    return line + (f"; {len(failed)} failed: {', '.join(failed)}." if failed else ".")

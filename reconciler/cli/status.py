@@ -63,8 +63,21 @@ def collect(project: Project) -> list[dict[str, Any]]:
             "last_result": "failed" if e.get("state") == "failed" else ("ok" if e else None),
             "failed_step": last[-1]["name"] if last else None, "error": e.get("error"),
             "tests": e.get("tests"), "updated_at": e.get("updated_at"), "source": obs.source if obs else "runtime",
+            "reason": failure_reason(e),
         })
     return rows
+
+
+def failure_reason(entry: dict[str, Any]) -> str | None:
+    """Why the last deploy failed (or its tests did), in one line: the error's message, which for
+    a failed tests step names the failing test and its assertion."""
+    error = entry.get("error") or {}
+    tests = entry.get("tests") or {}
+    if entry.get("state") == "failed" and error.get("message"):
+        return str(error["message"])
+    if tests.get("result") == "failed":
+        return f"tests: {tests.get('reason') or 'failed'}"
+    return None
 
 
 @click.command("status")
@@ -104,6 +117,15 @@ def status_command(repo: str | None, server: str | None, as_json: bool, state_di
         table.add_row(r["env"], r["tier"] or "-", r["branch"] or "-", (r["commit"] or "-")[:8], r["state"],
                       r["runtime"], r["url"] or "-", result)
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    for r in rows:  # why each failed environment failed, in full (the table keeps one line per env)
+        if not r.get("reason"):
+            continue
+        if r["state"] != "failed":
+            click.echo(f"{r['env']}: {r['reason']}")
+            continue
+        step = f" at {r['failed_step']}" if r["failed_step"] else ""
+        fix = (r.get("error") or {}).get("remediation")
+        click.echo(f"{r['env']}: failed{step}: {r['reason']}" + (f"\n  fix: {fix}" if fix else ""))
 
 
 def server_status(server: str | None, as_json: bool) -> None:
