@@ -33,6 +33,7 @@ COMMANDS = {
     "token": "reconciler.cli.token:token_group",
     "audit": "reconciler.cli.audit:audit_group",
     "jobs": "reconciler.cli.jobs:jobs_command",
+    "image": "reconciler.cli.image:image_group",
     "completion": "reconciler.cli.completion:completion_command",
 }
 
@@ -58,6 +59,7 @@ SHORT_HELP = {
     "token": "Create API tokens.",
     "audit": "List and verify the audit trail.",
     "jobs": "Long data operations: their phases, results and errors.",
+    "image": "Build the odoo:<version> image from Odoo's source (no registry needed).",
     "completion": "Print the shell completion script (bash, zsh, fish).",
 }
 
