@@ -22,7 +22,10 @@ REPO="file://$DEMO/acme-odoo.git"
 
 label() { cat; }
 if ! docker image inspect odoo:19.0 >/dev/null 2>&1 && ! timeout 30 docker pull -q odoo:19.0 >/dev/null 2>&1; then
-  echo "odoo:19.0 is not on this Docker engine and cannot be pulled (no registry reachable)." >&2
+  # scripts/services.sh builds odoo:19.0 from the Odoo source archive (`odooops image build`);
+  # only without a source (ODOOOPS_ODOO_SOURCE, default ../shared/odoo/odoo-19.0-ce.tar.xz) is it missing.
+  echo "odoo:19.0 is not on this Docker engine, cannot be pulled (no registry reachable), and no Odoo" >&2
+  echo "source archive was found to build it from (set ODOOOPS_ODOO_SOURCE)." >&2
   echo "The demo falls back to the test stand-in image $ODOOOPS_STANDIN_IMAGE: it is NOT Odoo." >&2
   export ODOOOPS_IMAGE_OVERRIDES="odoo:19.0=$ODOOOPS_STANDIN_IMAGE"
   label() { sed -u 's/^/[stand-in Odoo] /'; }

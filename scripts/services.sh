@@ -21,6 +21,9 @@ DK_BRIDGE_CIDR="${ODOOOPS_DOCKER_BRIDGE_CIDR:-10.207.0.1/24}"
 DK_POOL="${ODOOOPS_DOCKER_POOL:-10.208.0.0/16}"
 BASE_IMAGE="odooops/base:bookworm"
 STANDIN_IMAGE="odooops/odoo-standin:19.0"
+# Real Odoo: built from the Odoo source archive (no registry reachable) by `odooops image build`.
+ODOO_IMAGE="odoo:19.0"
+ODOO_SOURCE="${ODOOOPS_ODOO_SOURCE:-../shared/odoo/odoo-19.0-ce.tar.xz}"
 
 PG_DIR="$W/pg"; PG_DATA="$PG_DIR/data"; PG_RUN="$PG_DIR/run"
 DK_DIR="$W/docker"; DK_SOCK="$DK_DIR/docker.sock"; DK_PID="$DK_DIR/docker.pid"
@@ -252,6 +255,30 @@ start_caddy() {
   wait_for 30 caddy_up || { tail -n 30 "$CD_DIR/caddy.log" >&2; die "caddy did not start"; }
 }
 
+# ---------------------------------------------------------------- odoo image
+
+# Build odoo:19.0 from the source archive when the engine lacks it, or refresh one OdooOps built
+# (a cache hit takes a second). An odoo:19.0 from elsewhere (a pulled official image) is used as is.
+# Prints the image to use; nothing when there is neither an image nor a source.
+ensure_odoo_image() {
+  local src="$ODOO_SOURCE" owner
+  [[ "$src" = /* ]] || src="$ROOT/$src"
+  owner="$(docker image inspect -f '{{index .Config.Labels "org.odooops.built-by"}}' "$ODOO_IMAGE" \
+    2>/dev/null || echo missing)"
+  if [ "$owner" != missing ] && [ "$owner" != odooops ]; then
+    echo "$ODOO_IMAGE"; return
+  fi
+  if [ ! -e "$src" ]; then
+    if [ "$owner" = odooops ]; then echo "$ODOO_IMAGE"; return; fi
+    log "no Odoo source at $src (set ODOOOPS_ODOO_SOURCE): $ODOO_IMAGE not built, the demo uses the stand-in"
+    return
+  fi
+  [ "$owner" = missing ] && log "building $ODOO_IMAGE from $src (about 2 min; debootstrap adds 2-5 min the first time)"
+  "$ROOT/.venv/bin/odooops" image build --odoo-source "$src" --tag "$ODOO_IMAGE" >&2 \
+    || die "odooops image build of $ODOO_IMAGE failed (above)"
+  echo "$ODOO_IMAGE"
+}
+
 # ---------------------------------------------------------------- common
 
 stop_pidfile() {  # pidfile name timeout
@@ -269,7 +296,7 @@ stop_pidfile() {  # pidfile name timeout
 }
 
 write_env() {
-  local gw="$1" pw tmp
+  local gw="$1" odoo_image="${2:-}" pw tmp
   pw="$(cat "$PG_DIR/password")"
   tmp="$(mktemp "$W/services.env.XXXXXX")"
   cat >"$tmp" <<EOF
@@ -294,6 +321,7 @@ ODOOOPS_ROUTER_HTTP=http://127.0.0.1:$ROUTER_PORT
 ODOOOPS_BASE_IMAGE=$BASE_IMAGE
 ODOOOPS_STANDIN_IMAGE=$STANDIN_IMAGE
 EOF
+  [ -z "$odoo_image" ] || echo "ODOOOPS_ODOO_IMAGE=$odoo_image" >>"$tmp"
   chmod 600 "$tmp"
   mv "$tmp" "$ENV_FILE"
 }
@@ -301,7 +329,7 @@ EOF
 cmd_start() {
   need_root
   check_tools
-  local gw
+  local gw odoo_image
   start_docker
   gw="$(bridge_gateway)"
   [ -n "$gw" ] || die "docker bridge network has no gateway address"
@@ -309,7 +337,8 @@ cmd_start() {
   start_caddy
   ODOOOPS_BASE_IMAGE="$BASE_IMAGE" ODOOOPS_STANDIN_IMAGE="$STANDIN_IMAGE" \
     bash "$ROOT/infra/images/build.sh" all
-  write_env "$gw"
+  odoo_image="$(ensure_odoo_image)"
+  write_env "$gw" "$odoo_image"
   log "ready: $ENV_FILE"
 }
 
@@ -343,6 +372,9 @@ cmd_status() {
       if docker image inspect "$img" >/dev/null 2>&1; then echo "image:    $img"
       else echo "image:    $img missing"; rc=1; fi
     done
+    # Optional: without an Odoo source there is no real Odoo image, only the stand-in.
+    if docker image inspect "$ODOO_IMAGE" >/dev/null 2>&1; then echo "image:    $ODOO_IMAGE"
+    else echo "image:    $ODOO_IMAGE missing (no Odoo source: the demo uses the stand-in)"; fi
   fi
   [ -s "$ENV_FILE" ] && echo "env:      $ENV_FILE" || { echo "env:      missing"; rc=1; }
   return "$rc"
