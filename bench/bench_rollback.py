@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                             pre_deploy_backup={"id": backup.id, "from_commit": a, "to_commit": b})
         out["load_at_rollback"] = os.getloadavg()
         t = time.perf_counter()
-        result = rollback(project(), host, env, actor="bench")
+        result = rollback(project(), host, env, actor="bench", confirm=True)  # discards what came after
         out["rollback_s"] = round(time.perf_counter() - t, 1)
         out["phases"] = result["phases"]
         out["swap_phases"] = (result.get("data") or {}).get("swap", {}).get("phases")

@@ -69,6 +69,10 @@ class PromoteBody(BaseModel):
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: str | None = Field(None, pattern=r"^[0-9a-f]{7,40}$")
+    confirm: bool = Field(False, description="Accept that restoring the pre-deploy backup discards what was "
+                                             "written since (refused with ROLLBACK_NEEDS_CONFIRMATION otherwise).")
+    code_only: bool = Field(False, description="Previous code, database kept as it is; refused "
+                                               "(ROLLBACK_CODE_ONLY_REFUSED) when the deploy changed modules.")
 
 
 class Backups(BaseModel):
@@ -173,7 +177,8 @@ def rollback(request: Request, body: RollbackBody, env: str = EnvName) -> Any:
         guard_production(request, name)
         svc, actor = data_service(request), actor_of(request).subject
     return run_operation(request, "env.rollback", env, body.model_dump(),
-                         lambda: dict(svc.rollback(name, to_commit=body.to, actor=actor)))
+                         lambda: dict(svc.rollback(name, to_commit=body.to, actor=actor, confirm=body.confirm,
+                                                   code_only=body.code_only)))
 
 
 @op(router, "DELETE", "/environments/{env}/pin", "env:write", "clearRollbackPin",

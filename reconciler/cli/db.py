@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from reconciler.cli.client import LONG_S, Client, client_command, emit, env_path, resolve_env, show_fields, table
@@ -23,7 +25,22 @@ def db_backup(env: str, verify: bool, server: str | None, as_json: bool) -> None
     client = Client.from_config(server)
     name = resolve_env(client, env)
     data = client.run(env_path(name, "backups"), {"verify": verify})
-    emit(data, as_json, lambda: (click.echo(f"{name}: backup {data.get('id')}"), show_fields(data, RESULT_KEYS[4:])))
+    emit(data, as_json, lambda: (click.echo(f"{name}: backup {data.get('id')}"),
+                                 click.echo(f"verification  {verification_text(name, data)}"),
+                                 show_fields(data, RESULT_KEYS[5:])))
+
+
+def verification_text(env: str, data: dict[str, Any]) -> str:
+    """`ok (312 modules, restored in 4.1 s, at ...)`, or how to verify a backup that was not."""
+    check = data.get("verification")
+    if not isinstance(check, dict):
+        return f"not verified (odooops db verify {env} --backup {data.get('id')})"
+    seconds = check.get("seconds")
+    restore = seconds.get("restore") if isinstance(seconds, dict) else None
+    detail = [f"{check['modules']} modules" if check.get("modules") is not None else "",
+              f"restored in {restore} s" if restore is not None else "",
+              f"at {data['verified_at']}" if data.get("verified_at") else ""]
+    return ("ok" if check.get("ok") else "FAILED") + (f" ({', '.join(d for d in detail if d)})" if any(detail) else "")
 
 
 @db_group.command("backups")

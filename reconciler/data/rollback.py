@@ -5,19 +5,28 @@ commit like any push. When the deploy being rolled back migrated data (its state
 `pre_deploy_backup` taken from the target commit), that backup is restored into a scratch database
 while the old artifact is deployed, then swapped in (the live database is only replaced after the
 restore is verified, by `swap_in`).
+
+That restore discards everything written since the backup: the rollback states that window (the
+backup's time, the records created and changed since, per table) and goes ahead only with `confirm`.
+`code_only` instead runs the previous code on the database as it is, when the deploy left its modules
+as the previous code expects; otherwise it is refused with the modules that changed.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pygit2
+from psycopg import sql
 
 from reconciler.controller.env_lock import env_lock
+from reconciler.core.data_copy import describe_age
 from reconciler.errors import OdooOpsError
 from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
@@ -26,10 +35,13 @@ from reconciler.sources.pins import delete_pin, pin_document, pin_ref, publish_r
 if TYPE_CHECKING:
     from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.data.context import DataContext
 
 SIGNATURE = ("OdooOps", "odooops@localhost")
 # The seed contract keeps the last ten versions selectable; older healthy commits are not offered.
 MAX_CANDIDATES = 10
+# Tables an update rewrites or that only log (ir_attachment holds people's files: it is a record table).
+_TECHNICAL = re.compile(r"^(ir_(?!attachment$)|bus_|res_users_log$)")
 
 
 def healthy_history(project: Project, env: str) -> list[dict[str, Any]]:
@@ -107,9 +119,97 @@ def _restore_plan(entry: dict[str, Any], current: str, target: str) -> dict[str,
     return None
 
 
+def _technical(table: str) -> bool:
+    """Module data an update rewrites (views, fields, menus...) and logs: not records people made."""
+    return bool(_TECHNICAL.match(table))
+
+
+def backup_time(ctx: DataContext, env: str, restore: dict[str, Any]) -> float:
+    """When the pre-deploy backup's dump started: its manifest's created_at (to the microsecond)."""
+    from reconciler.data.backup import load_manifest
+    from reconciler.executors.storage import store_for
+
+    return load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).created.timestamp()
+
+
+def data_loss_window(ctx: DataContext, env: str, since: float, now: float | None = None) -> dict[str, Any]:
+    """What restoring a backup taken at `since` discards: per table, the rows created and changed since
+    (Odoo's create_date / write_date, in UTC; one read-only scan per table that has both). Deletions since
+    are undone by the restore and cannot be counted this way."""
+    now = time.time() if now is None else now
+    stamp = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
+    tables: dict[str, dict[str, int]] = {}
+    with ctx.pg.connect(env) as conn:
+        conn.read_only = True
+        names = [r[0] for r in conn.execute(
+            "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
+            "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' "
+            "AND c.column_name IN ('create_date', 'write_date') GROUP BY c.table_name HAVING count(*) = 2 "
+            "ORDER BY 1").fetchall()]
+        for name in names:
+            created, changed = conn.execute(sql.SQL(
+                "SELECT count(*) FILTER (WHERE create_date > %(t)s), count(*) FILTER (WHERE write_date > %(t)s "
+                "AND (create_date IS NULL OR create_date <= %(t)s)) FROM {} "
+                "WHERE create_date > %(t)s OR write_date > %(t)s").format(sql.Identifier(name)), {"t": stamp}
+            ).fetchone()
+            if created or changed:
+                tables[name] = {"created": int(created), "changed": int(changed)}
+    records = {k: v for k, v in tables.items() if not _technical(k)}
+    technical = {k: v for k, v in tables.items() if _technical(k)}
+    return {"since": round(since, 3), "since_utc": datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "age_s": round(now - since, 1), "created": sum(v["created"] for v in records.values()),
+            "changed": sum(v["changed"] for v in records.values()), "tables": records,
+            "technical_tables": technical, "deletions_counted": False}
+
+
+def describe_window(window: dict[str, Any], backup_id: str) -> str:
+    """One sentence: the backup's time, and the records it would discard."""
+    tables = sorted(window["tables"].items(), key=lambda kv: -(kv[1]["created"] + kv[1]["changed"]))
+    shown = ", ".join(f"{name} {v['created']} created/{v['changed']} changed" for name, v in tables[:5])
+    more = f" and {len(tables) - 5} more tables" if len(tables) > 5 else ""
+    what = (f"{window['created']} records created and {window['changed']} changed since then are discarded "
+            f"({shown}{more})" if tables else "no record was created or changed since then")
+    technical = len(window["technical_tables"])
+    return (f"backup {backup_id} was taken at {window['since_utc']} ({describe_age(window['age_s'])} ago): {what}"
+            + (f"; {technical} technical tables (module data, logs) changed too" if technical else "")
+            + "; deletions since are undone and not counted")
+
+
+def code_only_refusal(ctx: DataContext, env: str, restore: dict[str, Any], since: float) -> str | None:
+    """Why the previous code cannot run on today's database (None: it can). Conservative: any module
+    installed, removed, changed in version or updated in place since the pre-deploy backup refuses."""
+    from reconciler.data.backup import database_facts, load_manifest
+    from reconciler.executors.storage import store_for
+
+    then = load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).modules
+    now = database_facts(ctx, env)["modules"]
+    reasons = []
+    if sorted(set(now) - set(then)):
+        reasons.append("installed " + ", ".join(sorted(set(now) - set(then))))
+    if sorted(set(then) - set(now)):
+        reasons.append("uninstalled " + ", ".join(sorted(set(then) - set(now))))
+    versions = [f"{m} {then[m]} -> {now[m]}" for m in sorted(set(now) & set(then)) if then[m] != now[m]]
+    if versions:
+        reasons.append("updated " + ", ".join(versions))
+    stamp = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
+    with ctx.pg.connect(env) as conn:
+        touched = [r[0] for r in conn.execute(
+            "SELECT name FROM ir_module_module WHERE write_date > %s ORDER BY name", (stamp,)).fetchall()]
+    in_place = [m for m in touched if m in now and m in then and then[m] == now[m]]
+    if in_place:
+        reasons.append("updated in place (same version, new data or schema) " + ", ".join(in_place))
+    return "; ".join(reasons) or None
+
+
 def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str | None = None,
-             actor: str = "cli", apply: bool = True) -> dict[str, Any]:
-    """Pin env to its last healthy commit (or `to_commit`), run it again, restore migrated data."""
+             actor: str = "cli", apply: bool = True, confirm: bool = False,
+             code_only: bool = False) -> dict[str, Any]:
+    """Pin env to its last healthy commit (or `to_commit`), run it again, restore migrated data.
+
+    Restoring the pre-deploy backup discards what was written since: without `confirm` that is refused
+    (ROLLBACK_NEEDS_CONFIRMATION states the window). `code_only` keeps the database as it is, when the
+    update left it as the previous code expects (no module installed or updated), else it is refused."""
     started = time.perf_counter()
     phases: dict[str, float] = {}
     if project.source.is_mirror:
@@ -125,6 +225,34 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
         raise OdooOpsError("ROLLBACK_TARGET_IS_CURRENT", f"{env} already runs {target[:12]}",
                            f"odooops rollback {env} --to <an older commit>", {"env": env, "commit": target})
     restore = _restore_plan(entry, current, target)
+    window: dict[str, Any] | None = None
+    if restore is not None:
+        from reconciler.data.context import DataContext
+
+        data_ctx = DataContext.for_project(project, host)
+        since = backup_time(data_ctx, env, restore)
+        refusal = code_only_refusal(data_ctx, env, restore, since)
+        if code_only:
+            if refusal is not None:
+                raise OdooOpsError(
+                    "ROLLBACK_CODE_ONLY_REFUSED", f"{env} cannot go back to {target[:12]}'s code on its current "
+                    f"database: the deploy of {current[:12]} changed its modules ({refusal}), which the "
+                    "previous code does not expect", f"odooops rollback {env} --confirm  # code and the pre-deploy "
+                    f"backup {restore['id']}, discarding what was written since", {"env": env, "reason": refusal})
+            restore = None  # the database stays as it is, with everything written since the deploy
+        else:
+            window = data_loss_window(data_ctx, env, since)
+            if not confirm:
+                said = describe_window(window, str(restore["id"]))
+                alternative = ("" if refusal is None else
+                               f"; --code-only is not possible: the deploy changed modules ({refusal})")
+                raise OdooOpsError(
+                    "ROLLBACK_NEEDS_CONFIRMATION", f"rolling {env} back to {target[:12]} restores its pre-deploy "
+                    f"backup: {said}",
+                    f"odooops rollback {env} --confirm  # accept that loss"
+                    + (f"; or odooops rollback {env} --code-only  # previous code, data kept" if refusal is None
+                       else alternative),
+                    {"env": env, "backup": restore["id"], "window": window, "code_only_refusal": refusal})
 
     t = time.perf_counter()
     # Held to the end: the daemon's apply of this env (woken by the pin) waits, and never sees
@@ -143,6 +271,9 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
             "env": env, "status": "pinned", "commit": target, "from_commit": current, "branch": branch,
             "branch_head": head, "actor": actor, "pin": pin_document(pin), "pin_pushed": pushed,
             "restored_backup": restore["id"] if restore else None, "data": None, "apply": None,
+            "code_only": code_only, "data_kept": restore is None,
+            "discarded": ({**window, "text": describe_window(window, str(restore["id"]))}
+                          if window is not None and restore is not None else None),
         }
         scratch: tuple[str, str] | None = None
         ctx = None

@@ -145,10 +145,14 @@ class DataService:
 
         return promote(self.project, self.host, source, target, confirm=confirm, actor=actor)
 
-    def rollback(self, env: str, to_commit: str | None = None, actor: str = "api") -> dict[str, Any]:
+    def rollback(self, env: str, to_commit: str | None = None, actor: str = "api", confirm: bool = False,
+                 code_only: bool = False) -> dict[str, Any]:
+        """Refused (ROLLBACK_NEEDS_CONFIRMATION) when it would discard data written since the pre-deploy
+        backup and `confirm` is not set; `code_only` keeps the data when the modules allow it."""
         from reconciler.data.rollback import rollback
 
-        return rollback(self.project, self.host, env, to_commit=to_commit, actor=actor)
+        return rollback(self.project, self.host, env, to_commit=to_commit, actor=actor, confirm=confirm,
+                        code_only=code_only)
 
     def clear_pin(self, env: str, actor: str) -> dict[str, Any]:
         from reconciler.data.rollback import clear_pin

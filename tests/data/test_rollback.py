@@ -150,6 +150,8 @@ def test_rollback_after_a_failed_deploy_returns_to_the_commit_that_still_serves(
     started = time.time()
     result = rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="bob")
     assert result["commit"] == a and result["from_commit"] == b and result["pin_pushed"] is None
+    # No pre-deploy backup to restore: nothing is discarded, so no confirmation was needed.
+    assert result["data_kept"] is True and result["discarded"] is None
     entry = project.store.entries()[env]
     assert entry["state"] == "running" and entry["commit"] == a and entry["updated_at"] >= started
     assert git(world["work"], "cat-file", "-t", pin_ref(env)).strip() == "commit"
@@ -175,13 +177,35 @@ def test_rollback_restores_the_pre_deploy_backup_of_a_deploy_that_migrated_data(
     # production takes pre-deploy backups, and only one `production` database fits the shared server).
     ctx.store.set_state(env, "running", tier="production",
                         pre_deploy_backup={"id": backup.id, "from_commit": a, "to_commit": b})
+    with ctx.pg.connect(env) as conn:
+        conn.execute("INSERT INTO res_partner (name) VALUES ('Created after the deploy')")
 
-    result = rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops")
-    assert result["commit"] == a and result["restored_backup"] == backup.id
+    # The restore would discard that record: refused until confirmed, and the refusal says what goes.
+    with pytest.raises(OdooOpsError) as refused:
+        rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops")
+    assert refused.value.code == "ROLLBACK_NEEDS_CONFIRMATION"
+    assert f"backup {backup.id} was taken at" in refused.value.message
+    assert "res_partner 1 created" in refused.value.message
+    assert f"odooops rollback {env} --confirm" in refused.value.remediation
+    # B updated acme_sale in the database: A's code cannot simply run on it.
+    assert "--code-only is not possible" in refused.value.remediation
+    with pytest.raises(OdooOpsError) as code_only:
+        rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops",
+                 code_only=True)
+    assert code_only.value.code == "ROLLBACK_CODE_ONLY_REFUSED" and "acme_sale" in code_only.value.message
+    assert project.source.repo.references.get(pin_ref(env)) is None  # refusals change nothing
+
+    result = rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops",
+                      confirm=True)
+    assert result["commit"] == a and result["restored_backup"] == backup.id and result["data_kept"] is False
+    assert result["discarded"]["tables"]["res_partner"] == {"created": 1, "changed": 0}
+    assert "res_partner 1 created" in result["discarded"]["text"]
     assert {"pin", "restore", "apply", "swap", "total"} <= set(result["phases"])
     assert result["data"]["swap"]["swapped"] is True
     with ctx.pg.connect(env) as conn:
         assert conn.execute("SELECT to_regclass('b_migrated')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM res_partner WHERE name = 'Created after the deploy'"
+                            ).fetchone() == (0,)
     assert not [d for d in ctx.pg.list_databases("oo_") if d.endswith(result["data"]["swap"]["dropped_old"][-12:])]
     health = httpx.get(f"{world['host'].router_http}/web/health", headers={"Host": f"{env}.odooops.localhost"})
     assert health.status_code == 200
