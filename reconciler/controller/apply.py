@@ -201,8 +201,9 @@ class Applier:
                 continue
             route = routes.get(a.env)
             hosts = tuple(specs[a.env]["domains"])
-            if route is None or route.upstream != upstream or tuple(route.hosts) != hosts:
-                self.router.set_route(a.env, list(hosts), upstream)
+            ws = rt.websocket_upstream if rt is not None else None
+            if route is None or (route.upstream, route.websocket_upstream, tuple(route.hosts)) != (upstream, ws, hosts):
+                self.router.set_route(a.env, list(hosts), upstream, ws)
                 self.progress(a.env, "route", "changed", f"repaired: {hosts[0]} -> {upstream}")
 
     def _ours(self, runtime: Any) -> bool:
@@ -451,6 +452,7 @@ class Applier:
         result = self.runtime.ensure(ctx["container_spec"], handover=self.handover)
         ctx["handovers"] = list(result.handovers)
         ctx["upstream"] = result.observed.web_upstream
+        ctx["websocket_upstream"] = result.observed.websocket_upstream
         for h in result.handovers:
             if not h.new_upstream:
                 raise OdooOpsError("RUNTIME_NO_PORT", f"the new web container of {spec.name} publishes no port",
@@ -464,7 +466,7 @@ class Applier:
                 except OdooOpsError as exc:
                     exc.remediation += "; the previous version kept serving"
                     raise StepFailed(exc, logs) from exc
-            ctx["upstream"] = h.new_upstream
+            ctx["upstream"], ctx["websocket_upstream"] = h.new_upstream, h.new_websocket
         capped = "; " + "; ".join(ctx["notes"]) if ctx.get("notes") else ""
         if result.handovers:
             capped = f"; {len(result.handovers)} started beside the serving one (no downtime){capped}"
@@ -485,7 +487,7 @@ class Applier:
         for h in ctx.pop("handovers", []):
             with contextlib.suppress(OdooOpsError):
                 if h.old_upstream:
-                    self.router.set_route(spec.name, spec["domains"], h.old_upstream)
+                    self.router.set_route(spec.name, spec["domains"], h.old_upstream, h.old_websocket)
                 self.runtime.abandon(h)
 
     def _restore_previous(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> None:
@@ -495,14 +497,16 @@ class Applier:
         if old and previous.get("state") == "running":
             restored = self.runtime.ensure(old)
             if restored.observed.web_upstream:
-                self.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream)
+                self.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream,
+                                      restored.observed.websocket_upstream)
             ctx["restored_previous"] = True
 
     def _route(self, spec: EnvSpec, ctx: dict[str, Any]) -> tuple[str, str]:
         if not ctx.get("upstream"):
             raise OdooOpsError("RUNTIME_NO_PORT", f"the web container of {spec.name} publishes no port",
                                f"odooops logs {spec.name}")
-        changed = self.router.set_route(spec.name, spec["domains"], ctx["upstream"])
+        # HTTP and websocket upstreams switch together, in one write of the route.
+        changed = self.router.set_route(spec.name, spec["domains"], ctx["upstream"], ctx.get("websocket_upstream"))
         return ("changed" if changed else "ok"), f"{spec['domains'][0]} -> {ctx['upstream']}"
 
     def _health(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:

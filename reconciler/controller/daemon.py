@@ -585,7 +585,8 @@ class Daemon:
             route = routes.get(name) if routes is not None else None
             if web is None or not web.running:
                 why = f"its web container is {'missing' if web is None else web.state}"
-            elif routes is not None and (route is None or route.upstream != rt.web_upstream):  # type: ignore[union-attr]
+            elif routes is not None and (route is None or (route.upstream, route.websocket_upstream)
+                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]
                 why = "its route is missing or points elsewhere (Caddy or dockerd restarted?)"
             else:
                 continue

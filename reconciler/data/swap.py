@@ -49,7 +49,7 @@ def _start(ctx: DataContext, env: str, entry: dict[str, Any]) -> str:
         raise OdooOpsError("RUNTIME_NO_PORT", f"the web container of {env} publishes no port after the restore",
                            f"odooops logs {env}")
     with CaddyRouter(ctx.host.caddy_admin, ctx.host.caddy_server) as router:
-        router.set_route(env, _domains(entry), upstream)
+        router.set_route(env, _domains(entry), upstream, result.observed.websocket_upstream)
     return upstream
 
 

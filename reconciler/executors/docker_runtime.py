@@ -93,6 +93,8 @@ class Handover:
     old_upstream: str | None  # 127.0.0.1:PORT of each, what the router proxies to
     new_upstream: str | None
     stop_timeout_s: int
+    old_websocket: str | None = None  # 127.0.0.1:PORT of each one's gevent (websocket) port, if published
+    new_websocket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,10 +269,9 @@ class DockerRuntime:
             observed = self.observe_env(env)
             by_name = {c.name: c for c in observed.containers}
             handovers = tuple(
-                Handover(canonical, old.id, by_name[new].id,
-                         f"127.0.0.1:{old.http_host_port}" if old.http_host_port else None,
-                         f"127.0.0.1:{by_name[new].http_host_port}" if by_name[new].http_host_port else None,
-                         timeout)
+                Handover(canonical, old.id, by_name[new].id, _local(old.http_host_port),
+                         _local(by_name[new].http_host_port), timeout, _local(old.gevent_host_port),
+                         _local(by_name[new].gevent_host_port))
                 for canonical, old, new, timeout in pending)
         return EnsureResult(env, tuple(created), tuple(replaced), tuple(unchanged), tuple(removed),
                             network_created, tuple(volumes_created), observed,
@@ -474,6 +475,10 @@ class DockerRuntime:
         with self._engine(f"logs {what or container_id[:12]}"):
             raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
         return raw.decode("utf-8", "replace")
+
+
+def _local(port: int | None) -> str | None:
+    return f"127.0.0.1:{port}" if port else None
 
 
 def _from_summary(s: dict[str, Any]) -> ObservedContainer:

@@ -19,6 +19,9 @@ _UPSTREAM = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$|^\[[0-9a-fA-F:]+\]:[0-9]{1,
 _HOST = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 # Odoo serves its websocket (bus) on the gevent port when it runs with workers.
 WEBSOCKET_PATHS = ["/websocket", "/websocket/*"]
+# The database manager (create, drop, dump, restore with the master password) stays closed on every
+# environment: refused by the router whatever Odoo's list_db says.
+DATABASE_MANAGER_PATHS = ["/web/database*"]
 _ATTEMPTS = 8  # optimistic-concurrency retries when another writer changed the routes meanwhile
 
 
@@ -193,15 +196,21 @@ def _proxy(upstream: str) -> dict[str, Any]:
     return {"handler": "reverse_proxy", "upstreams": [{"dial": upstream}]}
 
 
+def _refuse_database_manager() -> dict[str, Any]:
+    return {"handler": "static_response", "status_code": 403,
+            "body": "the database manager is closed; use odooops db backup|restore|clone\n"}
+
+
 def _route_json(env: str, hosts: tuple[str, ...], upstream: str, ws: str | None) -> dict[str, Any]:
-    handle = [_proxy(upstream)]
+    """One route per env: the database manager refused, /websocket to the gevent port (when the env runs
+    workers), everything else to the HTTP port. Both upstreams change in one write (a handover's switch)."""
+    routes: list[dict[str, Any]] = [{"match": [{"path": DATABASE_MANAGER_PATHS}],
+                                     "handle": [_refuse_database_manager()]}]
     if ws:
-        handle = [{"handler": "subroute", "routes": [
-            {"match": [{"path": WEBSOCKET_PATHS}], "handle": [_proxy(ws)]},
-            {"handle": [_proxy(upstream)]},
-        ]}]
+        routes.append({"match": [{"path": WEBSOCKET_PATHS}], "handle": [_proxy(ws)]})
+    routes.append({"handle": [_proxy(upstream)]})
     return {"@id": ROUTE_PREFIX + env, "match": [{"host": [h.lower() for h in hosts]}],
-            "handle": handle, "terminal": True}
+            "handle": [{"handler": "subroute", "routes": routes}], "terminal": True}
 
 
 def _catch_all() -> dict[str, Any]:
@@ -210,14 +219,14 @@ def _catch_all() -> dict[str, Any]:
 
 
 def _parse(route: dict[str, Any]) -> Route | None:
-    """Read back a route this module wrote; None for shapes it did not write."""
+    """Read back a route this module writes; None for other shapes (an older release's route, which
+    left the database manager open: it reads as missing, so it is rewritten)."""
     try:
         hosts = tuple(route["match"][0]["host"])
-        handle = route["handle"][0]
-        if handle["handler"] == "reverse_proxy":
-            return Route(hosts, handle["upstreams"][0]["dial"])
-        sub = handle["routes"]
-        return Route(hosts, sub[1]["handle"][0]["upstreams"][0]["dial"],
-                     sub[0]["handle"][0]["upstreams"][0]["dial"])
+        sub = route["handle"][0]["routes"]
+        if sub[0] != {"match": [{"path": DATABASE_MANAGER_PATHS}], "handle": [_refuse_database_manager()]}:
+            return None
+        ws = sub[1]["handle"][0]["upstreams"][0]["dial"] if len(sub) == 3 else None
+        return Route(hosts, sub[-1]["handle"][0]["upstreams"][0]["dial"], ws)
     except (KeyError, IndexError, TypeError):
         return None

@@ -106,10 +106,12 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     # no secret in the notes, the state file, the report or the plan
     from reconciler.secrets import SecretStore
     store = SecretStore(world["state"] / "secrets")
-    # the database role, Odoo's master password and the env's login at the mail catcher
-    assert store.names(env) == ["admin_passwd", "db_password", "smtp_password"]
+    # the database role, Odoo's master password, the admin user's password (and the hash last written
+    # into the database) and the env's login at the mail catcher
+    assert store.names(env) == ["admin_passwd", "admin_password", "admin_password_hash", "db_password",
+                                "smtp_password"]
     values = store.all_values()
-    assert len(values) == 3
+    assert len(values) == 5 and store.get(env, "admin_password") != store.get(env, "admin_passwd")
     notes = git(world["work"], "log", "-p", "refs/notes/odooops")
     state_text = "".join(p.read_text() for p in (world["state"] / "projects").rglob("state.json"))
     plan_text = json.dumps(outcome.plan.actions[0].to_json()) + "".join(outcome.artifacts[env].values())
@@ -163,7 +165,8 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     for user in (env, login):  # the old password opens nothing; the env's own role cannot log in now
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(host=host.pg_host, port=host.pg_port, user=user, password=old_password, dbname=env).close()
-    assert store.names(env) == ["admin_passwd", "db_password", "smtp_password"]  # the previous one is gone
+    assert store.names(env) == ["admin_passwd", "admin_password", "admin_password_hash", "db_password",
+                                "smtp_password"]  # the previous one is gone
     psycopg.connect(host=host.pg_host, port=host.pg_port, user=login, password=store.get(env, "db_password"),
                     dbname=env).close()
     _, report_n, _ = apply(world)
