@@ -24,6 +24,8 @@ def plan_json(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool
     for spec in plan.environments:
         item = spec.to_json()
         item["artifacts"] = outcome.artifact_digests(spec.name)
+        if spec["run_tests"]:
+            item["tests"] = tests_json(outcome, spec)
         if show_artifacts:
             item["artifact_texts"] = outcome.artifacts.get(spec.name, {})
         envs.append(item)
@@ -52,6 +54,28 @@ def _data_copies(outcome: PlanOutcome) -> dict[str, dict[str, Any]]:
         item["text"] = describe_copy(copy, now)
         out[env] = item
     return out
+
+
+def tests_json(outcome: PlanOutcome, spec: EnvSpec) -> dict[str, Any]:
+    """Which tests a deploy of the env runs: `tags` is what --test-tags gets (null: Odoo's whole suite)."""
+    known = outcome.test_tags is not None and spec.name in outcome.test_tags
+    tags = outcome.test_tags[spec.name] if outcome.test_tags is not None and known else spec["test_tags"]
+    origin = ("tests.tags in .odooops.yaml" if spec["test_tags"] else
+              "the repository's addons (tests.tags unset)" if known else "unknown")
+    return {"tags": tags, "origin": origin, "whole_suite": tags is None and known}
+
+
+def tests_text(outcome: PlanOutcome | None, spec: EnvSpec) -> str:
+    if not spec["run_tests"]:
+        return "not run"
+    if outcome is None:
+        return f"run ({spec['test_tags'] or 'the repository addons'})"
+    t = tests_json(outcome, spec)
+    if t["whole_suite"]:
+        return "run (all: Odoo's whole suite of the installed modules)"
+    if t["tags"] == "":
+        return "run (none: the repository has no addons)"
+    return f"run ({t['tags']})"
 
 
 def summary_line(outcome: PlanOutcome) -> str:
@@ -102,7 +126,7 @@ def human(outcome: PlanOutcome, repo: str, policy: str, show_artifacts: bool = F
     out.append("")
     copies = outcome.data_copies or {}
     for action in plan.actions:
-        out.extend(_action_block(action, specs.get(action.env), color))
+        out.extend(_action_block(action, specs.get(action.env), color, outcome))
         if action.env in copies:
             out.append(f"      copy      {describe_copy(copies[action.env], time.time())}")
         if terraform and action.env in terraform:
@@ -140,14 +164,14 @@ def _paint(text: str, fg: str | None, color: bool, bold: bool = False) -> str:
     return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
 
 
-def _settings_lines(spec: EnvSpec) -> list[str]:
+def _settings_lines(spec: EnvSpec, outcome: PlanOutcome | None = None) -> list[str]:
     s = spec.settings
     cron = f"{s['cron_workers']} cron worker{'s' if s['cron_workers'] != 1 else ''}"
     cron += " (separate container)" if s["separate_cron"] else " (in the web container)"
     backups = (f'"{s["backup_schedule"]}", keep {fmt_value("backup_retention", s["backup_retention"])}'
                if s["backup_schedule"] else "none")
     data = s["data_source"] + (", neutralized" if s["neutralize"] else "") + (", masked" if s["mask"] else "")
-    tests = f"run ({s['test_tags']})" if s["run_tests"] else "not run"
+    tests = tests_text(outcome, spec)
     lines = [
         f"odoo      {s['odoo_version']} ({s['image']}); modules {fmt_value('modules', s['modules'])}",
         f"size      {s['workers']} worker{'s' if s['workers'] != 1 else ''}, {cron}, {fmt_value('cpu', s['cpu'])} CPU, "
@@ -164,7 +188,8 @@ def _settings_lines(spec: EnvSpec) -> list[str]:
     return lines
 
 
-def _action_block(action: Action, spec: EnvSpec | None, color: bool) -> list[str]:
+def _action_block(action: Action, spec: EnvSpec | None, color: bool,
+                  outcome: PlanOutcome | None = None) -> list[str]:
     symbol, fg = _SYMBOL[action.action]
     commit = (action.commit or action.old_commit or "")[:7]
     head = f"{symbol} {action.action.value:<8} {action.env}"
@@ -173,7 +198,7 @@ def _action_block(action: Action, spec: EnvSpec | None, color: bool) -> list[str
     lines = [_paint(head, fg, color, bold=True) + f"  ({where}){tier}"]
     lines.append(f"      why: {action.reason}")
     if action.action is ActionKind.CREATE and spec is not None:
-        lines.extend("      " + line for line in _settings_lines(spec))
+        lines.extend("      " + line for line in _settings_lines(spec, outcome))
     elif action.action in (ActionKind.UPDATE, ActionKind.REDEPLOY):
         width = max(len(_LABEL.get(c.field, c.field)) for c in action.changes)
         for ch in action.changes:

@@ -24,11 +24,14 @@ from reconciler.controller import files
 from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
 from reconciler.controller.env_lock import env_lock, is_busy
 from reconciler.controller.host import HostSettings
+from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core import odoo_log
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
 from reconciler.data import mail
 from reconciler.data.database_step import DatabaseStep, StepFailed
+from reconciler.data.odoo_cli import run_tests_command
+from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import Artifact, ArtifactInputs, ArtifactStore, export_tree
 from reconciler.executors.docker_runtime import DockerRuntime
@@ -274,6 +277,7 @@ class Applier:
             self._run(report, "health", lambda: self._health(spec, previous, ctx))
         except StepFailed as failed:
             self._abandon_handovers(spec, ctx)  # e.g. the route step failed: the old version keeps serving
+            self._drop_working_copy(ctx)  # a refused deploy leaves the live database as it was
             report.result = "failed"
             report.error = {**failed.error.to_dict(), "log_excerpt": odoo_log.tail(failed.log_excerpt, 2000)}
             self._record(spec, report, "failed", previous, ctx)
@@ -424,31 +428,66 @@ class Applier:
             ctx["pre_deploy_backup"] = step.backup
         report.modules = out.modules.to_json() if out.modules is not None else None
         ctx["data"] = out.data
+        ctx["working_copy"] = out.working_copy
         return out.result, out.detail
+
+    def _drop_working_copy(self, ctx: dict[str, Any]) -> None:
+        """The live database and filestore back in place if the copy was swapped in; the copy dropped."""
+        copy: WorkingCopy | None = ctx.pop("working_copy", None)
+        if copy is not None:
+            copy.undo(self._pg())
+
+    def _pg(self) -> Any:
+        from reconciler.executors.postgres import Postgres
+
+        return Postgres.from_host(self.host)
+
+    def _swap_in_working_copy(self, ctx: dict[str, Any]) -> str:
+        """A copy the update changed and the tests passed takes the live name as the new version starts;
+        one only tested (nothing to update) is dropped and the live database stays."""
+        copy: WorkingCopy | None = ctx.get("working_copy")
+        if copy is None:
+            return ""
+        if not copy.changed:
+            ctx.pop("working_copy")
+            copy.discard(self._pg())
+            return ""
+        copy.swap(self._pg())
+        return f"; working copy {copy.db} swapped in ({copy.timings.get('swap', 0):.2f}s), the live data set aside"
+
+    def test_tags(self, spec: EnvSpec) -> str | None:
+        """What --test-tags gets: the project's tags, or its own addons' (`/mod_a,/mod_b`); None: all."""
+        code = repo_modules(self.project.source.repo, spec.commit, spec["addons_paths"])
+        return effective_test_tags(spec["test_tags"], code)
 
     def _tests(self, spec: EnvSpec, report: EnvReport, ctx: dict[str, Any]) -> tuple[str, str]:
         container_spec = ctx["container_spec"]
         web = container_spec["containers"][0]
-        cmd = ["odoo", "-d", spec.name, "--test-enable", "--stop-after-init", "--http-port", "8070"]
-        if spec["test_tags"]:
-            cmd += ["--test-tags", spec["test_tags"]]
+        tags = self.test_tags(spec)
+        if tags == "":
+            report.tests = {"result": "skipped", "tags": "", "seconds": 0.0, "log_tail": "", "reason": None}
+            return "skipped", "the repository has no addons to test (tests.tags: all runs Odoo's whole suite)"
+        copy: WorkingCopy | None = ctx.get("working_copy")
+        # On the working copy when there is one: what tests write never reaches the live database.
+        cmd = run_tests_command(copy.db if copy is not None else spec.name, tags)
         run = self.runtime.run_once(container_spec, web, cmd, timeout_s=3600, tail=5000)
         passed = run.ok
         # Why it failed, from Odoo's log: the failing test and its assertion, or the install error.
         why = "" if passed else (odoo_log.parse(run.logs).headline() or (
             "timed out" if run.timed_out else f"odoo exited with code {run.exit_code}"))
-        report.tests = {"result": "passed" if passed else "failed", "tags": spec["test_tags"],
+        report.tests = {"result": "passed" if passed else "failed", "tags": tags if tags is not None else "all",
                         "seconds": round(run.duration_s, 2), "log_tail": "\n".join(run.logs.splitlines()[-15:]),
                         "reason": why or None}
         required = self.project.policy.gates.get(str(spec.tier), {}).get("tests_required", False)
         if not passed and required:
             raise StepFailed(OdooOpsError("TESTS_FAILED", why, f"fix the failing tests on {spec.branch} and push",
-                                          {"test_tags": spec["test_tags"]}), odoo_log.excerpt(run.logs))
+                                          {"test_tags": tags}), odoo_log.excerpt(run.logs))
         return ("ok", "passed") if passed else ("failed", why)
 
     def _runtime_step(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
         # A running web container keeps serving while its replacement starts beside it (blue/green):
         # the route moves only once the new one passes /web/health on its own port.
+        swapped = self._swap_in_working_copy(ctx)
         result = self.runtime.ensure(ctx["container_spec"], handover=self.handover)
         ctx["handovers"] = list(result.handovers)
         ctx["upstream"] = result.observed.web_upstream
@@ -468,6 +507,7 @@ class Applier:
                     raise StepFailed(exc, logs) from exc
             ctx["upstream"], ctx["websocket_upstream"] = h.new_upstream, h.new_websocket
         capped = "; " + "; ".join(ctx["notes"]) if ctx.get("notes") else ""
+        capped += swapped
         if result.handovers:
             capped = f"; {len(result.handovers)} started beside the serving one (no downtime){capped}"
         if result.changed:
@@ -493,6 +533,7 @@ class Applier:
     def _restore_previous(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> None:
         """Put the last healthy version back: a failed deploy must not take the environment down."""
         self._abandon_handovers(spec, ctx)
+        self._drop_working_copy(ctx)  # and its data: the live database set aside by the swap returns
         old = previous.get("container_spec")
         if old and previous.get("state") == "running":
             restored = self.runtime.ensure(old)
@@ -516,6 +557,9 @@ class Applier:
             retired = ctx.pop("handovers", [])
             for h in retired:
                 self.runtime.promote(h)
+            copy: WorkingCopy | None = ctx.pop("working_copy", None)
+            if copy is not None:
+                copy.finish(self._pg())  # the set-aside live data goes once the new version is healthy
             return "ok", f"/web/health passed after {result.elapsed_s:.1f}s" + (
                 f"; {len(retired)} old container retired" if retired else "") + self._retire_login(spec, ctx)
         # The failing version's logs, read before it is removed.

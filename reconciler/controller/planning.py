@@ -9,13 +9,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, sha256_text, templates_digest
 from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S, production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import ActionKind, Head, ObservedEnv, Pin, Plan, digest
+from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, Plan, digest
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
@@ -139,6 +140,16 @@ def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
     return deadline
 
 
+def planned_test_tags(project: Project, specs: Iterable[EnvSpec]) -> dict[str, str | None]:
+    """The --test-tags each env that runs tests will get: its `tests.tags`, else its repository's addons."""
+    out: dict[str, str | None] = {}
+    for spec in specs:
+        if spec["run_tests"] and spec.commit:
+            code = repo_modules(project.source.repo, spec.commit, spec["addons_paths"])
+            out[spec.name] = effective_test_tags(spec["test_tags"], code)
+    return out
+
+
 def compute_plan(project: Project, branches: Iterable[str] | None = None, now: float | None = None,
                  refresh: bool = True) -> PlanOutcome:
     """Plan the project; in a long-lived process an unchanged repository costs one refs read."""
@@ -177,7 +188,8 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
     copies = data_copies(result, observed, now)
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
-                          seconds=time.perf_counter() - started, digests=rendered, data_copies=copies)
+                          seconds=time.perf_counter() - started, digests=rendered, data_copies=copies,
+                          test_tags=planned_test_tags(project, specs.values()))
     # A memoised plan must not go on promising a backup that has grown too old to copy.
     expires = min((float(c["expires_at"]) for c in copies.values() if "expires_at" in c), default=float("inf"))
     project.memo = (key, min(ttl_deadline(observed, result), expires), outcome)

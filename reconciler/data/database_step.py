@@ -13,6 +13,7 @@ Production deploys that install or update modules take a backup first (the rollb
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -23,12 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.controller import files
 from reconciler.controller.host import HostSettings
-from reconciler.controller.modules import ModuleChanges, module_changes
+from reconciler.controller.modules import (
+    ModuleChanges,
+    db_now,
+    module_plan,
+    read_database,
+    repo_modules,
+    schema_gate,
+    store_digests,
+)
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.admin_password import ensure_admin_password
+from reconciler.data.odoo_cli import install_command, update_command
 from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
+from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.secrets import SecretStore
@@ -56,6 +67,7 @@ class DatabaseOutcome:
     data: dict[str, Any] | None = None  # how the database was built: kept in the state entry and note
     pre_deploy_backup: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    working_copy: WorkingCopy | None = None  # tiers that run tests: what the update and the tests ran on
 
 
 @dataclass
@@ -75,6 +87,7 @@ class DatabaseStep:
     progress: Callable[[str], None] = lambda _msg: None
     backup: dict[str, Any] | None = None  # the pre-deploy backup, once taken (also when a later part fails)
     _pg: Postgres | None = None
+    _code: dict[str, tuple[str, str]] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -109,38 +122,61 @@ class DatabaseStep:
                 f"(log: odooops status {self.env} --json)"), run.logs)
         return run
 
-    def _check_installed(self, logs: str) -> None:
-        missing = files.missing_modules(self.host, self.env, self.spec["modules"])
-        if missing:
-            raise StepFailed(OdooOpsError(
-                "ODOO_MODULES_NOT_INSTALLED", f"odoo exited 0 but did not install {', '.join(missing)}",
-                f"check that these modules and their dependencies are in the addons paths of {self.spec.branch} "
-                "(Odoo only logs a warning for unknown or broken modules)"), logs)
+    @property
+    def code(self) -> dict[str, tuple[str, str]]:
+        """The repository's addons at this deploy's commit: name -> (tree id, manifest version)."""
+        if self._code is None:
+            self._code = repo_modules(self.project.source.repo, self.spec.commit, self.spec["addons_paths"])
+        return self._code
 
-    def _changes(self, old_commit: str | None, old_modules: list[str] | None) -> ModuleChanges:
-        return module_changes(self.project.source.repo, old_commit, self.spec.commit, self.spec["addons_paths"],
-                              self.spec["modules"], old_modules)
+    def _changes(self, db: str | None = None) -> ModuleChanges:
+        """What to install and update, from the database's own module states and digests."""
+        with self.pg.connect(db or self.env) as conn:
+            return module_plan(self.code, read_database(conn), self.spec["modules"])
 
-    def _migrate(self, mods: ModuleChanges, code: str = "ODOO_UPDATE_FAILED") -> str:
-        """-i of new modules and -u of changed ones on the env's database; '' when nothing changed."""
+    def _db_now(self) -> Any:
+        with self.pg.connect() as conn:
+            return db_now(conn)
+
+    def _gate(self, db: str, ran: ModuleChanges | None, since: Any, logs: str = "") -> None:
+        """The schema gate: the database matches the code (nothing pending, every changed module written
+        by the run); then the digests of this commit's addons are recorded in it."""
+        with self.pg.connect(db) as conn:
+            try:
+                schema_gate(self.code, read_database(conn), self.spec["modules"], self.env, db, self.spec.branch,
+                            ran, since)
+            except OdooOpsError as exc:
+                raise StepFailed(exc, logs) from exc
+            store_digests(conn, self.code)
+
+    def _migrate(self, mods: ModuleChanges, code: str = "ODOO_UPDATE_FAILED", db: str | None = None) -> str:
+        """-i of new modules and -u of changed ones on `db` (default: the env's); '' when nothing changed."""
+        db = db or self.env
         if not (mods.install or mods.update):
+            self._gate(db, None, None)
             return ""
-        cmd = ["odoo", "-d", self.env, "--stop-after-init", "--no-http"]
-        if mods.install:
-            cmd += ["-i", ",".join(mods.install)]
-        if mods.update:
-            cmd += ["-u", ",".join(mods.update)]
-        run = self._odoo_or_fail(cmd, code)
-        self._check_installed(run.logs)
+        since = self._db_now()
+        run = self._odoo_or_fail(update_command(db, list(mods.install), list(mods.update)), code)
+        self._gate(db, mods, since, run.logs)
         return f"installed {', '.join(mods.install) or '-'}; updated {', '.join(mods.update) or '-'}"
 
     # ------------------------------------------------------------------ entry point
 
     def run(self) -> DatabaseOutcome:
         out = self._build_or_migrate()
+        try:
+            return self._finish(out)
+        except BaseException:
+            if out.working_copy is not None:
+                out.working_copy.discard(self.pg)
+            raise
+
+    def _finish(self, out: DatabaseOutcome) -> DatabaseOutcome:
         # On every tier the admin user's password is the platform's, whatever built the database (an init
         # leaves `admin`, a clone empties it, a template or snapshot holds another env's); cheap when it is.
-        if ensure_admin_password(self.pg, self.secrets, self.env).changed:
+        # (On the working copy when there is one: the live database only changes by the swap.)
+        target = out.working_copy.db if out.working_copy is not None else None
+        if ensure_admin_password(self.pg, self.secrets, self.env, target).changed:
             out.detail += f"; admin password set (odooops env credentials {self.env})"
         return out
 
@@ -163,19 +199,81 @@ class DatabaseStep:
 
     def _existing(self) -> DatabaseOutcome:
         prev = self.previous
-        old_commit = prev.get("commit") if prev.get("state") == "running" else prev.get("running_commit")
-        old_modules = (prev.get("settings") or {}).get("modules")
-        mods = self._changes(old_commit, old_modules)
         data = prev.get("data")
+        if self.spec["run_tests"] and str(self.spec.tier) != "production":
+            return self._on_working_copy(data)
+        old_commit = prev.get("commit") if prev.get("state") == "running" else prev.get("running_commit")
+        mods = self._changes()
         if not (mods.install or mods.update):
+            self._gate(self.env, None, None)
             return DatabaseOutcome("ok", "no module changed", mods, data=data)
         backup = None
         if str(self.spec.tier) == "production":
             backup = self._pre_deploy_backup(old_commit)
-        what = self._migrate(mods)
+        try:
+            what = self._migrate(mods)
+        except StepFailed as failed:
+            if backup is not None:
+                self._restore_pre_deploy_backup(backup, failed)
+            raise
         if backup is not None:
             what += f"; pre-deploy backup {backup['id']}"
         return DatabaseOutcome("changed", what, mods, data=data, pre_deploy_backup=backup)
+
+    def _on_working_copy(self, data: dict[str, Any] | None) -> DatabaseOutcome:
+        """Update (and, in the tests step, test) a copy: the live database only changes by the swap of a
+        copy that passed, when the new version starts (data/working_copy.py)."""
+        self.progress("working copy of the database")
+        uid, gid = (int(x) for x in self.owner.split(":"))
+        copy = WorkingCopy.make(self.pg, self.host, self.env, owner=(uid, gid))
+        try:
+            mods = self._changes(copy.db)
+            what = self._migrate(mods, db=copy.db)
+        except BaseException:
+            copy.discard(self.pg)
+            raise
+        copy.changed = bool(mods.install or mods.update)
+        size = f"{copy.bytes / 2**20:.0f} MiB" if copy.bytes else "empty"
+        detail = (f"working copy {copy.db} ({size}) in {copy.timings['copy_database']:.2f}s; "
+                  + (what or "no module changed")
+                  + ("; swapped in when the tests passed and the new version starts" if copy.changed
+                     else "; the tests run on it, the live database stays"))
+        return DatabaseOutcome("changed" if copy.changed else "ok", detail, mods, data=data, working_copy=copy)
+
+    def _restore_pre_deploy_backup(self, backup: dict[str, Any], failed: StepFailed) -> None:
+        """A failed update of production: its pre-deploy backup is restored (verified, then swapped in)
+        and the previous version restarted on it, so code and data are as before the deploy."""
+        from reconciler.data.restore import restore_to_scratch
+        from reconciler.data.swap import swap_in
+
+        ctx = self.data_context()
+        self.progress(f"the update failed: restoring the pre-deploy backup {backup['id']}")
+        t = time.monotonic()
+        try:
+            db, filestore = restore_to_scratch(ctx, self.env, backup["id"], self.env)
+            try:
+                result = swap_in(ctx, self.env, db, filestore, confirm_production=True)
+            except BaseException:
+                with contextlib.suppress(OdooOpsError):
+                    self.pg.drop(db)
+                shutil.rmtree(filestore, ignore_errors=True)
+                raise
+        except (OdooOpsError, OSError) as exc:
+            why = exc.message if isinstance(exc, OdooOpsError) else str(exc)
+            failed.error.remediation = (
+                f"the automatic restore of the pre-deploy backup {backup['id']} FAILED ({why}): restore it now with "
+                f"odooops db restore {self.env} --backup {backup['id']} --confirm; then fix the module on "
+                f"{self.spec.branch} and push")
+            failed.error.details["restore"] = {"backup": backup["id"], "ok": False, "error": why}
+            return
+        seconds = round(time.monotonic() - t, 3)
+        failed.error.message += (f"; the pre-deploy backup {backup['id']} was restored automatically in "
+                                 f"{seconds:.1f}s: code and data are as before the deploy")
+        failed.error.remediation = (f"fix the module on {self.spec.branch} and push; writes to {self.env} between "
+                                    "the backup and the restore were discarded with the failed update")
+        failed.error.details["restore"] = {"backup": backup["id"], "ok": True, "seconds": seconds,
+                                           "phases": result.get("phases")}
+        backup["restored_after_failed_update"] = True
 
     def _pre_deploy_backup(self, old_commit: str | None) -> dict[str, Any]:
         """Production data is never migrated without a backup of the version that ran before."""
@@ -241,6 +339,10 @@ class DatabaseStep:
             filestore = Path(result.filestore)
             timings = {k: round(v, 3) for k, v in result.steps.items()}
             source = f"production at {prod_commit[:12]}"
+            if result.source_backup is not None:
+                backup = result.source_backup
+                source = (f"production's backup {backup['id']} ({backup['age_s']:.0f}s old"
+                          + (", taken now" if backup.get("taken_now") else "") + ")")
             if registry is not None:
                 kept = "; " + snapshots.keep(self.data_context(), registry, key, db, filestore, self.env, verification)
         # Verified: swap the scratch database in under the env's name (nothing serves it yet).
@@ -255,7 +357,7 @@ class DatabaseStep:
             self._link_filestore(filestore, self.host.filestore_dir(self.env))
         else:
             self._move_filestore(filestore, self.host.filestore_dir(self.env))
-        mods = self._changes(prod_commit, (prod.get("settings") or {}).get("modules"))
+        mods = self._changes()
         migrated = self._migrate(mods)
         data = {"source": "production", "cloned_at": time.time(), "production_commit": prod_commit,
                 "commit": self.spec.commit, "neutralized": True, "masked": bool(self.spec["mask"]),
@@ -263,6 +365,8 @@ class DatabaseStep:
         if snapshot is not None:
             data.update(snapshot=snapshot.db, snapshot_taken_at=snapshot.created_at,
                         snapshot_verified=snapshot.inputs.get("verified"))
+        elif result.source_backup is not None:
+            data["production_backup"] = result.source_backup
         detail = (f"cloned from {source} (neutralized{', masked' if self.spec['mask'] else ''}, verified) "
                   f"in {seconds:.1f}s{kept}")
         if migrated:
@@ -301,15 +405,12 @@ class DatabaseStep:
         return out
 
     def _install(self) -> DatabaseOutcome:
-        mods = self._changes(None, None)
-        cmd = ["odoo", "-d", self.env, "-i", ",".join(mods.install or ("base",)), "--stop-after-init", "--no-http"]
-        if self.spec["demo"] and self.spec["odoo_version"] == "19.0":
-            cmd.append("--with-demo")
-        elif not self.spec["demo"] and self.spec["odoo_version"] != "19.0":
-            cmd.append("--without-demo=all")
+        mods = ModuleChanges(install=tuple(sorted(set(self.spec["modules"]))) or ("base",), update=(), removed=())
+        cmd = install_command(self.env, list(mods.install), bool(self.spec["demo"]), str(self.spec["odoo_version"]))
+        since = self._db_now()
         run = self._odoo_or_fail(cmd, "ODOO_INIT_FAILED")
-        self._check_installed(run.logs)
-        return DatabaseOutcome("changed", f"initialised with {', '.join(mods.install) or 'base'}", mods,
+        self._gate(self.env, mods, since, run.logs)
+        return DatabaseOutcome("changed", f"initialised with {', '.join(mods.install)}", mods,
                                data={"source": "fresh", "demo": bool(self.spec["demo"])})
 
     def _keep_template(self, registry: TemplateRegistry) -> str:
@@ -348,7 +449,7 @@ class DatabaseStep:
         marks.append(("filestore", time.monotonic()))
         cloned_s = marks[-1][1] - marks[0][1]
         timings = {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
-        mods = self._changes(template.commit, list(template.inputs.get("modules") or self.spec["modules"]))
+        mods = self._changes()
         migrated = self._migrate(mods)
         detail = (f"cloned from template {template.db} (key {template.key}, built at {template.commit[:12]}) "
                   f"in {cloned_s:.1f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()) + ")")

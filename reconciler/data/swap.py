@@ -18,6 +18,7 @@ from reconciler.progress import phase as report_phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
+    from reconciler.executors.postgres import Postgres
 
 
 def require_confirmation(ctx: DataContext, target_env: str, confirm: bool, command: str | None = None) -> None:
@@ -57,6 +58,39 @@ def _domains(entry: dict[str, Any]) -> list[str]:
     return list((entry.get("settings") or {}).get("domains") or [])
 
 
+Undo = list[tuple[str, Callable[[], None]]]
+
+
+def swap_databases(pg: Postgres, live: str, scratch: str, old: str, undo: Undo) -> None:
+    """Live database -> `old`, `scratch` -> live name; each rename's inverse is appended to `undo`."""
+    pg.rename(live, old)
+    undo.append(("database back", lambda: pg.rename(old, live)))
+    pg.rename(scratch, live)
+    undo.append(("new database aside", lambda: pg.rename(live, scratch)))
+
+
+def swap_filestores(live_fs: Path, scratch_fs: Path, old_fs: Path, undo: Undo) -> None:
+    """Same for the filestore: renames within one parent directory, atomic and never a copy."""
+    if live_fs.exists():
+        os.rename(live_fs, old_fs)
+        undo.append(("filestore back", lambda: os.rename(old_fs, live_fs)))
+    os.rename(scratch_fs, live_fs)
+    undo.append(("new filestore aside", lambda: os.rename(live_fs, scratch_fs)))
+
+
+def undo_all(undo: Undo) -> list[str]:
+    """Run the inverses newest first; every one is tried, failures are named."""
+    done = []
+    for name, step in reversed(undo):
+        try:
+            step()
+            done.append(name)
+        except Exception as exc:  # keep undoing the rest: each step is independent
+            done.append(f"{name} FAILED: {exc}")
+    undo.clear()
+    return done
+
+
 def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, confirm_production: bool = False,
             keep_old: bool = False, health_timeout_s: float = 120.0) -> dict[str, Any]:
     """Live db -> `oo_old_*`, `db` -> env name, same for the filestore; restart; health; undo on any failure.
@@ -76,7 +110,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
     old = old_name(db)
     old_fs = live_fs.with_name(old)
     phases: dict[str, float] = {}
-    undo: list[tuple[str, Callable[[], None]]] = []
+    undo: Undo = []
 
     def phase(name: str, fn: Callable[[], Any]) -> Any:
         report_phase(f"swap: {name.replace('_', ' ')}")
@@ -87,18 +121,10 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
             phases[name] = round(time.monotonic() - t, 3)
 
     def rename_dbs() -> None:
-        ctx.pg.rename(target_env, old)
-        undo.append(("database back", lambda: ctx.pg.rename(old, target_env)))
-        ctx.pg.rename(db, target_env)
-        undo.append(("restored database aside", lambda: ctx.pg.rename(target_env, db)))
+        swap_databases(ctx.pg, target_env, db, old, undo)
 
     def rename_dirs() -> None:
-        # Renames within one parent directory: atomic, and never a copy.
-        if live_fs.exists():
-            os.rename(live_fs, old_fs)
-            undo.append(("filestore back", lambda: os.rename(old_fs, live_fs)))
-        os.rename(filestore_dir, live_fs)
-        undo.append(("restored filestore aside", lambda: os.rename(live_fs, filestore_dir)))
+        swap_filestores(live_fs, Path(filestore_dir), old_fs, undo)
 
     stopped: list[str] = []
     try:
@@ -133,18 +159,14 @@ def _drop_old(ctx: DataContext, old: str, old_fs: Path) -> None:
     shutil.rmtree(old_fs, ignore_errors=True)
 
 
-def _undo(ctx: DataContext, env: str, entry: dict[str, Any], undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
+def _undo(ctx: DataContext, env: str, entry: dict[str, Any], undo: Undo) -> list[str]:
     """Put the previous data back (newest step first) and restart the environment on it."""
     done = []
     with contextlib.suppress(Exception):
         _stop(ctx, env)
-    for name, step in reversed(undo):
-        try:
-            step()
-            done.append(name)
-        except Exception as exc:  # keep undoing the rest: each step is independent
-            done.append(f"{name} FAILED: {exc}")
-    if undo:
+    had_steps = bool(undo)
+    done += undo_all(undo)
+    if had_steps:
         try:
             _start(ctx, env, entry)
             done.append("restarted")
