@@ -211,3 +211,38 @@ def test_rollback_restores_the_pre_deploy_backup_of_a_deploy_that_migrated_data(
     assert health.status_code == 200
     noted = json.loads(git(world["work"], "notes", "--ref=odooops", "show", a))["environments"][env]
     assert noted["rollback"]["restored_backup"] == backup.id and noted["rollback"]["phases"]["swap"] >= 0
+
+
+def test_code_only_rollback_keeps_what_was_written_when_no_module_changed(
+        world_fixture: dict[str, Any]) -> None:  # noqa: F811
+    from reconciler.data.backup import create_backup
+    from reconciler.data.context import DataContext
+
+    world = world_fixture
+    project = Project.open(str(world["work"]), state_dir=world["state"])
+    report = Applier(project, world["host"]).apply(compute_plan(project, branches=[world["branch"]]))
+    assert report.ok
+    env, a = report.environments[0].env, report.environments[0].commit
+    ctx = DataContext.for_project(project, world["host"])
+    backup = create_backup(ctx, env, reason="pre-deploy", commit=a)
+    b = commit_file(world["work"], world["branch"], "NOTES.md", "no module changes\n", "docs only")
+    assert Applier(project, world["host"]).apply(compute_plan(project, branches=[world["branch"]])).ok
+    ctx.store.set_state(env, "running", tier="production",
+                        pre_deploy_backup={"id": backup.id, "from_commit": a, "to_commit": b})
+    with ctx.pg.connect(env) as conn:
+        conn.execute("INSERT INTO res_partner (name) VALUES ('Kept by a code-only rollback')")
+
+    with pytest.raises(OdooOpsError) as refused:
+        rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops")
+    assert refused.value.code == "ROLLBACK_NEEDS_CONFIRMATION" and "res_partner 1 created" in refused.value.message
+    assert f"odooops rollback {env} --code-only" in refused.value.remediation  # offered: no module changed
+
+    result = rollback(Project.open(str(world["work"]), state_dir=world["state"]), world["host"], env, actor="ops",
+                      code_only=True)
+    assert result["commit"] == a and result["status"] == "rolled_back"
+    assert result["restored_backup"] is None and result["data_kept"] is True and result["code_only"] is True
+    assert result["discarded"] is None and "restore" not in result["phases"]
+    with ctx.pg.connect(env) as conn:
+        assert conn.execute("SELECT count(*) FROM res_partner WHERE name = 'Kept by a code-only rollback'"
+                            ).fetchone() == (1,)
+    assert project.store.entries()[env]["commit"] == a
