@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MAX_REASON = 200  # characters of an exception line kept in a one-line summary
+MAX_REASON = 240  # characters of an exception (name and message) kept in a one-line summary
+MAX_HEADLINE = 320
 
 _HEADER = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (?P<pid>\d+) (?P<level>[A-Z_?]+) "
@@ -51,8 +52,7 @@ class LogError:
     reason: str  # the exception line of its traceback, when it has one
 
     def line(self) -> str:
-        text = self.message if not self.reason or self.reason in self.message else f"{self.message} — {self.reason}"
-        return _clip(text)
+        return self.message if not self.reason or self.reason in self.message else f"{self.message} — {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ class OdooLogSummary:
             first = self.failures[0]
             n = max(self.failed_tests, len(self.failures))
             more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-            return _clip(f"{n} failed: {first.line()}") + more
+            return _clip(f"{n} failed: {first.line()}", MAX_HEADLINE) + more
         if self.first_error is not None:
-            return self.first_error.line()
+            return _clip(self.first_error.line(), MAX_HEADLINE)
         if self.counts is not None and self.failed_tests:
             return f"{self.failed_tests} failed"
         return ""
@@ -118,20 +118,36 @@ def records(text: str) -> list[_Record]:
 
 
 def exception_line(lines: list[str]) -> str:
-    """The raised exception's first line: after the last `Traceback` block, the first line that is
-    not a frame. Chained exceptions print the outermost last, which is the one that ended the test."""
+    """The raised exception in one line: after the last `Traceback` block, the exception's name
+    (without its module path) and its message, the message's lines joined. Chained exceptions print
+    the outermost last, which is the one that ended the test. What only locates the error (an XML
+    dump of a view, the view's error context) is left out."""
     start = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last)")),
                 default=None)
     if start is None:
         for ln in lines:  # no traceback (e.g. a subprocess' message): an exception-looking line
             if _EXCEPTION.match(ln.strip()):
-                return _clip(ln.strip())
+                return _clip(_short_name(ln.strip()))
         return ""
-    for ln in lines[start + 1:]:
-        if not ln.strip() or ln.startswith((" ", "\t")):
+    body = [ln for ln in lines[start + 1:] if ln.strip()]
+    first = next((i for i, ln in enumerate(body) if not ln.startswith((" ", "\t"))), None)
+    if first is None:
+        return ""
+    words = [_short_name(body[first].strip())]
+    for ln in body[first + 1:]:
+        text = ln.strip()
+        if text.startswith("View error context"):
+            break
+        if ln.startswith((" ", "\t", "<")) or text.endswith("near:"):
             continue
-        return _clip(ln.strip())
-    return ""
+        words.append(text)
+    return _clip(" ".join(words))
+
+
+def _short_name(line: str) -> str:
+    """`odoo.exceptions.AccessError: ...` -> `AccessError: ...` (the module path says little)."""
+    m = re.match(r"^(?:[a-z_][\w]*\.)+(?P<rest>[A-Z]\w*(?::.*)?)$", line)
+    return m["rest"] if m else line
 
 
 def parse(text: str) -> OdooLogSummary:
@@ -153,12 +169,18 @@ def parse(text: str) -> OdooLogSummary:
             continue
         t = _TEST_RESULT.match(rec.message)
         if t:
-            addon = _ADDON.match(rec.logger)
+            addon = _ADDON.match(rec.logger) or re.search(r"\bodoo\.addons\.(?P<addon>\w+)", t["test"])
             failures.append(TestFailure(t["kind"], _test_name(t["test"]), addon["addon"] if addon else None,
                                         exception_line(rec.more)))
             continue
-        if first_error is None and not _is_summary(rec.message):
+        if _is_summary(rec.message):
+            continue
+        # An install or update that broke logs a few errors (`Couldn't load module x`, `Failed to load
+        # registry`, ...) and one traceback: the first error says where, the traceback says why.
+        if first_error is None:
             first_error = LogError(rec.level, rec.logger, _clip(rec.message.strip()), exception_line(rec.more))
+        elif not first_error.reason and (reason := exception_line(rec.more)):
+            first_error = LogError(first_error.level, first_error.logger, first_error.message, reason)
     return OdooLogSummary(tuple(failures), counts, first_error, tests_ran)
 
 
@@ -172,23 +194,39 @@ def tail(text: str, limit: int) -> str:
 
 
 def excerpt(text: str, limit: int = 2000) -> str:
-    """What explains a failed run: the failing tests' records (header and traceback), else the
-    first error's record, else the log's tail; whole lines, at most limit characters."""
+    """What explains a failed run, in whole lines and at most limit characters: each failing test's
+    record (its traceback shortened to the test's own frame and the raising one), else the first
+    error and the first traceback of the run, else the log's tail."""
     picked: list[str] = []
-    first_error: list[str] = []
+    errors: list[_Record] = []
     for rec in records(text):
         if rec.level not in ("ERROR", "CRITICAL"):
             continue
-        lines = [f"{rec.level} {rec.logger}: {rec.message}", *rec.more]
         if _TEST_RESULT.match(rec.message):
-            picked.append("\n".join(ln for ln in lines if ln.strip()))
-        elif not first_error and not _is_summary(rec.message) and not _COUNTS.search(rec.message):
-            first_error = lines
-    if not picked and first_error:
-        picked = ["\n".join(ln for ln in first_error if ln.strip())]
+            picked.append(_compact(rec))
+        elif not _is_summary(rec.message) and not _COUNTS.search(rec.message):
+            errors.append(rec)
+    if not picked and errors:
+        with_traceback = next((r for r in errors if any(ln.startswith("Traceback") for ln in r.more)), None)
+        picked = [_compact(errors[0])] + ([_compact(with_traceback)] if with_traceback not in (None, errors[0])
+                                          else [])
     if not picked:
         return tail(text, limit)
     return head("\n".join(picked), limit)
+
+
+def _compact(rec: _Record, keep: int = 2) -> str:
+    """A record as `LEVEL logger: message` and its traceback with only the first and last `keep`
+    frames (a frame is two lines: `File ...` and the code) and the whole exception message."""
+    lines = [ln for ln in rec.more if ln.strip()]
+    start = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call last)")), default=None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith((" ", "\t"))), len(lines))
+        frames = [i for i in range(start + 1, end) if lines[i].lstrip().startswith("File ")]
+        if len(frames) > 2 * keep:
+            cut_from, cut_to = frames[keep], frames[-keep]
+            lines = [*lines[:cut_from], f"  ... ({len(frames) - 2 * keep} frames)", *lines[cut_to:]]
+    return "\n".join([f"{rec.level} {rec.logger}: {rec.message.rstrip()}", *(ln.rstrip() for ln in lines)])
 
 
 def head(text: str, limit: int) -> str:
