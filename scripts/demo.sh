@@ -13,6 +13,13 @@ mkdir -p "$DEMO"
 if [ ! -d "$DEMO/acme-odoo.git" ]; then
   rm -rf "$DEMO/oca-web.git"
   python examples/build_example_repo.py "$DEMO/acme-odoo.git" --bare --oca-dest "$DEMO/oca-web.git" >&2
+else
+  # A newer example (this checkout changed it) reaches the demo's repository like a push would.
+  rm -rf "$DEMO/example-next.git" "$DEMO/oca-web-next.git"
+  python examples/build_example_repo.py "$DEMO/example-next.git" --bare --oca-dest "$DEMO/oca-web-next.git" >/dev/null
+  git --git-dir="$DEMO/acme-odoo.git" fetch -q --force "$DEMO/example-next.git" \
+    'refs/heads/*:refs/heads/*' 'refs/pull/*:refs/pull/*'
+  rm -rf "$DEMO/example-next.git" "$DEMO/oca-web-next.git"
 fi
 export ODOOOPS_STATE_DIR="$DEMO/state"
 export ODOOOPS_SECRET_KEY_FILE="$DEMO/secret.key"   # outside the state directory
