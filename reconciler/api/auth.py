@@ -23,12 +23,14 @@ LEEWAY_S = 30  # clock skew between the issuing and the verifying host
 
 SCOPES: tuple[str, ...] = (
     "env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:restore", "db:clone",
-    "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write", "admin",
+    "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write", "credentials:read",
+    "admin",
 )
 ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("admin",),
+    # credentials:read: the admin login of environments that are not production (production's needs admin).
     "developer": ("env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:clone",
-                  "mail:read", "secrets:read"),
+                  "mail:read", "secrets:read", "credentials:read"),
     "tester": ("env:read", "logs:read", "mail:read", "db:read"),
 }
 ALGORITHMS = ("HS256", "RS256")

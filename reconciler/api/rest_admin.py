@@ -14,7 +14,8 @@ from reconciler.api.rest import ENV_PATTERN, audited, ctx_of, guard_production, 
 router = APIRouter(tags=["admin"])
 EnvName = Path(..., pattern=ENV_PATTERN, description="Environment name, or a tier name matching one environment.")
 Scope = Literal["env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:restore", "db:clone",
-                "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write", "admin"]
+                "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write",
+                "credentials:read", "admin"]
 SecretName = Path(..., pattern=r"^[a-z][a-z0-9_]{0,62}$")
 
 

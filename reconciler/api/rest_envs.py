@@ -8,7 +8,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.api.rest import ENV_PATTERN, actor_of, audited, ctx_of, guard_production, op
+from reconciler.api.errors import ApiError
+from reconciler.api.rest import ENV_PATTERN, actor_of, audited, ctx_of, guard_production, op, principal_of
+from reconciler.data.admin_password import credentials as admin_credentials
+from reconciler.executors.postgres import Postgres
 
 router = APIRouter(tags=["environments"])
 EnvName = Path(..., pattern=ENV_PATTERN, description="Environment name, or a tier name matching one environment.")
@@ -78,6 +81,16 @@ class ExecResult(BaseModel):
 
 class Deployments(BaseModel):
     deployments: list[dict[str, Any]]
+
+
+class Credentials(BaseModel):
+    env: str
+    url: str | None = None
+    database: str
+    login: str = Field(..., description="The Odoo admin user's login (base.user_admin)")
+    password: str = Field(..., description="Its password, the platform's own for this environment")
+    set_in_database: bool = Field(..., description="False when someone changed it in Odoo since the platform "
+                                                   "set it; the next deploy sets it again")
 
 
 @op(router, "GET", "/environments", "env:read", "listEnvironments", "List environments", errors=(),
@@ -169,6 +182,29 @@ def exec_command(request: Request, body: ExecBody, env: str = EnvName) -> dict[s
         result = ops.exec(name, body.command, body.stdin, body.timeout_s)
         out.update(exit_code=result["exit_code"], timed_out=result["timed_out"])
     return result
+
+
+@op(router, "GET", "/environments/{env}/credentials", "credentials:read", "getEnvironmentCredentials",
+    "The Odoo admin login and password of an environment (audited; production's need an admin token)",
+    errors=(404, 409, 503), response_model=Credentials, action="env.credentials")
+def credentials(request: Request, env: str = EnvName) -> Response:
+    ctx = ctx_of(request)
+    with audited(request, "env.credentials", env, {}) as out:
+        name = ctx.ops.resolve_env(env)
+        entry = ctx.ops.entries()[name]
+        if (entry.get("tier") == "production" or name == "production") and not principal_of(request).is_admin:
+            raise ApiError("CREDENTIALS_ADMIN_REQUIRED", f"{name} is production: its admin credentials need an "
+                           "admin token", "ask an administrator (odooops token create --role admin ...)", status=403)
+        guard_production(request, name)
+        if ctx.ops.host is None:
+            raise ApiError("HOST_NOT_CONFIGURED", "the server has no host settings",
+                           "start odooops serve with the ODOOOPS_* settings loaded", status=503)
+        result = admin_credentials(Postgres.from_host(ctx.ops.host), ctx.ops.secret_store(), name)
+        result["url"] = entry.get("url")
+        out["env"] = name
+    body = Credentials(**result).model_dump_json().encode()
+    # Never kept by a cache or a proxy on the way.
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @op(router, "GET", "/status", "env:read", "getStatus", "Daemon status (queue, last poll)", errors=(),

@@ -1,4 +1,4 @@
-"""`odooops env list|show|create|destroy|scale`, the top-level `destroy` alias and `odooops login`."""
+"""`odooops env list|show|credentials|create|destroy|scale`, the top-level `destroy` alias and `odooops login`."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def login_command(server: str, token_stdin: bool, no_verify: bool, as_json: bool
 
 @click.group("env")
 def env_group() -> None:
-    """Environments: list, show, create, destroy, scale."""
+    """Environments: list, show, credentials, create, destroy, scale."""
 
 
 @env_group.command("list")
@@ -102,6 +102,26 @@ def env_show(env: str, server: str | None, as_json: bool) -> None:
         if steps:
             click.echo("")
             table(steps, [("name", "step"), ("result", "result"), ("seconds", "seconds"), ("error", "error")])
+    emit(data, as_json, human)
+
+
+@env_group.command("credentials")
+@click.argument("env")
+@client_command
+def env_credentials(env: str, server: str | None, as_json: bool) -> None:
+    """The Odoo admin login and password of ENV (every read is audited; production's need an admin token).
+
+    Each environment has its own admin password, set by the platform on init and after every clone or
+    restore (a clone empties the other users' passwords: log in as admin). Log in at URL/web/login.
+    """
+    client = Client.from_config(server)
+    data = client.get(env_path(resolve_env(client, env), "credentials"))
+
+    def human() -> None:
+        show_fields(data, ["env", "url", "login", "password"])
+        if not data.get("set_in_database"):
+            click.echo(f"warning: the password was changed in Odoo since; `odooops env redeploy {data['env']}` "
+                       "sets it again", err=True)
     emit(data, as_json, human)
 
 

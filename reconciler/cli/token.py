@@ -19,7 +19,7 @@ def token_group() -> None:
 @token_group.command("create")
 @click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
               help="Repeatable: env:read env:write logs:read shell db:read db:backup db:restore db:clone "
-                   "mail:read secrets:read secrets:write promote audit:read tokens:write admin.")
+                   "mail:read secrets:read secrets:write promote audit:read tokens:write credentials:read admin.")
 @click.option("--role", type=click.Choice(["admin", "developer", "tester"]), help="A bundle of scopes.")
 @click.option("--ttl", default="12h", show_default=True, help="Lifetime: 3600, 30m, 12h, 7d.")
 @click.option("--subject", help="Who the token acts as (audit trail, commit author) [default: $USER].")

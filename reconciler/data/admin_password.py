@@ -155,11 +155,22 @@ def ensure_admin_password(pg: Postgres, secrets: SecretStore, env: str, database
     return AdminPasswordResult(env, db, user.login, hashed is not None)
 
 
-def read_login(pg: Postgres, env: str) -> str:
-    """The admin user's login in the env's database (a production login may have been renamed)."""
+
+
+def credentials(pg: Postgres, secrets: SecretStore, env: str) -> dict[str, Any]:
+    """The admin login and password of an env, and whether its database holds that password now
+    (the hash last written is still there: nobody changed it since)."""
+    stored = secrets.values(env)
+    password = stored.get(SECRET_NAME)
+    if password is None:
+        raise OdooOpsError(
+            "CREDENTIALS_NOT_DEPLOYED", f"{env} has no platform admin password yet (deployed by an older "
+            "release, or not deployed yet)", f"odooops env redeploy {env}  # the database step sets it",
+            {"env": env})
     with pg.connect(env) as conn:
         user = admin_user(conn)
     if user is None:
         raise OdooOpsError("ADMIN_USER_MISSING", f"database {env} has no Odoo admin user",
                            f"odooops status {env}  # is the database initialised?", {"env": env})
-    return user.login
+    return {"env": env, "database": env, "login": user.login, "password": password,
+            "set_in_database": user.password_hash is not None and user.password_hash == stored.get(HASH_NAME)}

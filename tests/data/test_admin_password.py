@@ -92,7 +92,8 @@ def test_ensure_sets_a_per_env_password_once(ctx: DataContext, pg: Postgres,
         conn.execute("UPDATE res_users SET password = NULL WHERE id = 2")
     assert ap.ensure_admin_password(pg, ctx.secrets, prod).changed
     assert ap.verify(password, _stored(pg, prod)[1])
-    assert ap.read_login(pg, prod) == "admin"
+    creds = ap.credentials(pg, ctx.secrets, prod)
+    assert creds["login"] == "admin" and creds["password"] == password and creds["set_in_database"]
 
 
 def test_ensure_into_another_database_and_rounds_parameter(ctx: DataContext, pg: Postgres,
@@ -120,3 +121,6 @@ def test_weak_stored_password_and_missing_admin_are_refused(ctx: DataContext, pg
     with pytest.raises(OdooOpsError) as err:
         ap.ensure_admin_password(pg, ctx.secrets, empty)
     assert err.value.code == "ADMIN_USER_MISSING"
+    with pytest.raises(OdooOpsError) as err:
+        ap.credentials(pg, ctx.secrets, make_db("never"))
+    assert err.value.code == "CREDENTIALS_NOT_DEPLOYED"
