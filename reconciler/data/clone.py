@@ -13,19 +13,21 @@ from typing import Any
 import psycopg
 
 from reconciler.data.admin_password import ensure_admin_password
+from reconciler.data.catalogue import Catalogue, load_catalogue, odoo_version
 from reconciler.data.context import DataContext
 from reconciler.data.filestore import LinkStats, link_tree
+from reconciler.data.leakscan import explain as explain_leaks
+from reconciler.data.leakscan import scan_clone
 from reconciler.data.masking import (
     MaskRule,
     apply_masking,
     cut_secrets,
     masking_key,
-    merged_rules,
     replace_attachments,
     rules_from_config,
 )
 from reconciler.data.scratch import scratch_name
-from reconciler.data.verify import check_identity, check_neutralized, scan_masked, summarize
+from reconciler.data.verify import check_identity, check_neutralized, summarize
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import RunResult
 from reconciler.progress import phase
@@ -74,12 +76,16 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
         steps["reassign"] = time.monotonic() - t
         t = time.monotonic()
         phase("linking the filestore")
-        stats: LinkStats = link_tree(ctx.host.filestore_dir(source_env), filestore)
+        # A masked copy shares no file with its source: its text attachments get new contents, and
+        # even its binaries must not be the source's inodes (a copy's rewrite would reach production).
+        stats: LinkStats = link_tree(ctx.host.filestore_dir(source_env), filestore, hardlink=not mask)
         steps["filestore"] = time.monotonic() - t
         phase("neutralizing, masking and verifying the copy" if mask else "neutralizing and verifying the copy")
         result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=source_env,
                           run_odoo=run_odoo, mail_server=mail_server, rules=rules,
-                          filestore=filestore if attachments else None)
+                          filestore=filestore if attachments or mask else None,
+                          attachment_scope="all" if attachments else "text",
+                          source_filestore=ctx.host.filestore_dir(source_env))
         # A clone empties every password: the copy gets the target's own admin password, never the source's.
         ensure_admin_password(ctx.pg, ctx.secrets, target_env, db)
     except BaseException:
@@ -106,17 +112,25 @@ def _project_rules(ctx: DataContext, target_env: str, rules: Iterable[Mapping[st
     if rules is None:
         entry = ctx.store.entries().get(target_env) or {}
         rules = (entry.get("settings") or {}).get("masking_rules") or []
-    return merged_rules(rules_from_config(rules))
+    return rules_from_config(rules)
+
+
+def masking_catalogue(conn: psycopg.Connection[Any], project_rules: list[MaskRule]) -> Catalogue:
+    """The reviewed catalogue of the database's Odoo version plus the project's `.odooops.yaml` rules."""
+    return load_catalogue(odoo_version(conn)).with_rules(project_rules)
 
 
 def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, mask: bool,
              source_db: str | None = None, run_odoo: RunOdoo | None = None,
              mail_server: Mapping[str, Any] | None = None, rules: Iterable[Mapping[str, Any]] | None = None,
-             filestore: Path | None = None) -> dict[str, Any]:
+             filestore: Path | None = None, attachment_scope: str = "all",
+             source_filestore: Path | None = None) -> dict[str, Any]:
     """Neutralize and mask an existing scratch database `db` of `target_env`, give it a new identity, and
     verify it; returns the verification (with "steps" timings) or raises CLONE_VERIFICATION_FAILED.
     `source_db`, when given, is scanned for personal values left in the copy. `filestore`, when given,
-    gets its personal attachments replaced. The caller drops `db` on failure."""
+    gets its personal attachments replaced (`attachment_scope` "text": text-like ones only) and is scanned with
+    the database (no file shared with `source_filestore`, no personal value in a text file). The caller
+    drops `db` on failure."""
     steps: dict[str, float] = {}
     mask_rules = _project_rules(ctx, target_env, rules) if mask else []
     if neutralize:
@@ -140,10 +154,11 @@ def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, ma
         if mask:
             t = time.monotonic()
             with conn.transaction():
-                masked = apply_masking(conn, masking_key(ctx.secrets), mask_rules)
+                catalogue = masking_catalogue(conn, mask_rules)
+                masked = apply_masking(conn, masking_key(ctx.secrets), catalogue.rules, catalogue)
                 masked["secrets"] = cut_secrets(conn)
                 if filestore is not None:
-                    masked["attachments"] = replace_attachments(conn, filestore)
+                    masked["attachments"] = replace_attachments(conn, filestore, attachment_scope)
             steps["mask"] = time.monotonic() - t
         with conn.transaction():
             if neutralize and mail_server:
@@ -157,7 +172,8 @@ def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, ma
         try:
             checks["new_identity"] = check_identity(conn, source)
             if mask and source is not None:
-                checks["personal_data"] = scan_masked(conn, source, masking_key(ctx.secrets), mask_rules)
+                checks["personal_data"] = scan_clone(conn, source, masking_catalogue(conn, mask_rules),
+                                                     filestore=filestore, source_filestore=source_filestore)
         finally:
             if source is not None:
                 source.close()
@@ -167,6 +183,12 @@ def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, ma
     result["secrets_cut"] = masked.get("secrets", {})
     if "attachments" in masked:
         result["attachments"] = masked["attachments"]
+    if "personal_data" in checks:
+        scan = checks["personal_data"]
+        result["leak_scan"] = {k: scan[k] for k in ("leaks", "chance", "personal_values", "tables_scanned",
+                                                    "columns_scanned", "files_scanned", "hardlinked_files",
+                                                    "seconds")}
+        result["deleted"] = masked.get("deleted", {})
     if not result["ok"]:
         raise OdooOpsError(
             "CLONE_VERIFICATION_FAILED", f"the copy {db} for {target_env} failed verification: "
@@ -180,7 +202,7 @@ def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, ma
 def _explain(name: str, check: Mapping[str, Any]) -> str:
     detail = {k: v for k, v in check.items() if k != "ok" and v not in (None, [], {}, 0)}
     if name == "personal_data":
-        detail = {"leaked": check.get("leaked")}
+        return f"{name}: production values found in the copy ({explain_leaks(check)})"
     return f"{name} {detail}"
 
 

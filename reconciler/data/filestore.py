@@ -41,11 +41,12 @@ class _Mode:
     hardlink: bool = True
 
 
-def link_tree(src: Path, dst: Path) -> LinkStats:
+def link_tree(src: Path, dst: Path, *, hardlink: bool = True) -> LinkStats:
     """Make `dst` a copy of `src` sharing file contents; `dst` must not exist and appears whole or not at all.
 
     Odoo never rewrites a filestore file in place (names are content hashes), so hardlinks are safe;
-    code that replaces a file in a copy must unlink it first (see replace_file)."""
+    code that replaces a file in a copy must unlink it first (see replace_file). `hardlink=False` (masked
+    copies) shares no inode with the source: reflinks where the filesystem can, else plain copies."""
     if dst.exists() or dst.is_symlink():
         raise OdooOpsError("FILESTORE_TARGET_EXISTS", f"the filestore directory {dst} already exists",
                            f"remove it first (rm -rf {dst}) or choose another database name", {"path": str(dst)})
@@ -57,7 +58,7 @@ def link_tree(src: Path, dst: Path) -> LinkStats:
         os.chown(dst.parent, st.st_uid, st.st_gid)
         os.chmod(dst.parent, st.st_mode & 0o7777)
     tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
-    stats, mode = LinkStats(), _Mode()
+    stats, mode = LinkStats(), _Mode(hardlink=hardlink)
     try:
         if src.is_dir():
             _copy_dir(src, tmp, stats, mode)

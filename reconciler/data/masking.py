@@ -1,4 +1,4 @@
-"""Masking of personal data in a database copy: keyed, deterministic, format-preserving, set-based SQL."""
+"""Masking of personal data in a database copy: catalogue-driven, keyed, deterministic, set-based SQL."""
 
 from __future__ import annotations
 
@@ -11,66 +11,33 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from faker.providers.address.en_US import Provider as AddressProvider
+from faker.providers.person.en_US import Provider as PersonProvider
 from psycopg import sql
 
+from reconciler.data.catalogue import DEFAULT_VERSION, Catalogue, MaskRule, load_catalogue
+from reconciler.data.fake_phones import CALLING_CODES, FALLBACK_CODE, pools
 from reconciler.errors import OdooOpsError
 from reconciler.secrets import SecretStore
 
 # The kinds .odooops.yaml accepts (schemas/odooops.schema.json masking.rules[].kind) plus internal ones.
 KINDS = ("name", "email", "phone", "street", "zip", "city", "vat", "iban", "text", "digits", "null", "hash")
-INTERNAL_KINDS = ("login", "url")
+INTERNAL_KINDS = ("login", "url", "phone_e164")
+PHONE_KINDS = frozenset({"phone", "phone_e164"})
 # Kinds with few possible fakes: a fake may equal another row's real value, so verification
 # compares them row by row (same id) instead of against every source value.
 LOW_ENTROPY_KINDS = frozenset({"zip", "city", "digits"})
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TEXT_TYPES = frozenset({"character varying", "text", "character"})
 
-FIRST = ("Alder", "Briar", "Cedar", "Dune", "Ember", "Fennel", "Garnet", "Hazel", "Indigo", "Juniper", "Kestrel",
-         "Linden", "Maple", "Nettle", "Onyx", "Poppy", "Quill", "Rowan", "Sorrel", "Tansy", "Umber", "Vetch",
-         "Willow", "Yarrow", "Zinnia", "Aster", "Bryony", "Clover", "Dahlia", "Elder", "Flint", "Gorse")
-LAST = ("Quince", "Brackenby", "Cobblethwaite", "Dunmore", "Eddington", "Fairweather", "Gillingham", "Hollowell",
-        "Ingleby", "Jessop", "Kettleby", "Lanmoor", "Merriwether", "Northwick", "Oakenshaw", "Pennyfeather",
-        "Quarrington", "Ravensworth", "Saltmarsh", "Thistlewood", "Underhill", "Vantwell", "Wrenfield",
-        "Yelverton", "Ashgrove", "Blackmere", "Coldharbour", "Dovecote", "Elmstead", "Foxcombe", "Greyfriars",
-        "Harrowgate")
-STREETS = ("Lantern", "Orchard", "Mill", "Heron", "Copper", "Meadow", "Quarry", "Beacon", "Tanner", "Weaver",
-           "Harbour", "Thimble", "Lark", "Cinder", "Bramble", "Falcon")
-SUFFIXES = ("Street", "Lane", "Road", "Way", "Row", "Close", "Avenue", "Walk")
-CITIES = ("Brindlemoor", "Ashcombe Vale", "Fernhollow", "Millbrook Fen", "Quarrydown", "Thornwick", "Elmsgate",
-          "Harrowmere", "Saltcombe", "Wrenbury Cross", "Oakhollow", "Pebbleford", "Kestrel Down", "Larkspur Bay",
-          "Marrowdale", "Yewhurst")
+# Vocabularies of fake values: Faker's en_US provider data (a maintained library, not our own lists).
+FIRST: tuple[str, ...] = tuple(PersonProvider.first_names)
+LAST: tuple[str, ...] = tuple(PersonProvider.last_names)
+STREET_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(AddressProvider.street_suffixes))
+CITY_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(AddressProvider.city_suffixes))
 
-
-@dataclass(frozen=True)
-class MaskRule:
-    table: str
-    column: str
-    kind: str
-
-
-def _rules(table: str, **columns: str) -> list[MaskRule]:
-    return [MaskRule(table, column, kind) for column, kind in columns.items()]
-
-
-DEFAULT_RULES: tuple[MaskRule, ...] = tuple(
-    _rules("res_partner", name="name", display_name="name", complete_name="name", commercial_company_name="name",
-           email="email", email_normalized="email", phone="phone", mobile="phone", phone_sanitized="phone",
-           street="street", street2="street", zip="zip", city="city", vat="vat", website="url", comment="text",
-           signup_token="null")
-    + _rules("res_users", login="login", signature="text", password="null", totp_secret="null",
-             oauth_access_token="null", oauth_uid="null")
-    + _rules("res_partner_bank", acc_number="iban", sanitized_acc_number="iban", acc_holder_name="name")
-    + _rules("mail_message", subject="text", body="text", email_from="email", reply_to="email",
-             record_name="name", message_id="hash")
-    + _rules("mail_mail", body_html="text", email_to="email", email_cc="email", reply_to="email", headers="null")
-    + _rules("mail_tracking_value", old_value_char="text", new_value_char="text", old_value_text="text",
-             new_value_text="text")
-    + _rules("sms_sms", number="phone", body="text")
-    + _rules("hr_employee", name="name", private_email="email", private_phone="phone", private_street="street",
-             private_street2="street", private_city="city", private_zip="zip", work_email="email",
-             work_phone="phone", mobile_phone="phone", identification_id="digits", passport_id="digits",
-             ssnid="digits", sinid="digits", permit_no="digits", emergency_contact="name",
-             emergency_phone="phone"))
+CATALOGUE = load_catalogue(DEFAULT_VERSION)
+DEFAULT_RULES: tuple[MaskRule, ...] = CATALOGUE.rules
 
 # Secrets a copy must not keep: (table, column or None for "delete every row", what it becomes).
 SECRET_CUTS: tuple[tuple[str, str | None, str], ...] = (
@@ -106,11 +73,18 @@ STRICT AS $$ DECLARE h text; r text; s text := seed; BEGIN
 END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_fp(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
 $$ BEGIN RETURN pg_temp.oo_fpk(v, v, k); END $$;
+-- Names, streets and cities come from Faker's vocabularies; a fake equal to its own source (a real
+-- "James Smith" drawing "James Smith") is drawn again with another seed.
 CREATE OR REPLACE FUNCTION pg_temp.oo_name(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
-$$ DECLARE h text; BEGIN
+$$ DECLARE h text; r text; s text := v; BEGIN
   IF v = '' THEN RETURN v; END IF;
-  h := pg_temp.oo_h(v, k);
-  RETURN (%(first)s)[pg_temp.oo_n(h, 1, %(nfirst)s)] || ' ' || (%(last)s)[pg_temp.oo_n(h, 9, %(nlast)s)];
+  FOR attempt IN 1..8 LOOP
+    h := pg_temp.oo_h(s, k);
+    r := (%(first)s)[pg_temp.oo_n(h, 1, %(nfirst)s)] || ' ' || (%(last)s)[pg_temp.oo_n(h, 9, %(nlast)s)];
+    IF lower(r) <> lower(btrim(v)) THEN RETURN r; END IF;
+    s := s || chr(30);
+  END LOOP;
+  RETURN r || ' ' || substr(h, 1, 4);
 END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_one_email(a text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
 $$ DECLARE h text := pg_temp.oo_h(lower(btrim(a)), k); BEGIN
@@ -131,8 +105,20 @@ END $$;
 -- Logins without an @ (admin, __system__) are not personal: kept so people can still sign in.
 CREATE OR REPLACE FUNCTION pg_temp.oo_login(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
 $$ BEGIN IF strpos(v, '@') > 0 THEN RETURN pg_temp.oo_email(v, k); END IF; RETURN v; END $$;
-CREATE OR REPLACE FUNCTION pg_temp.oo_phone(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
-$$ BEGIN RETURN pg_temp.oo_fpk(v, v, k); END $$;
+-- Phones come from the oo_phone_map table apply_masking builds (valid numbers, phonenumbers' metadata);
+-- this lookup serves tables without an id column, the others join the map in their UPDATE.
+CREATE OR REPLACE FUNCTION pg_temp.oo_phone(v text, k text) RETURNS text LANGUAGE plpgsql STABLE STRICT AS
+$$ DECLARE r text; BEGIN
+  IF v = '' THEN RETURN v; END IF;
+  SELECT intl INTO r FROM oo_phone_map WHERE src = v;
+  RETURN coalesce(r, pg_temp.oo_fpk(v, v, k));
+END $$;
+CREATE OR REPLACE FUNCTION pg_temp.oo_phone_e164(v text, k text) RETURNS text LANGUAGE plpgsql STABLE STRICT AS
+$$ DECLARE r text; BEGIN
+  IF v = '' THEN RETURN v; END IF;
+  SELECT e164 INTO r FROM oo_phone_map WHERE src = v;
+  RETURN coalesce(r, pg_temp.oo_fpk(v, v, k));
+END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_digits(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
 $$ BEGIN RETURN pg_temp.oo_fpk(v, v, k); END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_zip(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
@@ -141,13 +127,19 @@ CREATE OR REPLACE FUNCTION pg_temp.oo_street(v text, k text) RETURNS text LANGUA
 $$ DECLARE h text; BEGIN
   IF v = '' THEN RETURN v; END IF;
   h := pg_temp.oo_h(v, k);
-  RETURN pg_temp.oo_n(h, 1, 199)::text || ' ' || (%(streets)s)[pg_temp.oo_n(h, 9, %(nstreets)s)]
+  RETURN (pg_temp.oo_n(h, 1, 9899) + 100)::text || ' ' || (%(last)s)[pg_temp.oo_n(h, 9, %(nlast)s)]
          || ' ' || (%(suffixes)s)[pg_temp.oo_n(h, 17, %(nsuffixes)s)];
 END $$;
 CREATE OR REPLACE FUNCTION pg_temp.oo_city(v text, k text) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS
-$$ BEGIN
+$$ DECLARE h text; r text; s text := v; BEGIN
   IF v = '' THEN RETURN v; END IF;
-  RETURN (%(cities)s)[pg_temp.oo_n(pg_temp.oo_h(v, k), 1, %(ncities)s)];
+  FOR attempt IN 1..8 LOOP
+    h := pg_temp.oo_h(s, k);
+    r := (%(first)s)[pg_temp.oo_n(h, 1, %(nfirst)s)] || (%(csuffixes)s)[pg_temp.oo_n(h, 9, %(ncsuffixes)s)];
+    IF lower(r) <> lower(btrim(v)) THEN RETURN r; END IF;
+    s := s || chr(30);
+  END LOOP;
+  RETURN r;
 END $$;
 -- VAT and IBAN keep their country prefix; the fake depends on the normalised value, so masking
 -- acc_number and sanitized_acc_number separately still gives matching pairs.
@@ -176,8 +168,8 @@ def _array(values: tuple[str, ...]) -> str:
 
 FUNCTIONS_SQL = _FUNCTIONS % {
     "first": _array(FIRST), "nfirst": len(FIRST), "last": _array(LAST), "nlast": len(LAST),
-    "streets": _array(STREETS), "nstreets": len(STREETS), "suffixes": _array(SUFFIXES),
-    "nsuffixes": len(SUFFIXES), "cities": _array(CITIES), "ncities": len(CITIES)}
+    "suffixes": _array(STREET_SUFFIXES), "nsuffixes": len(STREET_SUFFIXES),
+    "csuffixes": _array(CITY_SUFFIXES), "ncsuffixes": len(CITY_SUFFIXES)}
 
 
 def masking_key(secrets: SecretStore) -> str:
@@ -199,15 +191,14 @@ def rules_from_config(raw: Iterable[Mapping[str, Any]] | None,
     return out
 
 
-def merged_rules(extra: Iterable[MaskRule] = ()) -> list[MaskRule]:
-    """Defaults plus the project's rules; a project rule for the same column wins."""
-    by_column = {(r.table, r.column): r for r in DEFAULT_RULES}
-    by_column.update({(r.table, r.column): r for r in extra})
-    return list(by_column.values())
+def merged_rules(extra: Iterable[MaskRule] = (), catalogue: Catalogue = CATALOGUE) -> list[MaskRule]:
+    """The catalogue's rules plus the project's; a project rule for the same column wins."""
+    return list(catalogue.with_rules(list(extra)).rules)
 
 
 def install_functions(conn: psycopg.Connection[Any]) -> None:
     """The mask functions live in this session's pg_temp: nothing is left in the copy afterwards."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS oo_phone_map (src text PRIMARY KEY, intl text, e164 text)")
     conn.execute(FUNCTIONS_SQL)
 
 
@@ -221,8 +212,10 @@ class Column:
 
 def applicable(conn: psycopg.Connection[Any], rules: Iterable[MaskRule]) -> list[Column]:
     """The rules whose table and column exist in this database (Odoo versions and modules differ)."""
-    rows = conn.execute("SELECT table_name, column_name, data_type, character_maximum_length, is_nullable = 'YES' "
-                        "FROM information_schema.columns WHERE table_schema = 'public'").fetchall()
+    rows = conn.execute("SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length, "
+                        "c.is_nullable = 'YES' FROM information_schema.columns c JOIN information_schema.tables t "
+                        "ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+                        "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'").fetchall()
     found = {(t, c): (d, n, nullable) for t, c, d, n, nullable in rows}
     out = []
     for rule in rules:
@@ -231,6 +224,8 @@ def applicable(conn: psycopg.Connection[Any], rules: Iterable[MaskRule]) -> list
             continue
         if info[0] not in TEXT_TYPES and info[0] != "jsonb" and rule.kind != "null":
             continue  # a number or date column cannot hold these kinds of values
+        if rule.kind == "null" and not info[2] and info[0] not in TEXT_TYPES and info[0] != "jsonb":
+            continue  # a NOT NULL number or date: nothing sensible to put there
         out.append(Column(rule, info[0], info[1], bool(info[2])))
     return out
 
@@ -250,26 +245,185 @@ def mask_expression(col: Column) -> sql.Composable:
             "jsonb_typeof(j.value) = 'string' THEN to_jsonb({fn}(j.value #>> '{{}}', %(k)s)) ELSE j.value END) "
             "FROM jsonb_each({c}) j) ELSE {c} END").format(c=ident, fn=fn)
     expr = sql.SQL("{fn}({c}::text, %(k)s)").format(fn=fn, c=ident)
+    return _fit(expr, col)
+
+
+def _fit(expr: sql.Composable, col: Column) -> sql.Composable:
     if col.max_length:
-        expr = sql.SQL("left({e}, {n})").format(e=expr, n=sql.Literal(col.max_length))
+        return sql.SQL("left({e}, {n})").format(e=expr, n=sql.Literal(col.max_length))
     return expr
 
 
-def apply_masking(conn: psycopg.Connection[Any], key: str, rules: Iterable[MaskRule]) -> dict[str, Any]:
-    """Mask every applicable column with one UPDATE per table; returns {"columns": [...], "rows": {...}}."""
+def keep_condition(catalogue: Catalogue | None, table: str, conn: psycopg.Connection[Any]) -> sql.Composable | None:
+    """The catalogue's "rows that are not personal data" condition of `table`, when its tables exist."""
+    cond = (catalogue.keep_rows if catalogue else {}).get(table)
+    if not cond:
+        return None
+    needed = {"res_company", "res_users"} & set(re.findall(r"\b(res_\w+)\b", cond))
+    have = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                       "'public' AND table_name = ANY(%s)", (list(needed),)).fetchall()}
+    if needed - have:
+        return None
+    return sql.SQL(cond)  # reviewed package data (the catalogue), never project input
+
+
+def _default_calling_code(conn: psycopg.Connection[Any]) -> int:
+    """Numbers written without a country code belong to the main company's country (else +1)."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT c.phone_code FROM res_company co JOIN res_country c ON c.id = co.country_id "
+                               "WHERE c.phone_code IS NOT NULL ORDER BY co.id LIMIT 1").fetchone()
+    except psycopg.Error:
+        return FALLBACK_CODE
+    return int(row[0]) if row and row[0] else FALLBACK_CODE
+
+
+def build_phone_map(conn: psycopg.Connection[Any], key: str, columns: list[Column],
+                    keeps: Mapping[str, sql.Composable | None]) -> int:
+    """oo_phone_map(src -> international form, E.164) for every distinct phone value of `columns`, set-based:
+    distinct values and their calling codes in SQL, one pool of valid numbers per calling code in Python
+    (phonenumbers), then a keyed pick per value in SQL. The same source value (and the same number written
+    differently: "+32 2 555 01 01", "+3225550101") gets the same fake, never its own number."""
+    conn.execute("TRUNCATE oo_phone_map")
+    if not columns:
+        return 0
+    default = _default_calling_code(conn)
+    selects = []
+    for col in columns:
+        keep = keeps.get(col.rule.table)
+        where = sql.SQL("{c} IS NOT NULL AND {c}::text <> ''").format(c=sql.Identifier(col.rule.column))
+        if keep is not None:
+            where = sql.SQL("{w} AND NOT ({k})").format(w=where, k=keep)
+        selects.append(sql.SQL("SELECT {c}::text AS v FROM {t} WHERE {w}").format(
+            c=sql.Identifier(col.rule.column), t=sql.Identifier(col.rule.table), w=where))
+    conn.execute("DROP TABLE IF EXISTS oo_phone_src, oo_phone_pool, oo_cc")
+    conn.execute("CREATE TEMP TABLE oo_cc (code text PRIMARY KEY)")
+    with conn.cursor().copy("COPY oo_cc (code) FROM STDIN") as cp:
+        for code in CALLING_CODES:
+            cp.write_row((str(code),))
+    conn.execute(sql.SQL(
+        "CREATE TEMP TABLE oo_phone_src AS SELECT v AS src, intl, d, "
+        "CASE WHEN intl THEN coalesce(c1.code, c2.code, c3.code) END AS cc FROM ("
+        "  SELECT v, v ~ '^\\s*(\\+|00)' AS intl, CASE WHEN v ~ '^\\s*00' "
+        "    THEN substr(regexp_replace(v, '\\D', '', 'g'), 3) ELSE regexp_replace(v, '\\D', '', 'g') END AS d "
+        "  FROM ({u}) a GROUP BY v) s "
+        "LEFT JOIN oo_cc c1 ON s.intl AND c1.code = left(s.d, 1) "
+        "LEFT JOIN oo_cc c2 ON s.intl AND c2.code = left(s.d, 2) "
+        "LEFT JOIN oo_cc c3 ON s.intl AND c3.code = left(s.d, 3)").format(u=sql.SQL(" UNION ALL ").join(selects)))
+    # Local numbers ("0470 12 34 56") take the default country; their full form drops the trunk 0.
+    conn.execute("UPDATE oo_phone_src SET cc = %s, d = %s || ltrim(d, '0') WHERE cc IS NULL",
+                 (str(default), str(default)))
+    needed = {int(cc): int(n) for cc, n in conn.execute("SELECT cc, count(*) FROM oo_phone_src GROUP BY cc")}
+    pool = pools(needed, key)
+    conn.execute("CREATE TEMP TABLE oo_phone_pool (cc text, idx integer, intl text, e164 text, "
+                 "PRIMARY KEY (cc, idx))")
+    with conn.cursor().copy("COPY oo_phone_pool (cc, idx, intl, e164) FROM STDIN") as cp:
+        for code, numbers in pool.items():
+            for idx, (intl, e164) in enumerate(numbers):
+                cp.write_row((str(code), idx, intl, e164))
+    conn.execute("UPDATE oo_phone_src SET cc = %s WHERE cc NOT IN (SELECT DISTINCT cc FROM oo_phone_pool)",
+                 (str(FALLBACK_CODE),))
+    conn.execute("ANALYZE oo_phone_src; ANALYZE oo_phone_pool")
+    # The pick is keyed on the number (digits), not on how it is written; the next pool entry is used
+    # when the pick is the source number itself.
+    cur = conn.execute(
+        "INSERT INTO oo_phone_map (src, intl, e164) "
+        "SELECT s.src, CASE WHEN p.e164 = '+' || s.d THEN q.intl ELSE p.intl END, "
+        "CASE WHEN p.e164 = '+' || s.d THEN q.e164 ELSE p.e164 END FROM ("
+        "  SELECT src, d, cc, (('x' || substr(md5(%(k)s || chr(31) || d), 1, 8))::bit(32)::bigint %% n.n)::integer "
+        "  AS idx, n.n FROM oo_phone_src JOIN (SELECT cc AS ncc, count(*) AS n FROM oo_phone_pool GROUP BY cc) n "
+        "  ON n.ncc = cc) s "
+        "JOIN oo_phone_pool p ON p.cc = s.cc AND p.idx = s.idx "
+        "JOIN oo_phone_pool q ON q.cc = s.cc AND q.idx = (s.idx + 1) %% s.n", {"k": key})
+    conn.execute("ANALYZE oo_phone_map")
+    conn.execute("DROP TABLE oo_phone_src, oo_phone_pool, oo_cc")
+    return cur.rowcount
+
+
+def _has_id(conn: psycopg.Connection[Any], table: str) -> bool:
+    return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
+                        "AND column_name = 'id'", (table,)).fetchone() is not None
+
+
+def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
+                  keep: sql.Composable | None) -> sql.Composable:
+    """One UPDATE for the table: expressions for most kinds, a join with oo_phone_map for phones."""
+    phones = [c for c in cols if c.rule.kind in PHONE_KINDS and c.data_type in TEXT_TYPES]
+    if phones and not _has_id(conn, table):
+        phones = []  # the per-value lookup function serves these
+    joined: list[str] = []
+    for c in phones:
+        for name in (c.rule.column, *c.rule.derive_from):
+            if name not in joined:
+                joined.append(name)
+    existing = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                                           "'public' AND table_name = %s", (table,)).fetchall()}
+    joined = [name for name in joined if name in existing]
+    sets: list[sql.Composable] = []
+    for c in cols:
+        ident = sql.Identifier(c.rule.column)
+        if c in phones:
+            if c.rule.kind == "phone":
+                value = sql.SQL("p.{}").format(sql.Identifier(f"oo_i{joined.index(c.rule.column)}"))
+            else:
+                sources = [n for n in c.rule.derive_from if n in joined] + [c.rule.column]
+                value = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
+                    sql.SQL("p.{}").format(sql.Identifier(f"oo_e{joined.index(n)}")) for n in sources))
+            expr = sql.SQL("CASE WHEN {c} IS NULL OR {c} = '' THEN {c} ELSE coalesce({v}, {c}) END").format(
+                c=ident, v=_fit(value, c))
+        else:
+            expr = mask_expression(c)
+        sets.append(sql.SQL("{} = {}").format(ident, expr))
+    t = sql.Identifier(table)
+    stmt = sql.SQL("UPDATE {t} SET {s}").format(t=t, s=sql.SQL(", ").join(sets))
+    conds: list[sql.Composable] = []
+    if joined:
+        outs = [sql.SQL("s.id AS oo_id")]
+        joins: list[sql.Composable] = []
+        for i, name in enumerate(joined):
+            m = sql.Identifier(f"m{i}")
+            outs.append(sql.SQL("{m}.intl AS {a}, {m}.e164 AS {b}").format(
+                m=m, a=sql.Identifier(f"oo_i{i}"), b=sql.Identifier(f"oo_e{i}")))
+            joins.append(sql.SQL("LEFT JOIN oo_phone_map {m} ON {m}.src = s.{c}::text").format(
+                m=m, c=sql.Identifier(name)))
+        stmt += sql.SQL(" FROM (SELECT {o} FROM {t} s {j}) p").format(
+            o=sql.SQL(", ").join(outs), t=t, j=sql.SQL(" ").join(joins))
+        conds.append(sql.SQL("p.oo_id = {t}.id").format(t=t))
+    if keep is not None:
+        conds.append(sql.SQL("NOT ({})").format(keep))
+    if conds:
+        stmt += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
+    return stmt
+
+
+def delete_tables(conn: psycopg.Connection[Any], tables: Iterable[str]) -> dict[str, int]:
+    """Empty the catalogue's log and transient tables that exist (base tables only, never views)."""
+    wanted = list(tables)
+    found = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                        "'public' AND table_type = 'BASE TABLE' AND table_name = ANY(%s) "
+                                        "ORDER BY table_name", (wanted,)).fetchall()]
+    return {t: conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(t))).rowcount for t in found}
+
+
+def apply_masking(conn: psycopg.Connection[Any], key: str, rules: Iterable[MaskRule],
+                  catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """Mask every applicable column with one UPDATE per table (phones through one mapping table), leave the
+    catalogue's kept rows alone and empty its log tables; returns {"columns", "rows", "deleted", "phones"}."""
     install_functions(conn)
     columns = applicable(conn, rules)
     by_table: dict[str, list[Column]] = {}
     for col in columns:
         by_table.setdefault(col.rule.table, []).append(col)
+    keeps = {table: keep_condition(catalogue, table, conn) for table in by_table}
+    phones = build_phone_map(conn, key, [c for c in columns if c.rule.kind in PHONE_KINDS
+                                         and c.data_type in TEXT_TYPES], keeps)
     rows: dict[str, int] = {}
     for table, cols in sorted(by_table.items()):
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(c.rule.column), mask_expression(c)) for c in cols)
-        cur = conn.execute(sql.SQL("UPDATE {} SET {}").format(sql.Identifier(table), assignments), {"k": key})
+        cur = conn.execute(_table_update(conn, table, cols, keeps[table]), {"k": key})
         rows[table] = cur.rowcount
+    deleted = delete_tables(conn, catalogue.deletes) if catalogue else {}
     return {"columns": [f"{c.rule.table}.{c.rule.column}" for c in columns], "rows": rows,
-            "applied": [c.rule for c in columns]}
+            "applied": [c.rule for c in columns], "deleted": deleted, "phones": phones}
 
 
 def cut_secrets(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -304,14 +458,26 @@ _KEEP_ATTACHMENTS = ("coalesce(res_model, '') NOT IN ('', 'ir.ui.view', 'ir.ui.m
                      "'res.lang') AND coalesce(url, '') NOT LIKE '/web/%%'")
 
 
-def replace_attachments(conn: psycopg.Connection[Any], filestore: Path) -> dict[str, int]:
-    """Give personal attachments placeholder contents; their old files are unlinked from this copy's
-    filestore only (they may be hardlinks shared with the source: never written through)."""
+# Attachments whose bytes are text (and whose text Odoo indexed): cheap to replace, and where names,
+# e-mails and phones of people are readable as they are.
+TEXT_ATTACHMENTS = ("(coalesce(mimetype, '') LIKE 'text/%%' OR mimetype IN ('application/json', 'application/xml', "
+                    "'application/csv', 'application/x-vcard', 'application/vnd.ms-outlook'){indexed})")
+
+
+def replace_attachments(conn: psycopg.Connection[Any], filestore: Path, scope: str = "all") -> dict[str, int]:
+    """Give personal attachments placeholder contents (scope "all": every attachment of a record; "text":
+    text-like ones only, binaries keep their bytes in the copy's own files); their old files are unlinked
+    from this copy's filestore only (they may be links shared with the source: never written through)."""
     if not conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' "
                         "AND table_name = 'ir_attachment'").fetchone():
         return {"attachments": 0, "files_unlinked": 0}
+    indexed = " OR index_content IS NOT NULL" if conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'ir_attachment' "
+        "AND column_name = 'index_content'").fetchone() else ""
+    text_like = TEXT_ATTACHMENTS.format(indexed=indexed)
+    which = _KEEP_ATTACHMENTS if scope == "all" else f"{_KEEP_ATTACHMENTS} AND {text_like}"
     old = {r[0] for r in conn.execute(f"SELECT DISTINCT store_fname FROM ir_attachment WHERE type = 'binary' "
-                                      f"AND store_fname IS NOT NULL AND {_KEEP_ATTACHMENTS}").fetchall()}
+                                      f"AND store_fname IS NOT NULL AND {which}").fetchall()}
     total = 0
     for is_image, data in ((True, PLACEHOLDER_PNG), (False, PLACEHOLDER_TEXT)):
         sha1 = hashlib.sha1(data).hexdigest()  # Odoo names filestore files by SHA-1 of the contents
@@ -325,7 +491,7 @@ def replace_attachments(conn: psycopg.Connection[Any], filestore: Path) -> dict[
         cur = conn.execute(
             f"UPDATE ir_attachment SET store_fname = CASE WHEN store_fname IS NULL THEN NULL ELSE %(f)s END, "
             f"db_datas = CASE WHEN db_datas IS NULL THEN NULL ELSE %(d)s END, checksum = %(c)s, file_size = %(n)s "
-            f"WHERE type = 'binary' AND {_KEEP_ATTACHMENTS} AND {image if is_image else 'NOT ' + image}",
+            f"WHERE type = 'binary' AND {which} AND {image if is_image else 'NOT ' + image}",
             {"f": fname, "d": data, "c": sha1, "n": len(data)})
         total += cur.rowcount
     still = {r[0] for r in conn.execute("SELECT DISTINCT store_fname FROM ir_attachment "
@@ -346,5 +512,5 @@ def _like_parent(path: Path) -> None:
     os.chmod(path, 0o640)
 
 
-__all__ = ["DEFAULT_RULES", "KINDS", "MaskRule", "apply_masking", "cut_secrets", "masking_key", "merged_rules",
-           "replace_attachments", "rules_from_config"]
+__all__ = ["CATALOGUE", "DEFAULT_RULES", "KINDS", "MaskRule", "apply_masking", "build_phone_map", "cut_secrets",
+           "masking_key", "merged_rules", "replace_attachments", "rules_from_config"]

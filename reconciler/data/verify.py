@@ -1,4 +1,6 @@
-"""Checks that a database copy is safe to hand out: neutralized, no live mail or cron, no source personal data."""
+"""Checks that a database copy is safe to hand out: neutralized, no live mail or cron, its own identity.
+
+The scan for the source's personal data is leakscan.py."""
 
 from __future__ import annotations
 
@@ -6,9 +8,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
-from psycopg import sql
-
-from reconciler.data.masking import LOW_ENTROPY_KINDS, Column, MaskRule, applicable, install_functions, mask_expression
 
 # Crons a neutralized copy may keep running (xml ids): Odoo's neutralize keeps the auto-vacuum only.
 ALLOWED_CRONS = ("base.autovacuum_job",)
@@ -63,58 +62,6 @@ def check_identity(conn: psycopg.Connection[Any], source: psycopg.Connection[Any
         same = [k for k in ("database.uuid", "database.secret") if _param(source, k) == _param(conn, k)]
         out.update(ok=out["ok"] and not same, same_as_source=same)
     return out
-
-
-def scan_masked(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], key: str,
-                rules: Iterable[MaskRule]) -> dict[str, Any]:
-    """For every masked column, how many values of the source are still in the copy (compared by md5,
-    streamed with COPY: memory stays flat on millions of rows). Values the rule keeps on purpose
-    (logins without @) are not counted. Low-entropy kinds are compared row by row (same id)."""
-    install_functions(conn)
-    counts: dict[str, int] = {}
-    methods: dict[str, str] = {}
-    src_columns = {(c.rule.table, c.rule.column) for c in applicable(source, rules)}
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS oo_scan (oo_id bigint, oo_h text)")
-    for col in applicable(conn, rules):
-        table, column = col.rule.table, col.rule.column
-        if (table, column) not in src_columns:
-            continue
-        by_row = col.rule.kind in LOW_ENTROPY_KINDS and _has_id(conn, table)
-        methods[f"{table}.{column}"] = "rows" if by_row else "values"
-        counts[f"{table}.{column}"] = _scan_one(conn, source, col, key, by_row)
-    leaked = {k: v for k, v in counts.items() if v}
-    return {"ok": not leaked, "present": counts, "leaked": leaked, "methods": methods}
-
-
-def _has_id(conn: psycopg.Connection[Any], table: str) -> bool:
-    return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
-                        "AND column_name = 'id'", (table,)).fetchone() is not None
-
-
-def _scan_one(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], col: Column, key: str,
-              by_row: bool) -> int:
-    t, c = sql.Identifier(col.rule.table), sql.Identifier(col.rule.column)
-    present = sql.SQL("{c} IS NOT NULL AND {c}::text <> ''").format(c=c)
-    conn.execute("TRUNCATE oo_scan")
-    if by_row:
-        out_q = sql.SQL("COPY (SELECT id, md5({c}::text) FROM {t} WHERE {p}) TO STDOUT").format(c=c, t=t, p=present)
-        in_q = sql.SQL("COPY oo_scan (oo_id, oo_h) FROM STDIN")
-    else:
-        out_q = sql.SQL("COPY (SELECT DISTINCT md5({c}::text) FROM {t} WHERE {p}) TO STDOUT").format(
-            c=c, t=t, p=present)
-        in_q = sql.SQL("COPY oo_scan (oo_h) FROM STDIN")
-    with source.cursor().copy(out_q) as out, conn.cursor().copy(in_q) as into:
-        for chunk in out:
-            into.write(chunk)
-    kept_on_purpose = sql.SQL("({m}) IS NOT DISTINCT FROM {c}").format(m=mask_expression(col), c=c)
-    if by_row:
-        q = sql.SQL("SELECT count(*) FROM {t} JOIN oo_scan s ON s.oo_id = {t}.id WHERE {p} "
-                    "AND md5({c}::text) = s.oo_h AND NOT {k}").format(t=t, p=present, c=c, k=kept_on_purpose)
-    else:
-        conn.execute("ANALYZE oo_scan")  # lets the planner hash the (possibly large) value set
-        q = sql.SQL("SELECT count(*) FROM {t} WHERE {p} AND md5({c}::text) IN (SELECT oo_h FROM oo_scan) "
-                    "AND NOT {k}").format(t=t, p=present, c=c, k=kept_on_purpose)
-    return int(conn.execute(q, {"k": key}).fetchone()[0])
 
 
 def summarize(checks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
