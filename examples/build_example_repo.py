@@ -219,7 +219,7 @@ sales_team.group_sale_manager,1,1,1,1
 SALE_TESTS = '''\
 from odoo import Command
 from odoo.exceptions import UserError
-from odoo.tests import TransactionCase, tagged
+from odoo.tests import TransactionCase, new_test_user, tagged
 
 
 @tagged("post_install", "-at_install")
@@ -227,17 +227,18 @@ class TestAcmeSaleOrder(TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        quiet = {"no_reset_password": True}  # no signup invitation mail for test users
+        cls.salesman = new_test_user(cls.env, login="acme-salesman", name="Sam Salesman",
+                                     groups="sales_team.group_sale_salesman", context=quiet)
+        cls.manager = new_test_user(cls.env, login="acme-sales-manager", name="Mia Manager",
+                                    groups="sales_team.group_sale_manager", context=quiet)
         cls.partner = cls.env["res.partner"].create({"name": "ACME Test Customer"})
         cls.product = cls.env["product.product"].create({"name": "Widget", "list_price": 100.0})
         cls.channel = cls.env["acme.sale.channel"].create({"name": "Web shop"})
-        cls.salesman = cls.env["res.users"].create({
-            "name": "Sam Salesman",
-            "login": "acme-salesman",
-            "group_ids": [Command.set([cls.env.ref("sales_team.group_sale_salesman").id])],
-        })
 
     def _order(self, quantity):
-        return self.env["sale.order"].create({
+        # The salesman's own quotation: a salesman sees and confirms only their own documents.
+        return self.env["sale.order"].with_user(self.salesman).create({
             "partner_id": self.partner.id,
             "acme_channel_id": self.channel.id,
             "order_line": [Command.create({
@@ -249,15 +250,19 @@ class TestAcmeSaleOrder(TransactionCase):
 
     def test_small_order_confirms_without_approval(self):
         order = self._order(5)
+        self.assertEqual(order.user_id, self.salesman)
         self.assertFalse(order.acme_requires_approval)
-        order.with_user(self.salesman).action_confirm()
+        order.action_confirm()
         self.assertEqual(order.state, "sale")
 
     def test_large_order_needs_a_manager(self):
         order = self._order(500)
         self.assertTrue(order.acme_requires_approval)
-        with self.assertRaises(UserError):
-            order.with_user(self.salesman).action_confirm()
+        with self.assertRaisesRegex(UserError, "need a sales manager"):
+            order.action_confirm()
+        self.assertEqual(order.state, "draft")
+        order.with_user(self.manager).action_confirm()
+        self.assertEqual(order.state, "sale")
 '''
 
 WEBSITE_CONTROLLER = '''\
