@@ -64,6 +64,13 @@ except OSError as exc:
 """
 
 
+# Runs the probe inside the container that is about to run Odoo, then hands over to the image's own
+# entrypoint; quiet when PostgreSQL answers.
+PREFLIGHT_EXIT = 97
+_PREFLIGHT = (f'out=$(python3 -c "$ODOO_RT_PROBE" "$HOST" "$PORT" 2>&1) || {{ echo "$out"; exit {PREFLIGHT_EXIT}; }}; '
+              'unset ODOO_RT_PROBE; exec /entrypoint.sh "$@"')
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.path)).parents:
@@ -154,6 +161,11 @@ class RealOdoo:
         reachable, a diagnosis of the container's route to it."""
         # With another entrypoint the arguments are its command; db then only mounts the data directory.
         command = ["odoo", *(["-d", db] if db else []), *args] if entrypoint is None else list(args)
+        env = dict(env or {})
+        if db and entrypoint is None:
+            # Before a possibly long Odoo run, the container itself checks that PostgreSQL answers on TCP
+            # (8 s): a blackholed path fails at once with the container's routes, not minutes later.
+            entrypoint, env["ODOO_RT_PROBE"] = ["/bin/sh", "-c", _PREFLIGHT, "preflight"], _PROBE
         kwargs = self.container_kwargs(command, db=db, addons=addons, env=env, entrypoint=entrypoint)
         result = self._run_container(kwargs, timeout)
         if check and result.exit_code != 0:
@@ -207,6 +219,10 @@ class RealOdoo:
         return OdooRun(kwargs["name"], exit_code, output, time.monotonic() - started)
 
     def _failure(self, result: OdooRun, what: str) -> str:
+        if result.exit_code == PREFLIGHT_EXIT:
+            return (f"PostgreSQL at {self.db_host}:{self.pg['port']} is not reachable from the container that "
+                    f"was to run `{what}` (checked before starting Odoo):\n{result.output.strip()}\n\n"
+                    + self.diagnose())
         how = "timed out" if result.exit_code is None else f"exited {result.exit_code}"
         text = f"real Odoo `{what}` {how} after {result.seconds:.0f} s:\n{result.output[-6000:]}"
         lowered = result.output.lower()
@@ -229,19 +245,41 @@ class RealOdoo:
         ok, probe = self.probe()
         lines = [f"diagnosis of {self.db_host}:{self.pg['port']} from a container on the default bridge: "
                  f"{'reachable now' if ok else 'NOT reachable'}", probe.rstrip()]
+        routes = ""
         for cmd in (["ip", "-4", "-o", "addr", "show"], ["ip", "-4", "route"]):
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            routes = proc.stdout
             lines.append(f"host `{' '.join(cmd)}`:\n{proc.stdout.rstrip() or proc.stderr.rstrip()}")
+        lines += self._route_problems(routes)
         try:
-            psycopg.connect(dbname="postgres", connect_timeout=5,
-                            **{**self.pg, "host": self.db_host}).close()
-            lines.append(f"host -> {self.db_host}:{self.pg['port']}: PostgreSQL answers")
+            with psycopg.connect(dbname="postgres", connect_timeout=5, **self.pg) as conn:
+                row = conn.execute("SHOW listen_addresses").fetchone()
+            listen = str(row[0]) if row else ""
+            lines.append(f"PostgreSQL answers on {self.pg['host']}; listen_addresses = '{listen}'"
+                         + ("" if self.db_host in listen.split(",") else f" (NOT {self.db_host}: restart it "
+                                                                         "with bash scripts/services.sh start)"))
         except psycopg.OperationalError as exc:
-            lines.append(f"host -> {self.db_host}:{self.pg['port']}: {str(exc).strip()}")
+            lines.append(f"PostgreSQL does not answer on {self.pg['host']} either: {str(exc).strip()}")
         lines.append("a route in a container or on the host that shadows the bridge subnet, or a bridge "
                      "address missing on the host, points at the cause (bash scripts/services.sh start "
                      "restores the bridge address)")
         return "\n".join(lines)
+
+    def _route_problems(self, routes: str) -> list[str]:
+        """Subnets the host routes to more than one device, and bridges no network of this dockerd owns:
+        replies to a container then leave through the wrong bridge and its SYNs go unanswered."""
+        by_subnet: dict[str, list[str]] = {}
+        for line in routes.splitlines():
+            parts = line.split()
+            if len(parts) > 2 and "dev" in parts and "/" in parts[0]:
+                by_subnet.setdefault(parts[0], []).append(parts[parts.index("dev") + 1])
+        owned = {"br-" + n.id[:12] for n in self.client.networks.list()}
+        out = [f"SHADOWED: {subnet} is routed to {', '.join(devs)} (the first wins; containers behind the "
+               f"others get no replies)" for subnet, devs in by_subnet.items() if len(devs) > 1]
+        out += [f"STALE: bridge {dev} ({subnet}) belongs to no network of this dockerd"
+                for subnet, devs in by_subnet.items() for dev in devs
+                if dev.startswith("br-") and dev not in owned]
+        return out or ["no subnet routed twice, no bridge without a network"]
 
     # ------------------------------------------------------------ databases
 

@@ -49,9 +49,26 @@ def test_entrypoint_waits_for_postgresql_then_gives_up(real_odoo: RealOdoo) -> N
     assert "Database connection failure" in out.output, out.output
 
 
+def test_unreachable_postgresql_fails_fast_with_the_container_routes(real_odoo: RealOdoo,
+                                                                     unique_name: Callable[[str], str]) -> None:
+    db = unique_name("oo_rt_nodb")
+    try:
+        out = real_odoo.run("--stop-after-init", db=db, env={"PORT": "1"}, check=False, timeout=120)
+        message = real_odoo._failure(out, "odoo --stop-after-init")
+    finally:
+        real_odoo.drop(db)
+    assert out.exit_code == 97 and out.seconds < 60, out
+    assert "container routes" in out.output and f"TCP {real_odoo.db_host}:1: FAILED" in out.output
+    assert "is not reachable from the container" in message and "host `ip -4 route`" in message
+    assert "Database connection failure" not in out.output  # Odoo's entrypoint never started
+
+
 def test_base_install_serves_health_and_login_with_our_password(
         real_odoo: RealOdoo, odoo_db: Callable[..., str]) -> None:
     db = odoo_db(("base",))
+    # The copy is a working database for a one-shot run too (through the preflight and the entrypoint).
+    loaded = real_odoo.run("--stop-after-init", "--no-http", db=db, timeout=600)
+    assert "Registry loaded" in loaded.output or "Modules loaded" in loaded.output, loaded.output[-2000:]
     password = "rt-" + uuid.uuid4().hex
     real_odoo.set_password(db, "admin", password)
     with real_odoo.serve(db) as server:
