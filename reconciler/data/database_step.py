@@ -33,6 +33,7 @@ from reconciler.controller.modules import (
     schema_gate,
     store_digests,
 )
+from reconciler.core import odoo_log
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.admin_password import ensure_admin_password
@@ -116,10 +117,12 @@ class DatabaseStep:
     def _odoo_or_fail(self, cmd: list[str], code: str) -> RunResult:
         run = self.odoo(cmd)
         if not run.ok:
+            why = odoo_log.parse(run.logs).headline()  # the first error and its exception, from Odoo's log
             raise StepFailed(OdooOpsError(
-                code, f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}",
+                code, f"odoo {' '.join(cmd[1:])} exited with {run.exit_code}{' (timed out)' if run.timed_out else ''}"
+                + (f": {why}" if why else ""),
                 f"fix the module on {self.spec.branch} and push; the previous version keeps serving "
-                f"(log: odooops status {self.env} --json)"), run.logs)
+                f"(log: odooops status {self.env} --json)"), odoo_log.excerpt(run.logs))
         return run
 
     @property

@@ -53,3 +53,23 @@ def test_failed_tests_are_named_on_the_apply_line_in_status_and_retry_counts_a_r
     summary = next(ln for ln in retry.output.splitlines() if ln.startswith("Apply finished"))
     assert ": 0 created, 0 updated, 1 redeployed, 0 destroyed, 0 blocked, 0 unchanged; 1 failed: " \
         f"{row['env']}." in summary, summary
+
+
+def test_a_failed_install_names_odoos_error_on_the_apply_line_and_in_status(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in host_env(world).items():
+        monkeypatch.setenv(k, v)
+    runner = CliRunner()
+    repo, branch = str(world["work"]), world["branch"]
+    # the stand-in runs a module's data/data.sql on install: a broken one fails the install as Odoo would
+    commit_file(world["work"], branch, "addons/acme_sale/data/data.sql", "SELECT * FROM acme_missing_table;\n",
+                "a data file that cannot load")
+    out = runner.invoke(main, ["apply", "--repo", repo, "--branch", branch, "--auto-approve"])
+    assert out.exit_code == 1, out.output
+    database_lines = [ln for ln in out.output.splitlines() if " database " in ln and "✗" in ln]
+    assert len(database_lines) == 1, out.output
+    assert "exited with 255: " in database_lines[0] and "acme_missing_table" in database_lines[0], database_lines
+    rows = json.loads(runner.invoke(main, ["status", "--repo", repo, "--json"]).output)["environments"]
+    [row] = [r for r in rows if r["branch"] == branch]
+    assert row["failed_step"] == "database" and "acme_missing_table" in row["reason"], row
+    assert row["error"]["log_excerpt"].startswith("CRITICAL "), row["error"]["log_excerpt"]
