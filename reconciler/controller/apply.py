@@ -496,15 +496,18 @@ class Applier:
             if not h.new_upstream:
                 raise OdooOpsError("RUNTIME_NO_PORT", f"the new web container of {spec.name} publishes no port",
                                    f"odooops logs {spec.name}")
-            health = wait_healthy(f"http://{h.new_upstream}", timeout_s=self._health_timeout(spec))
-            if not health.healthy:
-                logs = self._logs_of(h.new_id)
-                self._restore_previous(spec, previous, ctx)
-                try:
-                    health.raise_if_unhealthy(spec.name)
-                except OdooOpsError as exc:
-                    exc.remediation += "; the previous version kept serving"
-                    raise StepFailed(exc, logs) from exc
+            # The evented (websocket) port too: Odoo starts that process a moment after the HTTP workers,
+            # and the route switches both at once.
+            for upstream in filter(None, (h.new_upstream, h.new_websocket)):
+                health = wait_healthy(f"http://{upstream}", timeout_s=self._health_timeout(spec))
+                if not health.healthy:
+                    logs = self._logs_of(h.new_id)
+                    self._restore_previous(spec, previous, ctx)
+                    try:
+                        health.raise_if_unhealthy(spec.name)
+                    except OdooOpsError as exc:
+                        exc.remediation += "; the previous version kept serving"
+                        raise StepFailed(exc, logs) from exc
             ctx["upstream"], ctx["websocket_upstream"] = h.new_upstream, h.new_websocket
         capped = "; " + "; ".join(ctx["notes"]) if ctx.get("notes") else ""
         capped += swapped
@@ -553,6 +556,9 @@ class Applier:
     def _health(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:
         result = wait_healthy(self.host.router_http, host_header=spec["domains"][0],
                               timeout_s=self._health_timeout(spec))
+        if result.healthy and ctx.get("websocket_upstream"):
+            # Real-time too: the evented process (it serves /web/health as well) answers on its port.
+            result = wait_healthy(f"http://{ctx['websocket_upstream']}", timeout_s=self._health_timeout(spec))
         if result.healthy:
             retired = ctx.pop("handovers", [])
             for h in retired:
