@@ -207,6 +207,8 @@ def _action_block(action: Action, spec: EnvSpec | None, color: bool,
             if ch.field == "commit":
                 old, new = str(ch.old)[:12], str(ch.new)[:12]
             lines.append(f"      {label:<{width}}  {old} -> {new}   ({ch.source})")
+        if spec is not None and spec["run_tests"]:
+            lines.append(f"      tests  {tests_text(outcome, spec)}")
     if action.remediation and action.action in (ActionKind.BLOCKED, ActionKind.DESTROY, ActionKind.NOOP):
         lines.append(f"      fix: {action.remediation}")
     return lines

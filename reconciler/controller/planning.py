@@ -140,13 +140,21 @@ def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
     return deadline
 
 
+_TAGS: dict[tuple[str, str, tuple[str, ...], str | None], str | None] = {}  # commits never change
+
+
 def planned_test_tags(project: Project, specs: Iterable[EnvSpec]) -> dict[str, str | None]:
     """The --test-tags each env that runs tests will get: its `tests.tags`, else its repository's addons."""
     out: dict[str, str | None] = {}
     for spec in specs:
         if spec["run_tests"] and spec.commit:
-            code = repo_modules(project.source.repo, spec.commit, spec["addons_paths"])
-            out[spec.name] = effective_test_tags(spec["test_tags"], code)
+            key = (str(project.source.repo.path), spec.commit, tuple(spec["addons_paths"]), spec["test_tags"])
+            if key not in _TAGS:
+                if len(_TAGS) > 4096:
+                    _TAGS.clear()
+                code = repo_modules(project.source.repo, spec.commit, spec["addons_paths"])
+                _TAGS[key] = effective_test_tags(spec["test_tags"], code)
+            out[spec.name] = _TAGS[key]
     return out
 
 
