@@ -23,6 +23,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,13 @@ def _extract(v: sql.Composable, *, whole: bool = True, names_only: bool = False)
         if names_only:  # a single word ("Administrator", "Sales") is a label far more often than a person
             cond = sql.SQL("{c} AND strpos(btrim({v}), ' ') > 0 AND length(btrim({v})) >= 8").format(c=cond, v=v)
         parts.append(sql.SQL("SELECT md5(lower(btrim({v})))::uuid AS h WHERE {c}").format(v=v, c=cond))
-    parts.append(sql.SQL("SELECT md5(lower(m[1]))::uuid AS h FROM regexp_matches({v}, {r}, 'g') m "
-                         "WHERE strpos({v}, '@') > 0").format(v=v, r=sql.Literal(f"({EMAIL_RE})")))
+    # The regular expressions only run on values that can match (an @; at least 8 digits).
+    parts.append(sql.SQL("SELECT md5(lower(m[1]))::uuid AS h FROM regexp_matches(CASE WHEN strpos({v}, '@') > 0 "
+                         "THEN {v} END, {r}, 'g') m").format(v=v, r=sql.Literal(f"({EMAIL_RE})")))
     parts.append(sql.SQL("SELECT md5('tel:' || d)::uuid AS h FROM (SELECT regexp_replace(m[1], '\\D', '', 'g') AS d "
-                         "FROM regexp_matches({v}, {r}, 'g') m WHERE {v} ~ '[0-9]{{2}}') x "
-                         "WHERE length(d) BETWEEN 8 AND 15").format(v=v, r=sql.Literal(f"({PHONE_RE})")))
+                         "FROM regexp_matches(CASE WHEN length({v}) - length(translate({v}, '0123456789', '')) >= 8 "
+                         "THEN {v} END, {r}, 'g') m) x WHERE length(d) BETWEEN 8 AND 15").format(
+        v=v, r=sql.Literal(f"({PHONE_RE})")))
     return sql.SQL(" UNION ALL ").join(parts)
 
 
@@ -77,22 +80,92 @@ def _values(table: str, column: str, data_type: str) -> tuple[sql.Composable, sq
     return sql.SQL("LATERAL (SELECT t.{c}::text AS v) vv").format(c=c), sql.SQL("vv.v")
 
 
-def _column_hashes(table: str, col: Column, kind: str, keep: sql.Composable | None, *,
-                   with_id: bool, kept: bool = False) -> sql.Composable:
-    """SELECT [t.id,] x.h FROM table: the comparable forms of one catalogue column."""
-    item, v = _values(table, col.rule.column, col.data_type)
-    whole = kind in WHOLE_KINDS and kind != "login"
-    ext = _extract(v, whole=whole, names_only=kind == "name")
-    where = sql.SQL("vv.v IS NOT NULL AND vv.v <> ''")
-    if kind == "login":
-        where = sql.SQL("{w} AND strpos(vv.v, '@') > 0").format(w=where)  # admin-like logins are kept on purpose
-    if keep is not None:
-        where = sql.SQL("{w} AND {n}({k})").format(w=where, n=sql.SQL("" if kept else "NOT "), k=keep)
-    elif kept:
-        where = sql.SQL("false")
-    out = sql.SQL("t.id, x.h") if with_id else sql.SQL("x.h")
-    return sql.SQL("SELECT {o} FROM {t} t, {i}, LATERAL ({e}) x WHERE {w}").format(
-        o=out, t=sql.Identifier(table), i=item, e=ext, w=where)
+@dataclass(frozen=True)
+class _Source:
+    """One text value per row to take comparable forms of: an SQL expression over the row `t`."""
+
+    name: str
+    expr: sql.Composable
+    whole: bool = True  # compare the whole value (else only the e-mails and phones inside)
+    names_only: bool = False  # whole values must look like a full name (two words, 8+ characters)
+    jsonb: bool = False  # a jsonb column: whole values are those of each language
+
+
+def _forms(table: str, sources: list[_Source], where: sql.Composable | None, has_id: bool) -> list[sql.Composable]:
+    """SELECTs of (i, id, cell, h) over `table`, one scan each: whole values, e-mails, phone digits, and the
+    languages of jsonb values. `i` is the 1-based index of the source in `sources`."""
+    t = sql.Identifier(table)
+    arr = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(
+        sql.SQL("({})::text").format(src.expr) for src in sources))
+    row_id = sql.SQL("t.id") if has_id else sql.SQL("NULL::bigint")
+    extra = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
+    base = sql.SQL("FROM {t} t CROSS JOIN LATERAL unnest({a}) WITH ORDINALITY u(v, i) "
+                   "WHERE u.v IS NOT NULL AND u.v <> ''{x}").format(t=t, a=arr, x=extra)
+    out: list[sql.Composable] = []
+    whole = [i + 1 for i, src in enumerate(sources) if src.whole and not src.jsonb]
+    names = [i + 1 for i, src in enumerate(sources) if src.names_only]
+    if whole:
+        cond = sql.SQL("u.i = ANY({w}) AND length(btrim(u.v)) BETWEEN {a} AND {b}").format(
+            w=sql.Literal(whole), a=sql.Literal(MIN_WHOLE), b=sql.Literal(MAX_WHOLE))
+        if names:
+            cond = sql.SQL("{c} AND (u.i <> ALL({n}) OR (strpos(btrim(u.v), ' ') > 0 AND length(btrim(u.v)) >= 8))"
+                           ).format(c=cond, n=sql.Literal(names))
+        out.append(sql.SQL("SELECT u.i, {id} AS id, t.ctid::text AS cell, md5(lower(btrim(u.v)))::uuid AS h "
+                           "{b} AND {c}").format(id=row_id, b=base, c=cond))
+    out.append(sql.SQL("SELECT i, id, cell, md5(lower((regexp_matches(v, {r}, 'g'))[1]))::uuid AS h FROM ("
+                       "SELECT u.i, {id} AS id, t.ctid::text AS cell, u.v {b} AND strpos(u.v, '@') > 0) s").format(
+        r=sql.Literal(f"({EMAIL_RE})"), id=row_id, b=base))
+    out.append(sql.SQL("SELECT i, id, cell, md5('tel:' || d)::uuid AS h FROM (SELECT i, id, cell, "
+                       "regexp_replace((regexp_matches(v, {r}, 'g'))[1], '\\D', '', 'g') AS d FROM ("
+                       "SELECT u.i, {id} AS id, t.ctid::text AS cell, u.v {b} AND u.v ~ {r}) s) s2 "
+                       "WHERE length(d) BETWEEN 8 AND 15").format(r=sql.Literal(PHONE_RE), id=row_id, b=base))
+    jsonb = [(i + 1, src) for i, src in enumerate(sources) if src.jsonb and src.whole]
+    if jsonb:
+        jarr = sql.SQL("ARRAY[{}]::jsonb[]").format(sql.SQL(", ").join(src.expr for _i, src in jsonb))
+        idx = sql.SQL("(ARRAY[{}])[u.k]").format(sql.SQL(", ").join(sql.Literal(i) for i, _s in jsonb))
+        out.append(sql.SQL(
+            "SELECT {idx} AS i, {id} AS id, t.ctid::text AS cell, md5(lower(btrim(j.value)))::uuid AS h FROM {t} t "
+            "CROSS JOIN LATERAL unnest({a}) WITH ORDINALITY u(jv, k) CROSS JOIN LATERAL jsonb_each_text("
+            "CASE WHEN jsonb_typeof(u.jv) = 'object' THEN u.jv END) j WHERE length(btrim(j.value)) "
+            "BETWEEN {lo} AND {hi}{x}").format(idx=idx, id=row_id, t=t, a=jarr, lo=sql.Literal(MIN_WHOLE),
+                                              hi=sql.Literal(MAX_WHOLE), x=extra))
+    return out
+
+
+def _catalogue_sources(cols: list[Column]) -> list[_Source]:
+    out = []
+    for col in cols:
+        kind = col.rule.kind
+        c = sql.SQL("t.{}").format(sql.Identifier(col.rule.column))
+        if kind == "login":  # admin-like logins (no @) are kept on purpose: only addresses count
+            c = sql.SQL("CASE WHEN strpos(t.{c}::text, '@') > 0 THEN t.{c}::text END").format(
+                c=sql.Identifier(col.rule.column))
+        whole = kind in WHOLE_KINDS and kind != "login"
+        out.append(_Source(col.rule.column, c, whole=whole, names_only=kind == "name"))
+        if col.data_type == "jsonb" and whole:
+            out.append(_Source(col.rule.column, sql.SQL("t.{}").format(sql.Identifier(col.rule.column)),
+                               whole=True, names_only=kind == "name", jsonb=True))
+    return out
+
+
+def _table_sources(cols: list[tuple[str, str]]) -> list[_Source]:
+    out = [_Source(column, sql.SQL("t.{}").format(sql.Identifier(column)), whole=data_type != "jsonb")
+           for column, data_type in cols]
+    out += [_Source(column, sql.SQL("t.{}").format(sql.Identifier(column)), jsonb=True)
+            for column, data_type in cols if data_type == "jsonb"]
+    return out
+
+
+def _hashes_only(queries: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" UNION ALL ").join(sql.SQL("SELECT q.h FROM ({}) q").format(q) for q in queries)
+
+
+def _by_table(cols: Mapping[tuple[str, str], Column]) -> dict[str, list[Column]]:
+    out: dict[str, list[Column]] = {}
+    for (table, _column), col in sorted(cols.items()):
+        if col.rule.kind not in LOW_KINDS:
+            out.setdefault(table, []).append(col)
+    return out
 
 
 def _copy(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], query: sql.Composable, table: str,
@@ -134,6 +207,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     dst_keep = {t: keep_condition(catalogue, t, conn) for t, _c in dst_cols}
     src_ids, dst_ids = _ids(source), _ids(conn)
     conn.execute("DROP TABLE IF EXISTS oo_pii, oo_kept, oo_gen, oo_low, oo_match")
+    conn.execute("SET work_mem = '256MB'")  # the source's values hashed in memory: millions of 16-byte keys
     conn.execute("CREATE TEMP TABLE oo_pii (h uuid)")
     conn.execute("CREATE TEMP TABLE oo_kept (h uuid)")
     conn.execute("CREATE TEMP TABLE oo_gen (h uuid)")
@@ -153,22 +227,28 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
                                                 c=sql.Identifier(col.rule.column), t=sql.Identifier(table), w=where)
                 _copy(source, conn, q, "oo_low", "tbl, col, id, h")
             continue
-        _copy(source, conn, _column_hashes(table, col, kind, src_keep.get(table), with_id=False), "oo_pii", "h")
-        if src_keep.get(table) is not None:
-            _copy(source, conn, _column_hashes(table, col, kind, src_keep[table], with_id=False, kept=True),
-                  "oo_kept", "h")
+    for table, cols in _by_table(src_cols).items():
+        sources = _catalogue_sources(cols)
+        keep = src_keep.get(table)
+        _copy(source, conn, _hashes_only(_forms(table, sources, sql.SQL("NOT ({})").format(keep) if keep else None,
+                                                False)), "oo_pii", "h")
+        if keep is not None:
+            _copy(source, conn, _hashes_only(_forms(table, sources, keep, False)), "oo_kept", "h")
     conn.execute("CREATE TEMP TABLE oo_p AS SELECT DISTINCT h FROM oo_pii EXCEPT SELECT h FROM oo_kept")
     conn.execute("DROP TABLE oo_pii, oo_kept")
     conn.execute("ALTER TABLE oo_p RENAME TO oo_pii")
     conn.execute("CREATE UNIQUE INDEX ON oo_pii (h)")
     conn.execute("ANALYZE oo_pii")
     personal = int(conn.execute("SELECT count(*) FROM oo_pii").fetchone()[0])
+    phases = {"source_values": time.monotonic() - started}
     # 2. What the masker produced (G): the comparable forms of the masked columns of the copy.
-    for (table, _column), col in sorted(dst_cols.items()):
-        if col.rule.kind in LOW_KINDS:
-            continue
-        conn.execute(sql.SQL("INSERT INTO oo_gen (h) {}").format(
-            _column_hashes(table, col, col.rule.kind, dst_keep.get(table), with_id=False)))
+    for table, cols in _by_table(dst_cols).items():
+        keep = dst_keep.get(table)
+        where = sql.SQL("NOT ({})").format(keep) if keep else None
+        conn.execute(sql.SQL("INSERT INTO oo_gen (h) SELECT g.h FROM ({q}) g "
+                             "WHERE g.h IN (SELECT h FROM oo_pii)").format(
+            q=_hashes_only(_forms(table, _catalogue_sources(cols), where, False))))
+    phases["generated"] = time.monotonic() - started - sum(phases.values())
     # 3. Every text column of every table of the copy, against P (one hash semi-join per table).
     tables = _text_columns(conn)
     columns_scanned = 0
@@ -176,19 +256,14 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
         if table.startswith("oo_"):
             continue
         columns_scanned += len(cols)
-        has_id = table in dst_ids
-        parts = []
-        for column, data_type in cols:
-            item, v = _values(table, column, data_type)
-            parts.append(sql.SQL("SELECT {cl} AS col, {id} AS id, t.ctid::text AS cell, x.h FROM {t} t, {i}, "
-                                 "LATERAL ({e}) x "
-                                 "WHERE vv.v IS NOT NULL AND vv.v <> ''").format(
-                cl=sql.Literal(column), id=sql.SQL("t.id") if has_id else sql.SQL("NULL::bigint"),
-                t=sql.Identifier(table), i=item, e=_extract(v)))
-        conn.execute(sql.SQL("INSERT INTO oo_match (tbl, col, id, cell, h) SELECT {tl}, m.col, m.id, m.cell, m.h "
-                             "FROM ({u}) m "
-                             "WHERE m.h IN (SELECT h FROM oo_pii) LIMIT {n}").format(
-            tl=sql.Literal(table), u=sql.SQL(" UNION ALL ").join(parts), n=sql.Literal(MAX_MATCHES)))
+        sources = _table_sources(cols)
+        names = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(x.name) for x in sources))
+        for query in _forms(table, sources, None, table in dst_ids):
+            # One scan of the table per form, hash-joined with the source's values.
+            conn.execute(sql.SQL("INSERT INTO oo_match (tbl, col, id, cell, h) SELECT {tl}, ({n})[q.i], q.id, "
+                                 "q.cell, q.h FROM ({q}) q WHERE q.h IN (SELECT h FROM oo_pii) LIMIT {m}").format(
+                tl=sql.Literal(table), n=names, q=query, m=sql.Literal(MAX_MATCHES)))
+    phases["tables"] = time.monotonic() - started - sum(phases.values())
     # 4. Judge each match: did the cell keep its source value (stayed)?
     matches = conn.execute("SELECT DISTINCT tbl, col, id, cell, h::text FROM oo_match").fetchall()
     stayed: set[tuple[str, str, int | None, str]] = set()
@@ -248,6 +323,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
             leaks[f"{table}.{column}"] = leaks.get(f"{table}.{column}", 0) + n
             if len(examples) < 20:
                 examples.append({"table": table, "column": column, "id": None, "reason": "stayed"})
+    phases["judge"] = time.monotonic() - started - sum(phases.values())
     # 6. The filestore: no file shared with the source, no personal value in a text file.
     files = _scan_files(conn, filestore, source_filestore, generated) if filestore is not None else {}
     for where, n in files.get("leaks", {}).items():
@@ -255,13 +331,16 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     for where, n in files.get("chance", {}).items():
         chance[where] = chance.get(where, 0) + n
     conn.execute("DROP TABLE IF EXISTS oo_pii, oo_gen, oo_low, oo_match")
+    conn.execute("RESET work_mem")
+    phases["files"] = time.monotonic() - started - sum(phases.values())
     hardlinked = int(files.get("hardlinked", 0))
     total_leaks = sum(leaks.values())
     return {"ok": total_leaks == 0 and hardlinked == 0, "leaks": total_leaks, "chance": sum(chance.values()),
             "leaked": leaks, "chance_equal": chance, "examples": examples, "personal_values": personal,
             "tables_scanned": len(tables), "columns_scanned": columns_scanned,
             "files_scanned": int(files.get("text_files", 0)), "hardlinked_files": hardlinked,
-            "truncated": len(matches) >= MAX_MATCHES, "seconds": round(time.monotonic() - started, 3)}
+            "truncated": len(matches) >= MAX_MATCHES, "seconds": round(time.monotonic() - started, 3),
+            "phases": {k: round(v, 3) for k, v in phases.items()}}
 
 
 def file_tokens(data: bytes) -> set[str]:
