@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from reconciler.secrets import SecretStore
 
 SECRET_NAME = "admin_password"
-# The hash last written, to tell "already the platform's" from "changed since" without a KDF run.
+# The hash last written (`<sha256 of the password>:<hash>`), to tell "already the platform's" from
+# "changed since" (in Odoo, or the stored password itself) without a KDF run.
 HASH_NAME = "admin_password_hash"
 # odoo/addons/base/models/res_users.py (17.0-19.0): MIN_ROUNDS = 600_000, raised by the
 # `password.hashing.rounds` system parameter, never lowered.
@@ -110,6 +111,16 @@ def env_password(secrets: SecretStore, env: str) -> str:
     return password
 
 
+def _fingerprint(password: str) -> str:
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def written_hash(secrets_values: dict[str, str], password: str) -> str | None:
+    """The hash last written into the database for this very password; None when it was for another one."""
+    fingerprint, _, hashed = (secrets_values.get(HASH_NAME) or "").partition(":")
+    return hashed if hashed and hmac.compare_digest(fingerprint, _fingerprint(password)) else None
+
+
 @dataclass(frozen=True)
 class AdminPasswordResult:
     env: str
@@ -142,16 +153,17 @@ def ensure_admin_password(pg: Postgres, secrets: SecretStore, env: str, database
         AdminPasswordResult:
     """Give the admin user of `database` (default: the env's own) the env's platform password.
 
-    Cheap when nothing changed: the hash in the database is compared with the one last written. A
-    database that holds anything else (a fresh init's `admin`, a clone's emptied password, a restored
-    backup, a password changed by hand) gets the platform's password again."""
+    Cheap when nothing changed: the hash in the database is compared with the one last written for this
+    password. A database that holds anything else (a fresh init's `admin`, a clone's emptied password, a
+    restored backup, a password changed by hand) gets the platform's password again, and so does every
+    database after the stored password was replaced (`odooops secrets set ENV admin_password`)."""
     db = database or env
     password = env_password(secrets, env)
-    stored = secrets.values(env).get(HASH_NAME)
+    known = written_hash(secrets.values(env), password)
     with pg.connect(db) as conn, conn.transaction():
-        user, hashed = set_in(conn, password, known_hash=stored, env=env, database=db)
+        user, hashed = set_in(conn, password, known_hash=known, env=env, database=db)
     if hashed is not None:
-        secrets.set(env, HASH_NAME, hashed)
+        secrets.set(env, HASH_NAME, f"{_fingerprint(password)}:{hashed}")
     return AdminPasswordResult(env, db, user.login, hashed is not None)
 
 
@@ -173,4 +185,5 @@ def credentials(pg: Postgres, secrets: SecretStore, env: str) -> dict[str, Any]:
         raise OdooOpsError("ADMIN_USER_MISSING", f"database {env} has no Odoo admin user",
                            f"odooops status {env}  # is the database initialised?", {"env": env})
     return {"env": env, "database": env, "login": user.login, "password": password,
-            "set_in_database": user.password_hash is not None and user.password_hash == stored.get(HASH_NAME)}
+            "set_in_database": user.password_hash is not None
+            and user.password_hash == written_hash(stored, password)}

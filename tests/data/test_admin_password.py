@@ -92,6 +92,13 @@ def test_ensure_sets_a_per_env_password_once(ctx: DataContext, pg: Postgres,
         conn.execute("UPDATE res_users SET password = NULL WHERE id = 2")
     assert ap.ensure_admin_password(pg, ctx.secrets, prod).changed
     assert ap.verify(password, _stored(pg, prod)[1])
+    # A new password in the store (secrets set): the next ensure writes it, though the database kept
+    # the hash last written.
+    ctx.secrets.set(prod, ap.SECRET_NAME, "a-new-password-chosen-by-ops")
+    assert not ap.credentials(pg, ctx.secrets, prod)["set_in_database"]
+    assert ap.ensure_admin_password(pg, ctx.secrets, prod).changed
+    assert ap.verify("a-new-password-chosen-by-ops", _stored(pg, prod)[1])
+    password = "a-new-password-chosen-by-ops"
     creds = ap.credentials(pg, ctx.secrets, prod)
     assert creds["login"] == "admin" and creds["password"] == password and creds["set_in_database"]
 
