@@ -106,11 +106,11 @@ def done_line(outcome: PlanOutcome, report: ApplyReport) -> str:
     """What the apply did, counted from what it ran rather than from the plan: an environment the
     apply redeployed on its own (--retry-failed, runtime drift, rotated secrets) counts as a
     redeploy, not as unchanged."""
-    done = Counter(e.action for e in report.environments)
+    done = Counter(e.action for e in report.environments if e.result == "ok")
     touched = {e.env for e in report.environments}
     counts = outcome.plan.counts()
     unchanged = sum(1 for a in outcome.plan.actions if a.action is ActionKind.NOOP and a.env not in touched)
-    failed = [e.env for e in report.environments if e.result != "ok"]
+    failed = [f"{e.env} ({e.action})" for e in report.environments if e.result != "ok"]
     line = (f"{done['create']} created, {done['update']} updated, {done['redeploy']} redeployed, "
             f"{done['destroy']} destroyed, {counts['blocked']} blocked, {unchanged} unchanged")
     return line + (f"; {len(failed)} failed: {', '.join(failed)}." if failed else ".")

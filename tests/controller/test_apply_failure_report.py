@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from reconciler.cli.main import main
 from tests.controller.test_apply_cli import host_env
-from tests.example_repo import commit_file
+from tests.example_repo import commit_file, git
 
 REASON = "the approval threshold is 10000, the order says 9999"
 
@@ -31,8 +31,10 @@ def test_failed_tests_are_named_on_the_apply_line_in_status_and_retry_counts_a_r
     tests_line = tests_lines[0]
     assert "1 failed" in tests_line and REASON in tests_line, tests_line  # the reason, not an empty detail
     [failed_line] = [ln for ln in first.output.splitlines() if "FAILED" in ln]
+    env = failed_line.split(":")[0]
     assert "create FAILED at tests: 1 failed" in failed_line and REASON in failed_line, failed_line
-    assert "0 unchanged; 1 failed:" in first.output and "1 created" in first.output, first.output
+    assert "0 created, 0 updated, 0 redeployed, 0 destroyed, 0 blocked, 0 unchanged; 1 failed: " \
+        f"{env} (create)." in first.output, first.output
 
     status = runner.invoke(main, ["status", "--repo", repo])
     assert status.exit_code == 0, status.output
@@ -51,8 +53,17 @@ def test_failed_tests_are_named_on_the_apply_line_in_status_and_retry_counts_a_r
     assert retry.exit_code == 1, retry.output
     assert "redeploy FAILED at tests" in retry.output, retry.output
     summary = next(ln for ln in retry.output.splitlines() if ln.startswith("Apply finished"))
-    assert ": 0 created, 0 updated, 1 redeployed, 0 destroyed, 0 blocked, 0 unchanged; 1 failed: " \
-        f"{row['env']}." in summary, summary
+    # redeployed, and failed again: not "unchanged"
+    assert ": 0 created, 0 updated, 0 redeployed, 0 destroyed, 0 blocked, 0 unchanged; 1 failed: " \
+        f"{env} (redeploy)." in summary, summary
+
+    # once the tests pass, a retry counts as one redeploy done
+    commit_file(world["work"], branch, "addons/acme_sale/tests/FAIL_TESTS", "", "fixed")
+    git(world["work"], "rm", "-q", "addons/acme_sale/tests/FAIL_TESTS")
+    git(world["work"], "commit", "-q", "-m", "tests fixed")
+    fixed = runner.invoke(main, ["apply", "--repo", repo, "--branch", branch, "--auto-approve"])
+    assert fixed.exit_code == 0, fixed.output
+    assert ": 0 created, 0 updated, 1 redeployed, 0 destroyed, 0 blocked, 0 unchanged." in fixed.output, fixed.output
 
 
 def test_a_failed_install_names_odoos_error_on_the_apply_line_and_in_status(
