@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,6 +71,8 @@ def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: boo
         auto_approve = True  # the saved plan is what was reviewed
     if not as_json:
         click.echo(human(outcome, repo, project.policy.name, color=sys.stdout.isatty()), nl=False)
+        if retry_failed:
+            click.echo(retry_line(outcome, project.store.entries()))
     if not auto_approve:
         if not sys.stdin.isatty():
             raise OdooOpsError("CONFIRMATION_REQUIRED", "apply needs confirmation and stdin is not a terminal",
@@ -100,6 +103,15 @@ def failure_line(env: EnvReport) -> str:
     failed = [s.name for s in env.steps if s.result == "failed"]
     at = f" at {failed[-1]}" if failed else ""
     return f"{env.env}: {env.action} FAILED{at}: {err.get('message')}\n  fix: {err.get('remediation')}"
+
+
+def retry_line(outcome: PlanOutcome, entries: dict[str, dict[str, Any]]) -> str:
+    """What --retry-failed adds to the plan above (which counts a failed, unchanged commit as unchanged)."""
+    failed = [a.env for a in outcome.plan.actions
+              if a.action is ActionKind.NOOP and entries.get(a.env, {}).get("state") == "failed"]
+    if not failed:
+        return "--retry-failed: no environment's last deploy failed; nothing more to redeploy."
+    return f"--retry-failed: also redeploys {', '.join(failed)} (last deploy failed)."
 
 
 def done_line(outcome: PlanOutcome, report: ApplyReport) -> str:

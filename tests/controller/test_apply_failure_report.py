@@ -52,6 +52,7 @@ def test_failed_tests_are_named_on_the_apply_line_in_status_and_retry_counts_a_r
     retry = runner.invoke(main, ["apply", "--repo", repo, "--branch", branch, "--auto-approve", "--retry-failed"])
     assert retry.exit_code == 1, retry.output
     assert "redeploy FAILED at tests" in retry.output, retry.output
+    assert f"--retry-failed: also redeploys {env} (last deploy failed)." in retry.output, retry.output
     summary = next(ln for ln in retry.output.splitlines() if ln.startswith("Apply finished"))
     # redeployed, and failed again: not "unchanged"
     assert ": 0 created, 0 updated, 0 redeployed, 0 destroyed, 0 blocked, 0 unchanged; 1 failed: " \
