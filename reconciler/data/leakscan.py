@@ -34,7 +34,8 @@ from reconciler.data.catalogue import Catalogue
 from reconciler.data.masking import Column, applicable, keep_condition
 
 EMAIL_RE = r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-PHONE_RE = r"\+?[0-9][0-9 ().\-/]{6,}[0-9]"
+# A phone number stands alone: digits inside a hash or a reference ("3fa9 1234567890 c") are not one.
+PHONE_RE = r"(?<![0-9A-Za-z])\+?[0-9][0-9 ().\-/]{6,}[0-9](?![0-9A-Za-z])"
 _EMAIL = re.compile(EMAIL_RE.encode())
 _PHONE = re.compile(PHONE_RE.encode())
 # Whole values compared: long enough to identify someone, short enough to be a field (not a document).
@@ -208,13 +209,11 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     dst_cols = {(c.rule.table, c.rule.column): c for c in applicable(conn, catalogue.rules)
                 if c.rule.kind not in SKIPPED_KINDS}
     src_keep = {t: keep_condition(catalogue, t, source) for t, _c in src_cols}
-    dst_keep = {t: keep_condition(catalogue, t, conn) for t, _c in dst_cols}
     src_ids, dst_ids = _ids(source), _ids(conn)
-    conn.execute("DROP TABLE IF EXISTS oo_pii, oo_kept, oo_gen, oo_low, oo_match")
+    conn.execute("DROP TABLE IF EXISTS oo_pii, oo_kept, oo_low, oo_match")
     conn.execute("SET work_mem = '256MB'")  # the source's values hashed in memory: millions of 16-byte keys
     conn.execute("CREATE TEMP TABLE oo_pii (h uuid)")
     conn.execute("CREATE TEMP TABLE oo_kept (h uuid)")
-    conn.execute("CREATE TEMP TABLE oo_gen (h uuid)")
     conn.execute("CREATE TEMP TABLE oo_low (tbl text, col text, id bigint, h uuid)")
     conn.execute("CREATE TEMP TABLE oo_match (tbl text, col text, id bigint, cell text, h uuid)")
     # 1. The source's personal values (P), minus those of rows the catalogue keeps (company, OdooBot).
@@ -252,14 +251,6 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     conn.execute("ANALYZE oo_pii")
     personal = int(conn.execute("SELECT count(*) FROM oo_pii").fetchone()[0])
     phases = {"source_values": time.monotonic() - started}
-    # 2. What the masker produced (G): the comparable forms of the masked columns of the copy.
-    for table, cols in _by_table(dst_cols).items():
-        keep = dst_keep.get(table)
-        where = sql.SQL("NOT ({})").format(keep) if keep else None
-        conn.execute(sql.SQL("INSERT INTO oo_gen (h) SELECT g.h FROM ({q}) g "
-                             "WHERE g.h IN (SELECT h FROM oo_pii)").format(
-            q=_hashes_only(_forms(table, _catalogue_sources(cols), where, False))))
-    phases["generated"] = time.monotonic() - started - sum(phases.values())
     # 3. Every text column of every table of the copy, against P (one hash semi-join per table).
     tables = _text_columns(conn)
     columns_scanned = 0
@@ -293,11 +284,12 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
             stayed.add((tbl, col, int(row_id), h))
     # A cell stayed when the copy's cell holds a value its source cell held (the source's other values don't count).
     stayed &= {(t, c, int(i), h) for t, c, i, _cell, h in matches if i is not None}
-    generated = {r[0] for r in conn.execute(
-        "SELECT DISTINCT g.h::text FROM oo_gen g WHERE g.h IN (SELECT h FROM oo_match)").fetchall()}
-    # Every row of a masked column (but the kept ones, which stay and so never get here) was rewritten by
-    # the masker: a value there that did not stay is the masker's.
+    # Every row of a masked column (but the kept ones, whose values are not looked for) was rewritten by
+    # the masker: a value there that did not stay is the masker's. Those values, found elsewhere, are
+    # the masker's output too (G, as far as it meets the source's values).
     masked = {key for key, col in dst_cols.items() if col.rule.kind not in LOW_KINDS}
+    generated = {h for tbl, col, row_id, _cell, h in matches if (tbl, col) in masked
+                 and (row_id is None or (tbl, col, int(row_id), h) not in stayed)}
     # A cell (one column of one row) counts once: as a leak if any of its values is one, else as chance.
     verdicts: dict[tuple[str, str, str], tuple[str, int | None]] = {}
     for tbl, col, row_id, cell, h in matches:
@@ -340,7 +332,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
         leaks[where] = leaks.get(where, 0) + n
     for where, n in files.get("chance", {}).items():
         chance[where] = chance.get(where, 0) + n
-    conn.execute("DROP TABLE IF EXISTS oo_pii, oo_gen, oo_low, oo_match")
+    conn.execute("DROP TABLE IF EXISTS oo_pii, oo_low, oo_match")
     conn.execute("RESET work_mem")
     phases["files"] = time.monotonic() - started - sum(phases.values())
     hardlinked = int(files.get("hardlinked", 0))
@@ -413,8 +405,7 @@ def _scan_files(conn: psycopg.Connection[Any], filestore: Path, source_filestore
             cp.write_row(row)
     found = conn.execute("SELECT fname, h::text FROM oo_file_tokens WHERE h IN (SELECT h FROM oo_pii)").fetchall()
     conn.execute("DROP TABLE oo_file_tokens")
-    gen = set(generated) | {r[0] for r in conn.execute(
-        "SELECT DISTINCT h::text FROM oo_gen WHERE h = ANY(%s::uuid[])", ([h for _f, h in found],)).fetchall()}
+    gen = set(generated)
     leaks: dict[str, int] = {}
     chance: dict[str, int] = {}
     for fname, h in found:

@@ -160,3 +160,5 @@ def test_filestore_hardlinks_and_text_files(pg: Postgres, make_db: Callable[...,
 def test_file_tokens() -> None:
     tokens = file_tokens(b"Jane <Jane.Doe@Example.com>, tel. +32 (0)2 555-01-01; ref 2024")
     assert len(tokens) == 2
+    # Digits inside a hash or a reference are not a phone number (a checksum once matched a real phone).
+    assert file_tokens(b"checksum 3fa91234567890c0d, ref SO32470123456X") == set()
