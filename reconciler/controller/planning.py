@@ -217,7 +217,7 @@ def data_copies(result: Plan, observed: dict[str, ObservedEnv], now: float) -> d
         if limit is None:
             limit = env_number(COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S)
         copy = production_copy_source(str(spec.settings.get("data_source")), observed.get(PRODUCTION_NAME), now,
-                                      limit)
+                                      limit, tier=str(spec.tier))
         if copy is not None:
             out[spec.name] = copy
     return out

@@ -16,14 +16,25 @@ from reconciler.core.model import ObservedEnv
 # The host's limit on the age of the backup a copy of production is restored from (envvars parses it).
 COPY_MAX_AGE_ENV = "ODOOOPS_PRODUCTION_COPY_MAX_AGE_S"
 DEFAULT_COPY_MAX_AGE_S = 24 * 3600.0
+# Tiers with many short-lived environments: they copy production's masked snapshot (itself made from a
+# backup) while it is fresh (ODOOOPS_SNAPSHOT_MAX_AGE_S), and make it from a backup otherwise.
+SNAPSHOT_TIERS = frozenset({"dev", "ephemeral", "preview"})
 
 
 def production_copy_source(data_source: str, production: ObservedEnv | None, now: float,
-                           max_age_s: float) -> dict[str, Any] | None:
+                           max_age_s: float, tier: str | None = None) -> dict[str, Any] | None:
     """{"source": "backup", "backup", "created_at"} or {"source": "new-backup", "reason"}; None when
-    the environment is not built from production, or no production runs (it is then built fresh)."""
+    the environment is not built from production, or no production runs (it is then built fresh).
+    For snapshot tiers, "snapshot": true: a fresh masked snapshot of production is copied first."""
     if data_source != "production" or production is None or production.state != "running":
         return None
+    copy = _source(production, now, max_age_s)
+    if tier in SNAPSHOT_TIERS:
+        copy["snapshot"] = True
+    return copy
+
+
+def _source(production: ObservedEnv, now: float, max_age_s: float) -> dict[str, Any]:
     backup = production.backup or {}
     created = backup.get("created_at")
     if backup.get("id") and isinstance(created, int | float):
@@ -51,9 +62,12 @@ def describe_age(seconds: float) -> str:
 
 def describe(copy: Mapping[str, Any], now: float) -> str:
     """The plan's line for a copy: `copy from production backup ID (2 h old)` or why a new backup is taken."""
+    prefix = "production's masked snapshot if a fresh one exists, else: " if copy.get("snapshot") else ""
     if copy.get("source") == "backup":
-        return f"copy from production backup {copy['backup']} ({describe_age(now - float(copy['created_at']))} old)"
-    return f"a new backup of production will be taken and verified, then copied ({copy.get('reason')})"
+        return (f"{prefix}copy from production backup {copy['backup']} "
+                f"({describe_age(now - float(copy['created_at']))} old)")
+    return f"{prefix}a new backup of production will be taken and verified, then copied ({copy.get('reason')})"
 
 
-__all__ = ["COPY_MAX_AGE_ENV", "DEFAULT_COPY_MAX_AGE_S", "describe", "describe_age", "production_copy_source"]
+__all__ = ["COPY_MAX_AGE_ENV", "DEFAULT_COPY_MAX_AGE_S", "SNAPSHOT_TIERS", "describe", "describe_age",
+           "production_copy_source"]

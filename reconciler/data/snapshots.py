@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.core.data_copy import SNAPSHOT_TIERS as _SNAPSHOT_TIERS
 from reconciler.core.model import digest
 from reconciler.data.clone import MAIL_CATCHER_NAME, add_mail_catcher, new_identity, platform_cuts, target_url
 from reconciler.data.scratch import scratch_name
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 MAX_AGE_ENV = "ODOOOPS_SNAPSHOT_MAX_AGE_S"
 DEFAULT_MAX_AGE_S = 24 * 3600.0
 # Tiers with many short-lived environments: for them a snapshot pays for its extra copy at once.
-SNAPSHOT_TIERS = frozenset({"dev", "ephemeral", "preview"})
+SNAPSHOT_TIERS = _SNAPSHOT_TIERS  # the plan (pure core) says so too
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,13 @@ def test_no_statement_when_not_copied_from_a_running_production() -> None:
 
 def test_ages_read_like_a_person_says_them() -> None:
     assert [describe_age(s) for s in (5, 600, 7200, 5 * 86400, -3)] == ["5 s", "10 min", "2 h", "5 d", "0 s"]
+
+
+def test_dev_and_preview_copies_say_a_fresh_masked_snapshot_comes_first() -> None:
+    prod = production(backup={"id": "b1", "created_at": NOW - 600})
+    preview = production_copy_source("production", prod, NOW, 3600, tier="preview")
+    assert preview is not None and preview["snapshot"] is True
+    assert describe(preview, NOW) == ("production's masked snapshot if a fresh one exists, else: "
+                                      "copy from production backup b1 (10 min old)")
+    staging = production_copy_source("production", prod, NOW, 3600, tier="staging")
+    assert staging is not None and "snapshot" not in staging
