@@ -91,7 +91,16 @@ def db_clone(source: str, target: str, neutralize: bool, mask: bool, server: str
             "neutralize": neutralize, "mask": mask}
     data = client.run("/api/v1/clones", body)
     emit(data, as_json, lambda: (click.echo(f"Cloned {body['source']} -> {body['target']}"),
-                                 show_fields(data, RESULT_KEYS)))
+                                 click.echo(source_text(body["source"], data)), show_fields(data, RESULT_KEYS)))
+
+
+def source_text(source: str, data: dict[str, Any]) -> str:
+    """Where the copy's data came from: production's backup (and its age), or the live source."""
+    backup = data.get("source_backup")
+    if not isinstance(backup, dict):
+        return f"source  {source}'s database"
+    taken = ", taken for this copy" if backup.get("taken_now") else ""
+    return f"source  backup {backup.get('id')} of {source} ({float(backup.get('age_s') or 0):.0f} s old{taken})"
 
 
 @db_group.command("verify")
