@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 MAX_AGE_ENV = COPY_MAX_AGE_ENV
 DEFAULT_MAX_AGE_S = DEFAULT_COPY_MAX_AGE_S
+# Parallel pg_restore: index builds dominate a large restore and use one core each.
+RESTORE_JOBS = max(1, min(4, os.cpu_count() or 1))
 # A backup for a copy waits this long for a deploy of production to finish (never copies it mid-update).
 BACKUP_LOCK_WAIT_S = 900.0
 
@@ -110,7 +112,7 @@ def _restore(ctx: DataContext, store: ObjectStore, env: str, m: Manifest, filest
             stage.mkdir(parents=True)
             phase(f"restoring {env}'s backup {m.id} (SHA-256 of every part checked)")
             dump = check_and_fetch(store, m, tmp, filestore=stage, link=True)
-            pg_restore(ctx, dump, db, None)
+            pg_restore(ctx, dump, db, None, jobs=RESTORE_JOBS)
         source_files = ctx.host.filestore_dir(env)
         if source_files.exists():
             _chown_tree(stage, _owner_of(source_files))  # Odoo's user, as in production's filestore

@@ -92,8 +92,9 @@ def check_and_fetch(store: ObjectStore, m: Manifest, tmp: Path, filestore: Path 
     return _fetch(store, m, "database dump", m.dump["sha256"], None, tmp, link)
 
 
-def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None) -> None:
-    """CREATE DATABASE (owned by `owner`) and pg_restore into it as that role (--role), no ownership or ACLs."""
+def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None, jobs: int = 1) -> None:
+    """CREATE DATABASE (owned by `owner`) and pg_restore into it as that role (--role), no ownership or ACLs;
+    `jobs` > 1 loads tables and builds indexes in parallel (a custom-format dump file allows it)."""
     with ctx.pg.connect() as conn:
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db))
         if owner:
@@ -102,6 +103,8 @@ def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None) -> None
     cmd = [ctx.host.pg_tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--dbname", db]
     if owner:
         cmd.append(f"--role={owner}")
+    if jobs > 1:
+        cmd.append(f"--jobs={jobs}")
     proc = subprocess.run([*cmd, str(dump)], capture_output=True, text=True, env=pg_environ(ctx), check=False)
     if proc.returncode != 0:
         raise OdooOpsError("BACKUP_RESTORE_FAILED", f"pg_restore into {db} exited with {proc.returncode}: "
