@@ -426,6 +426,7 @@ class Applier:
         finally:
             # Even a failed step may have taken the pre-deploy backup: record it with the failure.
             ctx["pre_deploy_backup"] = step.backup
+            ctx["database_step"] = step
         report.modules = out.modules.to_json() if out.modules is not None else None
         ctx["data"] = out.data
         ctx["working_copy"] = out.working_copy
@@ -480,8 +481,15 @@ class Applier:
                         "reason": why or None}
         required = self.project.policy.gates.get(str(spec.tier), {}).get("tests_required", False)
         if not passed and required:
-            raise StepFailed(OdooOpsError("TESTS_FAILED", why, f"fix the failing tests on {spec.branch} and push",
-                                          {"test_tags": tags}), odoo_log.excerpt(run.logs))
+            failed = StepFailed(OdooOpsError("TESTS_FAILED", why, f"fix the failing tests on {spec.branch} and push",
+                                             {"test_tags": tags}), odoo_log.excerpt(run.logs))
+            # Production tests run on the updated live database (no working copy there): a refused
+            # update is undone by restoring the backup taken before it, like a failed migration.
+            step: DatabaseStep | None = ctx.get("database_step")
+            backup = ctx.get("pre_deploy_backup")
+            if copy is None and step is not None and backup is not None and backup.get("to_commit") == spec.commit:
+                step.restore_pre_deploy_backup(backup, failed)
+            raise failed
         return ("ok", "passed") if passed else ("failed", why)
 
     def _runtime_step(self, spec: EnvSpec, previous: dict[str, Any], ctx: dict[str, Any]) -> tuple[str, str]:

@@ -217,7 +217,7 @@ class DatabaseStep:
             what = self._migrate(mods)
         except StepFailed as failed:
             if backup is not None:
-                self._restore_pre_deploy_backup(backup, failed)
+                self.restore_pre_deploy_backup(backup, failed)
             raise
         if backup is not None:
             what += f"; pre-deploy backup {backup['id']}"
@@ -243,7 +243,7 @@ class DatabaseStep:
                      else "; the tests run on it, the live database stays"))
         return DatabaseOutcome("changed" if copy.changed else "ok", detail, mods, data=data, working_copy=copy)
 
-    def _restore_pre_deploy_backup(self, backup: dict[str, Any], failed: StepFailed) -> None:
+    def restore_pre_deploy_backup(self, backup: dict[str, Any], failed: StepFailed) -> None:
         """A failed update of production: its pre-deploy backup is restored (verified, then swapped in)
         and the previous version restarted on it, so code and data are as before the deploy."""
         from reconciler.data.restore import restore_to_scratch
