@@ -26,6 +26,7 @@ from reconciler.data.masking import (
     replace_attachments,
     rules_from_config,
 )
+from reconciler.data.production_copy import RestoredBackup, is_production, restore_newest
 from reconciler.data.scratch import scratch_name
 from reconciler.data.verify import check_identity, check_neutralized, summarize
 from reconciler.errors import OdooOpsError
@@ -46,18 +47,21 @@ class CloneResult:
     target_env: str = ""
     steps: dict[str, float] = field(default_factory=dict)
     filestore_stats: dict[str, int] = field(default_factory=dict)
+    source_backup: dict[str, Any] | None = None  # the backup of production the copy was restored from
 
     def as_dict(self) -> dict[str, Any]:
         return {"db": self.db, "filestore": str(self.filestore), "verification": self.verification,
                 "seconds": round(self.seconds, 3), "source": self.source_env, "target": self.target_env,
-                "steps": {k: round(v, 3) for k, v in self.steps.items()}, "filestore_stats": self.filestore_stats}
+                "steps": {k: round(v, 3) for k, v in self.steps.items()}, "filestore_stats": self.filestore_stats,
+                "source_backup": self.source_backup}
 
 
 def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neutralize: bool, mask: bool,
                      rules: Iterable[Mapping[str, Any]] | None = None, run_odoo: RunOdoo | None = None,
                      mail_server: Mapping[str, Any] | None = None, attachments: bool = False) -> CloneResult:
     """Quiesced FILE_COPY clone of `source_env` into `oo_clone_*` owned by `target_env`'s role, its filestore
-    linked into `host.filestore_dir(target_env, db)`, then neutralized, masked and verified. On any failure the
+    linked into `host.filestore_dir(target_env, db)`, then neutralized, masked and verified. Production is
+    never the source itself: its newest verified backup is (production_copy.py). On any failure the
     scratch database and filestore are removed and the error is raised (CLONE_VERIFICATION_FAILED names
     the failed checks). The copy is not reachable by anyone until the caller swaps it in."""
     started = time.monotonic()
@@ -68,20 +72,33 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
     db = scratch_name("clone")
     filestore = ctx.host.filestore_dir(target_env, db)
     steps: dict[str, float] = {}
+    restored: RestoredBackup | None = None
     try:
-        phase(f"copying {source_env}'s database (FILE_COPY)")
-        steps["copy_db"] = ctx.pg.clone(source_env, db, owner=target_env)
+        reference = source_env  # what the copy is checked against: the data it was made from
+        if is_production(ctx, source_env):
+            # Never production itself (a FILE_COPY would terminate its sessions): its newest verified backup.
+            # A masked copy shares no file with production: its files are copies, not the store's inodes.
+            restored = restore_newest(ctx, source_env, filestore, share_files=not mask)
+            steps.update(restored.steps)
+            reference = restored.db
+            phase(f"copying backup {restored.backup['id']} of {source_env} (FILE_COPY of the restored backup)")
+            steps["copy_db"] = ctx.pg.clone(restored.db, db, owner=target_env)
+            stats = LinkStats(files=restored.files, bytes=restored.bytes)
+        else:
+            phase(f"copying {source_env}'s database (FILE_COPY)")
+            steps["copy_db"] = ctx.pg.clone(source_env, db, owner=target_env)
         t = time.monotonic()
         ctx.pg.reassign_objects(db, target_env)
         steps["reassign"] = time.monotonic() - t
-        t = time.monotonic()
-        phase("linking the filestore")
-        # A masked copy shares no file with its source: its text attachments get new contents, and
-        # even its binaries must not be the source's inodes (a copy's rewrite would reach production).
-        stats: LinkStats = link_tree(ctx.host.filestore_dir(source_env), filestore, hardlink=not mask)
-        steps["filestore"] = time.monotonic() - t
+        if restored is None:
+            t = time.monotonic()
+            phase("linking the filestore")
+            # A masked copy shares no file with its source: its text attachments get new contents, and
+            # even its binaries must not be the source's inodes (a copy's rewrite would reach production).
+            stats = link_tree(ctx.host.filestore_dir(source_env), filestore, hardlink=not mask)
+            steps["filestore"] = time.monotonic() - t
         phase("neutralizing, masking and verifying the copy" if mask else "neutralizing and verifying the copy")
-        result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=source_env,
+        result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=reference,
                           run_odoo=run_odoo, mail_server=mail_server, rules=rules,
                           filestore=filestore if attachments or mask else None,
                           attachment_scope="all" if attachments else "text",
@@ -94,9 +111,14 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
             ctx.pg.drop(db)
         shutil.rmtree(filestore, ignore_errors=True)
         raise
+    finally:
+        if restored is not None:
+            with suppress(Exception):
+                ctx.pg.drop(restored.db)
     steps.update(result.pop("steps", {}))
     return CloneResult(db=db, filestore=filestore, verification=result, seconds=time.monotonic() - started,
-                       source_env=source_env, target_env=target_env, steps=steps, filestore_stats=stats.as_dict())
+                       source_env=source_env, target_env=target_env, steps=steps, filestore_stats=stats.as_dict(),
+                       source_backup=restored.backup if restored is not None else None)
 
 
 def target_url(ctx: DataContext, env: str) -> str:

@@ -79,10 +79,12 @@ def _copy_lock(ctx: DataContext, env: str) -> Iterator[None]:
         os.close(fd)
 
 
-def restore_newest(ctx: DataContext, env: str, filestore: Path) -> RestoredBackup:
+def restore_newest(ctx: DataContext, env: str, filestore: Path, share_files: bool = True) -> RestoredBackup:
     """env's newest verified backup within the age limit (or a new, then verified, one) restored into a
     new `oo_restore_*` database, its files placed in `filestore`. Production's database is only read by
-    pg_dump, and only when a new backup is needed. On failure nothing is left behind."""
+    pg_dump, and only when a new backup is needed. On failure nothing is left behind. Without `share_files`
+    the files are copies (a masked copy shares no inode with the store, whose objects may be production's
+    own files)."""
     store = store_for(ctx.host, ctx.secrets)
     limit = max_age_s()
     with _copy_lock(ctx, env):
@@ -95,14 +97,14 @@ def restore_newest(ctx: DataContext, env: str, filestore: Path) -> RestoredBacku
                 m = create_backup(ctx, env, reason="production-copy")
             steps["backup"] = time.monotonic() - t
             # Restored and checked under the lock: a concurrent copy then uses this backup, verified.
-            restored = _restore(ctx, store, env, m, filestore, taken_now=True)
+            restored = _restore(ctx, store, env, m, filestore, taken_now=True, share_files=share_files)
             restored.steps = {**steps, **restored.steps}
             return restored
-    return _restore(ctx, store, env, m, filestore, taken_now=False)
+    return _restore(ctx, store, env, m, filestore, taken_now=False, share_files=share_files)
 
 
 def _restore(ctx: DataContext, store: ObjectStore, env: str, m: Manifest, filestore: Path,
-             taken_now: bool) -> RestoredBackup:
+             taken_now: bool, share_files: bool) -> RestoredBackup:
     db = scratch_name("restore")
     stage = filestore.with_name(f".{filestore.name}.partial")
     steps: dict[str, float] = {}
@@ -111,7 +113,7 @@ def _restore(ctx: DataContext, store: ObjectStore, env: str, m: Manifest, filest
         with _scratch_dir("odooops-copy-") as tmp:
             stage.mkdir(parents=True)
             phase(f"restoring {env}'s backup {m.id} (SHA-256 of every part checked)")
-            dump = check_and_fetch(store, m, tmp, filestore=stage, link=True)
+            dump = check_and_fetch(store, m, tmp, filestore=stage, link=share_files)
             pg_restore(ctx, dump, db, None, jobs=RESTORE_JOBS)
         source_files = ctx.host.filestore_dir(env)
         if source_files.exists():

@@ -136,3 +136,19 @@ def test_a_malformed_age_limit_is_refused_before_anything_is_copied(production: 
         clone_to_scratch(ctx, prod, stage, neutralize=False, mask=False)
     assert err.value.code == "HOST_NOT_CONFIGURED" and MAX_AGE_ENV in err.value.message
     assert ctx.pg.list_databases("oo_clone_") == clones
+
+
+def test_a_masked_copy_shares_no_file_with_production_or_the_backup_store(
+        production: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx, prod, stage = production["ctx"], production["env"], production["stage"]
+    mark_production(ctx, prod)
+    monkeypatch.setenv(MAX_AGE_ENV, "3600")
+    result = clone_to_scratch(ctx, prod, stage, neutralize=False, mask=True,
+                              rules=[{"table": "x_loyalty_card", "column": "card_no", "kind": "digits"}])
+    try:
+        assert result.source_backup is not None and result.verification["ok"], result.verification
+        source_inodes = {p.stat().st_ino for p in production["filestore"].rglob("*") if p.is_file()}
+        copied = [p for p in result.filestore.rglob("*") if p.is_file()]
+        assert copied and all(p.stat().st_nlink == 1 and p.stat().st_ino not in source_inodes for p in copied)
+    finally:
+        drop(ctx, result)
