@@ -2,13 +2,17 @@
 
 How a database is first built follows the env's `data_source` setting:
 - `production`: a neutralized (and, by policy, masked) verified clone of the running production,
-  renamed into place, then `-u` of the modules changed since production's commit; for dev, ephemeral
+  renamed into place, then `-u` of the modules that differ from the code; for dev, ephemeral
   and preview envs the sanitized copy is kept as a production snapshot (snapshots.py) that the next
   such env copies instead of neutralizing and masking production again;
 - `fresh`/`fresh_demo`: a FILE_COPY clone of a template database for the same image, module set and
-  demo flag plus `-u`/`-i` of what changed since the template's commit; without a template, a full
-  install that is then kept as the next template.
-Production deploys that install or update modules take a backup first (the rollback helper restores it).
+  demo flag plus `-u`/`-i` of what differs from the code; without a template, a full install that is
+  then kept as the next template.
+What differs is read from the database itself (controller/modules.py: module states and the addons'
+digests it records), and a schema gate checks the result. An existing database of a tier that runs
+tests is updated on a working copy (working_copy.py), swapped in by apply once the tests passed.
+Production deploys that install or update modules take a backup first, restored automatically when
+the update fails (the rollback helper restores it later on request).
 """
 
 from __future__ import annotations
