@@ -154,8 +154,15 @@ def test_backup_restore_clone_promote_rollback(data_server: dict[str, Any], remo
         == [("true",)]
     assert _health(server, staging) == {"status": "pass"}
 
+    # The human view of a verified backup says so (it once printed "verification None").
+    human = cli(server, tmp_path, "db", "backup", "production", "--verify")
+    assert human.returncode == 0, human.stderr
+    assert "verification  ok (" in human.stdout and "verification None" not in human.stdout, human.stdout
+    newest_verified = human.stdout.split("backup ", 1)[1].split()[0]
     cloned = _ok(cli(server, tmp_path, "db", "clone", "production", "staging", "--json"), server)
     assert cloned["status"] == "cloned" and cloned["verification"]["ok"] is True
+    # From production's newest verified backup, not from the live database.
+    assert cloned["source_backup"]["id"] == newest_verified and cloned["source_backup"]["taken_now"] is False
     assert _marker_rows(env, staging) == 0 and _health(server, staging) == {"status": "pass"}
     _refused(cli(server, tmp_path, "db", "clone", "staging", "production", "--json"), "CLONE_INTO_PRODUCTION_REFUSED")
     mail = _ok(cli(server, tmp_path, "mail", "staging", "--json"), server)
@@ -191,9 +198,19 @@ def test_backup_restore_clone_promote_rollback(data_server: dict[str, Any], remo
     # Rollback: back to c1's artifact and the data of the pre-deploy backup (the row added after it goes).
     _sql(env, "production", "INSERT INTO res_partner (name, display_name, email) VALUES ('After', 'After', %s)",
          "after.promotion@customer-example.com")
-    rolled = _ok(cli(server, tmp_path, "rollback", "production", "--wait", "--timeout", str(DEADLINE), "--json"),
-                 server)
+    # The restore would discard that row: refused until confirmed, the refusal names the window.
+    refused = _refused(cli(server, tmp_path, "rollback", "production", "--json"), "ROLLBACK_NEEDS_CONFIRMATION")
+    assert f"backup {pre_deploy['id']} was taken at" in refused["message"]
+    assert "res_partner 1 created" in refused["message"] and "--confirm" in refused["remediation"]
+    # acme_sale was updated by the promotion's deploy: its previous code does not fit today's database.
+    code_only = _refused(cli(server, tmp_path, "rollback", "production", "--code-only", "--json"),
+                         "ROLLBACK_CODE_ONLY_REFUSED")
+    assert "acme_sale" in code_only["message"]
+    assert _envs(server, tmp_path)["production"]["commit"] == c2  # refusals change nothing
+    rolled = _ok(cli(server, tmp_path, "rollback", "production", "--confirm", "--wait", "--timeout", str(DEADLINE),
+                     "--json"), server)
     assert rolled["commit"] == c1 and rolled["restored_backup"] == pre_deploy["id"]
+    assert rolled["discarded"]["tables"]["res_partner"]["created"] == 1
     assert _envs(server, tmp_path)["production"]["commit"] == c1
     assert _sql(env, "production", "SELECT count(*) FROM res_partner WHERE email = %s",
                 "after.promotion@customer-example.com") == [(0,)]
