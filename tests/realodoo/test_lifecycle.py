@@ -32,6 +32,7 @@ from reconciler.controller.env_lock import env_lock
 from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
+from reconciler.core.naming import env_name_for_branch
 from reconciler.data import mail
 from reconciler.data.rollback import rollback
 from reconciler.data.templates import TemplateRegistry
@@ -234,7 +235,10 @@ class Lifecycle:
     def cleanup(self) -> None:
         project = self.project()
         applier = Applier(project, self.host, mail_catcher_name=self.catcher)
-        envs = set(project.store.entries())
+        entries = project.store.entries()
+        # A deploy that crashed (not a failed step) leaves no state entry: its env is found by its branch.
+        branches = {env_name_for_branch(b): b for b in (self.staging_branch, self.dev_branch)}
+        envs = set(entries) | set(branches)
         # Scratch and template databases first: an env's role cannot be dropped while it owns one.
         for t in TemplateRegistry(self.host.state_dir).all():
             self.pg.drop(t.db)
@@ -244,11 +248,11 @@ class Lifecycle:
                                      (db,)).fetchone()
             if owner and owner[0] in envs:
                 self.pg.drop(db)
-        for name, entry in project.store.entries().items():
-            if name == "production":
-                continue
-            applier._destroy(Action(env=name, action=ActionKind.DESTROY, branch=entry.get("branch", ""),
-                                    tier=entry.get("tier"), reason="test cleanup", old_commit=entry.get("commit")))
+        for name in sorted(envs - {"production"}):
+            entry = entries.get(name, {})
+            branch = entry.get("branch", branches.get(name, ""))
+            applier._destroy(Action(env=name, action=ActionKind.DESTROY, branch=branch, tier=entry.get("tier"),
+                                    reason="test cleanup", old_commit=entry.get("commit")))
         mail.remove_catcher(applier.runtime, self.catcher)
         if "production" in envs:
             # Terraform refuses to drop production (by design): take it down by hand.
