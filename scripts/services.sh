@@ -77,6 +77,9 @@ start_docker() {
   rm -f "$DK_PID" "$DK_SOCK"
   remove_stale_bridges
   ensure_bridge
+  # `stop` deletes the bridge this checkout's dockerd used, whatever the environment says then:
+  # another checkout's bridge (the default name) must survive a stop run without its overrides.
+  echo "$DK_BRIDGE" >"$DK_DIR/bridge"
   log "starting dockerd (bridge $DK_BRIDGE $DK_BRIDGE_CIDR, pool $DK_POOL)"
   # setsid detaches it from this shell so it outlives the calling job; fd 9 (the start lock)
   # is closed so the daemons do not hold it.
@@ -263,8 +266,11 @@ start_caddy() {
 ensure_odoo_image() {
   local src="$ODOO_SOURCE" owner
   [[ "$src" = /* ]] || src="$ROOT/$src"
-  owner="$(docker image inspect -f '{{index .Config.Labels "org.odooops.built-by"}}' "$ODOO_IMAGE" \
-    2>/dev/null || echo missing)"
+  # (docker prints an empty line for a missing image even with -f: test existence first)
+  owner=missing
+  if docker image inspect "$ODOO_IMAGE" >/dev/null 2>&1; then
+    owner="$(docker image inspect -f '{{index .Config.Labels "org.odooops.built-by"}}' "$ODOO_IMAGE")"
+  fi
   if [ "$owner" != missing ] && [ "$owner" != odooops ]; then
     echo "$ODOO_IMAGE"; return
   fi
@@ -357,7 +363,10 @@ cmd_stop() {
   awk -v d="$DK_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r \
     | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -f "$DK_SOCK" "$ENV_FILE"
-  ip link del "$DK_BRIDGE" 2>/dev/null || true
+  if [ -s "$DK_DIR/bridge" ]; then
+    ip link del "$(cat "$DK_DIR/bridge")" 2>/dev/null || true
+    rm -f "$DK_DIR/bridge"
+  fi
 }
 
 cmd_status() {

@@ -256,7 +256,7 @@ def test_feature_envs_from_production_share_a_masked_snapshot(world: World, prod
     commit_file(world.work, base, ".odooops.yaml", prod_data, "ephemeral envs start from production")
     branch_a, env_a = _branch(world, base, "feature")
     detail_a = world.step(world.apply(branch_a), env_a, "database")
-    assert "cloned from production at" in detail_a and "kept as production snapshot" in detail_a, detail_a
+    assert "cloned from production's backup" in detail_a and "kept as production snapshot" in detail_a, detail_a
     [snap] = [t for t in TemplateRegistry(world.state).all() if t.built_by == env_a]
     assert snap.key.startswith("prod-") and snap.commit == production["commit"] and snap.inputs["verified"]["ok"]
     with _db(world.host, snap.db) as conn:  # no environment's catcher login is kept in the snapshot
@@ -296,7 +296,7 @@ def test_feature_envs_from_production_share_a_masked_snapshot(world: World, prod
         detail_c = world.step(world.apply(branch_c), env_c, "database")
     finally:
         os.environ.pop("ODOOOPS_SNAPSHOT_MAX_AGE_S")
-    assert "cloned from production at" in detail_c and "kept as production snapshot" in detail_c, detail_c
+    assert "cloned from production's backup" in detail_c and "kept as production snapshot" in detail_c, detail_c
     assert not world.pg.exists(snap.db)
 
 
