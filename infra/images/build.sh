@@ -72,8 +72,12 @@ build_base() {
 
 # A digest of everything that goes into the stand-in image, stored as a label: a changed
 # stand-in source rebuilds the image, an unchanged one is reused.
+# The entrypoint and its PostgreSQL wait are the real Odoo image's own (infra/images/odoo): the
+# stand-in keeps the official contract by using the very same files.
+SHARED_FILES="infra/images/odoo/entrypoint.sh infra/images/odoo/wait-for-psql.py"
+
 standin_digest() {
-  (cd "$ROOT" && find tests/standin_odoo infra/images/standin -type f \
+  (cd "$ROOT" && find tests/standin_odoo infra/images/standin $SHARED_FILES -type f \
     ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z \
     | xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
@@ -93,6 +97,7 @@ build_standin() {
   log "docker build $STANDIN_IMAGE (source digest $digest)"
   ctx="$(mktemp -d)"
   cp -a infra/images/standin/. "$ctx/"
+  cp $SHARED_FILES "$ctx/"
   mkdir -p "$ctx/standin_odoo"
   (cd tests/standin_odoo && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
     -exec cp --parents {} "$ctx/standin_odoo/" \;)
