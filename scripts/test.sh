@@ -5,6 +5,15 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
 if [ -x scripts/services.sh ]; then
+  # Environment names are global on the embedded host: the demo's environments (production, ...) would
+  # collide with the ones the tests deploy. Start the tests on a fresh embedded host instead; the next
+  # demo rebuilds its environments (the root filesystems stay cached in /var/cache/odooops, so the
+  # Odoo image is rebuilt in about a minute and a half).
+  if [ -d .work/demo ]; then
+    echo "==> the demo ran in this checkout: resetting the embedded host under .work/ for the tests" >&2
+    bash scripts/services.sh stop
+    rm -rf .work
+  fi
   bash scripts/services.sh start
   set -a; . .work/services.env; set +a
 fi

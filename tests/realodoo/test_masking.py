@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,13 @@ from typing import Any
 import docker
 import httpx
 import phonenumbers
-import psycopg
 import pytest
-from psycopg import sql
 
 from reconciler.data.clone import clone_to_scratch
-from reconciler.data.context import DataContext
 from reconciler.executors.postgres import Postgres
 from tests.data.conftest import data_context, standin_runner
 from tests.realodoo.conftest import WORK, RealOdoo
+from tests.realodoo.data_env import env_role, write_state
 from tests.realodoo.odoo_http import odoo_login
 
 pytestmark = [pytest.mark.integration, pytest.mark.realodoo]
@@ -66,28 +63,11 @@ def _secrets() -> set[str]:
     return values
 
 
-def _state(ctx: DataContext, entries: dict[str, dict[str, Any]]) -> None:
-    now = time.time()
-    doc = {"schema": "odooops/state/v1", "environments": {
-        name: {"env": name, "branch": name, "commit": "0" * 40, "spec_digest": "", "settings": {},
-               "state": "running", "deployed_at": now, "updated_at": now, **entry}
-        for name, entry in entries.items()}}
-    ctx.store.path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.store.path.write_text(json.dumps(doc))
-
-
 @pytest.fixture
 def dev_role(pg_conn_params: dict[str, Any]) -> Iterator[str]:
     """The target environment's database role (as Terraform makes it); it and its databases go afterwards."""
-    role = f"dev-{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **pg_conn_params) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(role)))
-    yield role
-    with psycopg.connect(dbname="postgres", autocommit=True, **pg_conn_params) as conn:
-        owned = conn.execute("SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = %s", (role,)).fetchall()
-        for (db,) in owned:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    with env_role(pg_conn_params, "dev") as role:
+        yield role
 
 
 FILL = """
@@ -127,7 +107,7 @@ def test_a_masked_copy_of_real_odoo_holds_no_production_value_and_still_works(
     pg = Postgres(pg_conn_params["host"], int(pg_conn_params["port"]), pg_conn_params["user"],
                   pg_conn_params["password"])
     ctx = data_context(tmp_path / "state", services_env, pg)
-    _state(ctx, {source: {"tier": "staging"}, dev_role: {"tier": "dev"}})
+    write_state(ctx, {source: {"tier": "staging"}, dev_role: {"tier": "dev"}})
     code = "import json\n" + FILL.format(people=PEOPLE, lead=LEAD, employee=EMPLOYEE)
     filled = real_odoo.shell(source, code, timeout=900)
     line = next((x for x in filled.output.splitlines() if x.startswith("FILLED ")), None)

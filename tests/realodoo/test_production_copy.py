@@ -5,12 +5,10 @@ copy's own admin, its records read through the ORM)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +17,15 @@ import docker
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from reconciler.data.backup import create_backup, record_verification, verify_backup
 from reconciler.data.clone import clone_to_scratch
-from reconciler.data.context import DataContext
 from reconciler.data.production_copy import MAX_AGE_ENV
 from reconciler.executors.postgres import Postgres
 from tests.data.conftest import data_context, standin_runner
 from tests.realodoo.conftest import WORK, RealOdoo
+from tests.realodoo.data_env import env_role, write_state
 from tests.realodoo.odoo_http import odoo_login
 
 pytestmark = [pytest.mark.integration, pytest.mark.realodoo]
@@ -37,28 +34,11 @@ MODULES = ("sale_management",)
 ODOO_UID = 101
 
 
-def _state(ctx: DataContext, entries: dict[str, dict[str, Any]]) -> None:
-    now = time.time()
-    doc = {"schema": "odooops/state/v1", "environments": {
-        name: {"env": name, "branch": name, "commit": "0" * 40, "spec_digest": "", "settings": {},
-               "state": "running", "deployed_at": now, "updated_at": now, **entry}
-        for name, entry in entries.items()}}
-    ctx.store.path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.store.path.write_text(json.dumps(doc))
-
-
 @pytest.fixture
 def stage_role(pg_conn_params: dict[str, Any]) -> Iterator[str]:
     """A staging environment's database role (as Terraform makes it); it and its databases go afterwards."""
-    role = f"stage-{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dbname="postgres", autocommit=True, **pg_conn_params) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(role)))
-    yield role
-    with psycopg.connect(dbname="postgres", autocommit=True, **pg_conn_params) as conn:
-        owned = conn.execute("SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = %s", (role,)).fetchall()
-        for (db,) in owned:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    with env_role(pg_conn_params, "stage") as role:
+        yield role
 
 
 def test_a_staging_copy_of_a_real_production_comes_from_its_backup_and_works(
@@ -70,7 +50,7 @@ def test_a_staging_copy_of_a_real_production_comes_from_its_backup_and_works(
     pg = Postgres(pg_conn_params["host"], int(pg_conn_params["port"]), pg_conn_params["user"],
                   pg_conn_params["password"])
     ctx = data_context(tmp_path / "state", services_env, pg)
-    _state(ctx, {prod: {"tier": "production"}, stage_role: {"tier": "staging"}})
+    write_state(ctx, {prod: {"tier": "production"}, stage_role: {"tier": "staging"}})
     # Production's filestore where the platform keeps it (linked from the test database's).
     ctx.host.filestore_dir(prod).parent.mkdir(parents=True)
     source_files = WORK / "data" / prod / "filestore" / prod
