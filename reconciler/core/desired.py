@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler.core import naming
+from reconciler.core import copy_guard, naming
 from reconciler.core.config import CONFIG_FILE
 from reconciler.core.model import Blocked, ConfigError, DesiredState, EnvSpec, Head, Pin, Tier
 from reconciler.core.policy import BranchRule, Policy, limit_violations, match_rule, repo_rules
@@ -107,7 +107,7 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
         hit = memo.get(key) if memo is not None else None
         if hit is None:
             spec = _resolve(head, rule, name, parsed, policy, platform, pin)
-            hit = (spec, limit_violations(policy, rule.tier, spec.settings, spec.origins))
+            hit = (spec, limit_violations(policy, rule.tier, spec.settings, spec.origins) + _masking_refusal(spec))
         used[key] = hit
         spec, violations = hit
         if violations:
@@ -167,6 +167,13 @@ def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], po
         # A copy of production data must never send mail or charge cards: not negotiable.
         values["neutralize"] = True
         origins["neutralize"] = "policy: copies of production are always neutralized"
+    if rule.tier in policy.untrusted_tiers or head.kind in ("pull_request", "merge_request"):
+        # Present only when true, so environments of trusted tiers keep their spec digests.
+        values[copy_guard.UNTRUSTED_SETTING] = True
+        origins[copy_guard.UNTRUSTED_SETTING] = (f"policy /tiers/{rule.tier}/runs_untrusted_code"
+                                                 if rule.tier in policy.untrusted_tiers else
+                                                 "policy: pull requests run untrusted code")
+    copy_guard.spec_masking(values, origins, rule.tier, bool(values.get(copy_guard.UNTRUSTED_SETTING)))
     values["demo"] = values["data_source"] == "fresh_demo"
     origins["demo"] = origins["data_source"]
     if "domains" not in values:
@@ -179,6 +186,13 @@ def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], po
         rule=f"{rule.origin}:{rule.id}", settings=settings,
         origins={k: origins[k] for k in sorted(origins)}, pin=pin,
     )
+
+
+def _masking_refusal(spec: EnvSpec) -> list[tuple[str, str]]:
+    """A copy of production the spec asks to leave unmasked where masking is required: a blocked action."""
+    refusal = copy_guard.spec_masking(dict(spec.settings), dict(spec.origins), spec.tier,
+                                      copy_guard.target_untrusted(spec.settings))
+    return [refusal] if refusal else []
 
 
 def _repo_layers(parsed: dict[str, Any], tier: Tier, head: Head, name: str) -> list[dict[str, list[Any]]]:

@@ -101,7 +101,7 @@ SETTINGS: tuple[str, ...] = (
     "odoo_version", "image", "workers", "cron_workers", "separate_cron", "cpu", "memory_mib",
     "storage_gib", "ttl_hours", "backup_schedule", "backup_retention", "data_source", "neutralize",
     "mask", "mail_catcher", "demo", "run_tests", "test_tags", "modules", "addons_paths",
-    "external_addons", "requirements", "masking_rules", "domains",
+    "external_addons", "requirements", "masking_rules", "domains", "runs_untrusted_code",
 )
 
 

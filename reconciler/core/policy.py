@@ -45,6 +45,8 @@ class Policy:
     gates: dict[str, Any]
     promotion: tuple[dict[str, Any], ...]
     digest: str
+    # Tiers whose environments run code nobody reviewed (pull requests): masked copies only, no egress.
+    untrusted_tiers: frozenset[Tier] = frozenset()
 
 
 @cache
@@ -87,9 +89,12 @@ def policy_from_raw(raw: dict[str, Any], name: str = "default") -> Policy:
     limits = {Tier(t): _limits(block) for t, block in raw["limits"].items()}
     quotas = {Tier(t): int(n) for t, n in raw["quotas"].items()}
     quotas[Tier.PRODUCTION] = min(quotas[Tier.PRODUCTION], 1)  # exactly one production, always
+    # A tier is untrusted when the policy says so, and whenever pull requests are mapped to it.
+    untrusted = {Tier(t) for t, block in raw["tiers"].items() if block.get("runs_untrusted_code")}
+    untrusted |= {r.tier for r in rules if r.pull_request}
     return Policy(name=name, rules=rules, tier_defaults=tier_defaults, limits=limits, quotas=quotas,
                   gates=raw.get("gates", {}), promotion=tuple(raw.get("promotion", [])),
-                  digest=digest(raw))
+                  digest=digest(raw), untrusted_tiers=frozenset(untrusted))
 
 
 def _tier_settings(tier: str, block: dict[str, Any]) -> dict[str, tuple[Any, str]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from reconciler.core.copy_guard import check_copy_masking, target_untrusted
 from reconciler.data.admin_password import ensure_admin_password
 from reconciler.data.catalogue import Catalogue, load_catalogue, odoo_version
 from reconciler.data.context import DataContext
@@ -65,6 +66,10 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
     scratch database and filestore are removed and the error is raised (CLONE_VERIFICATION_FAILED names
     the failed checks). The copy is not reachable by anyone until the caller swaps it in."""
     started = time.monotonic()
+    target = ctx.store.entries().get(target_env) or {}
+    check_copy_masking(source_env, target_env, from_production=is_production(ctx, source_env),
+                       target_tier=target.get("tier"), target_untrusted=target_untrusted(target.get("settings")),
+                       mask=mask)
     if not ctx.pg.role_exists(target_env):
         raise OdooOpsError("CLONE_TARGET_MISSING", f"environment {target_env} has no database role yet",
                            f"deploy {target_env} first (odooops apply --branch <its branch>), then clone into it",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from reconciler.core.copy_guard import masking_reason, target_untrusted
+from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.admin_password import ensure_admin_password
 from reconciler.data.backup import Manifest, database_facts, load_manifest, object_key, pg_environ, resolve, sha256_file
 from reconciler.data.scratch import scratch_name
@@ -213,7 +215,8 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
         os.rename(stage, final)
         if needs_sanitize(m, target_env, entry):
             phase("neutralizing and masking the copy")
-            _sanitize(ctx, db, target_env, entry)
+            _sanitize(ctx, db, target_env, entry, from_production=m.env == PRODUCTION_NAME or str(
+                (ctx.store.entries().get(m.env) or {}).get("tier")) == "production")
         # The target's own admin password: a backup carries its source's (or a clone's emptied one).
         ensure_admin_password(ctx.pg, ctx.secrets, target_env, db)
     except BaseException:
@@ -222,14 +225,18 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
     return db, final
 
 
-def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any]) -> None:
+def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any], from_production: bool = False) -> None:
     try:
         from reconciler.data.clone import sanitize
     except ImportError as exc:
         raise OdooOpsError("RESTORE_SANITIZE_UNAVAILABLE", f"restoring into {target_env} needs the copy neutralized, "
                            "and this OdooOps has no reconciler.data.clone.sanitize",
                            "upgrade OdooOps; until then restore only a production backup into production") from exc
-    mask = bool((entry.get("settings") or {}).get("mask", False))
+    settings = entry.get("settings") or {}
+    # Production's data outside production, or any data where untrusted code runs: masked, whatever the settings.
+    mask = bool(settings.get("mask", False)) or masking_reason(
+        from_production=from_production, target_tier=entry.get("tier"),
+        target_untrusted=target_untrusted(settings)) is not None
     sanitize(ctx, db, target_env, neutralize=True, mask=mask)
 
 

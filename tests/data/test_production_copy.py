@@ -33,6 +33,12 @@ def mark_production(ctx: DataContext, env: str) -> None:
     path.write_text(json.dumps(data))
 
 
+def trusted_target(ctx: DataContext, env: str) -> None:
+    """These tests check where a copy of production comes from, with its data as it is: only a production-tier
+    target may receive production's data unmasked (any other target gets CLONE_MASKING_REQUIRED)."""
+    mark_production(ctx, env)
+
+
 def names(ctx: DataContext, db: str) -> set[str]:
     with ctx.pg.connect(db) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM res_partner WHERE name IS NOT NULL").fetchall()}
@@ -51,6 +57,7 @@ def test_copy_restores_the_verified_backup_and_production_keeps_its_sessions(
         production: dict[str, Any], pg_conn_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, prod, stage = production["ctx"], production["env"], production["stage"]
     mark_production(ctx, prod)
+    trusted_target(ctx, stage)
     monkeypatch.delenv(MAX_AGE_ENV, raising=False)
     backup = create_backup(ctx, prod, reason="scheduled")
     record_verification(ctx, prod, backup.id, verify_backup(ctx, prod, backup.id))
@@ -97,6 +104,7 @@ def test_without_a_recent_verified_backup_a_new_one_is_taken_verified_and_reused
         production: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, prod, stage = production["ctx"], production["env"], production["stage"]
     mark_production(ctx, prod)
+    trusted_target(ctx, stage)
     monkeypatch.setenv(MAX_AGE_ENV, "0")  # no backup is recent enough (0: a new backup for every copy)
     unverified = create_backup(ctx, prod, reason="manual")  # newest, but never verified: never a source
     results: list[CloneResult] = []
@@ -130,6 +138,7 @@ def test_a_malformed_age_limit_is_refused_before_anything_is_copied(production: 
 
     ctx, prod, stage = production["ctx"], production["env"], production["stage"]
     mark_production(ctx, prod)
+    trusted_target(ctx, stage)
     monkeypatch.setenv(MAX_AGE_ENV, "a day")
     clones = ctx.pg.list_databases("oo_clone_")
     with pytest.raises(OdooOpsError) as err:
@@ -142,6 +151,7 @@ def test_a_masked_copy_shares_no_file_with_production_or_the_backup_store(
         production: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, prod, stage = production["ctx"], production["env"], production["stage"]
     mark_production(ctx, prod)
+    trusted_target(ctx, stage)
     monkeypatch.setenv(MAX_AGE_ENV, "3600")
     result = clone_to_scratch(ctx, prod, stage, neutralize=False, mask=True,
                               rules=[{"table": "x_loyalty_card", "column": "card_no", "kind": "digits"}])
