@@ -39,9 +39,14 @@ class Events(BaseModel):
 
 class Verification(BaseModel):
     ok: bool
+    status: str = "ok"  # ok | tampered (the CLI exits 1) | unverifiable (no or wrong key, anchor unreadable: 2)
     entries: int
+    legacy_entries: int = 0
+    keyed_entries: int = 0
+    anchor: dict[str, Any] | None = None  # the latest anchor checked: seq, hash, anchored_at, where
     first_bad: int | None = None
     reason: str | None = None
+    message: str | None = None
 
 
 class TokenBody(BaseModel):

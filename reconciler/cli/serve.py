@@ -61,6 +61,11 @@ def parse_networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipad
 @click.option("--api-algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True)
 @click.option("--audit-log", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The hash-chained audit log. Default: STATE_DIR/audit/audit.jsonl.")
+@click.option("--audit-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="HMAC key of the audit chain, outside the state directory (created with 0600 if missing). "
+                   "Default: $ODOOOPS_AUDIT_KEY_FILE or ~/.config/odooops/audit.key.")
+@click.option("--audit-anchor-interval", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
+              help="Seconds between anchors of the audit chain's head in refs/odooops/audit-anchors of --repo.")
 @click.option("--allow-ip", "allow_ip", multiple=True, metavar="CIDR",
               help="Networks allowed to change production environments (repeatable; default: any).")
 @click.option("--rate-limit", default="50/s", show_default=True,
@@ -71,7 +76,8 @@ def parse_networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipad
 @handle_errors
 def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
                   max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
-                  api_key_file: Path | None, api_algorithm: str, audit_log: Path | None, allow_ip: tuple[str, ...],
+                  api_key_file: Path | None, api_algorithm: str, audit_log: Path | None,
+                  audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
                   rate_limit: str, log_level: str, state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
@@ -81,7 +87,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     import uvicorn
 
     from reconciler.api.app import create_app
-    from reconciler.api.audit import AuditLog
+    from reconciler.api.audit import AuditKey, AuditLog, PeriodicAnchor, default_audit_key_file
     from reconciler.api.auth import KeyRing
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
@@ -89,6 +95,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.controller.host import HostSettings
     from reconciler.controller.operations import Operations
     from reconciler.controller.planning import default_state_dir
+    from reconciler.sources.audit_anchors import GitAnchors
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -102,13 +109,21 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                           max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval)
     daemon = Daemon(config, host)
     ops = Operations(daemon, host)
-    api = ApiContext(keys=keys, ops=ops, audit=AuditLog(audit_log or state / "audit" / "audit.jsonl"),
+    audit_path = audit_log or state / "audit" / "audit.jsonl"
+    # A keyed log whose key file is gone must not get a new key: its entries could never be checked again.
+    audit_key = AuditKey.from_file(audit_key_file or default_audit_key_file(),
+                                   create=not AuditLog(audit_path).is_keyed(), outside=[state, audit_path.parent])
+    audit = AuditLog(audit_path, audit_key, GitAnchors(repo, state / "audit" / "anchors.git"))
+    audit.seal()
+    api = ApiContext(keys=keys, ops=ops, audit=audit,
                      limiter=RateLimiter(rate, burst), allow_nets=nets,
                      known_secrets=lambda: ops.secret_store().all_values())
     app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, api=api)
     if webhook_secret_file is None:
         logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
     daemon.start()
+    anchoring = PeriodicAnchor(audit, audit_anchor_interval)
+    anchoring.start()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False,
                                            limit_concurrency=256, timeout_keep_alive=5, lifespan="off"))
 
@@ -122,4 +137,5 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     try:
         server.run()
     finally:
+        anchoring.stop()
         daemon.stop()

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 
 from reconciler.api.app import create_app
-from reconciler.api.audit import AuditLog
+from reconciler.api.audit import AuditKey, AuditLog
 from reconciler.api.auth import SCOPES, KeyRing, issue_token
 from reconciler.api.ratelimit import RateLimiter
 from reconciler.api.rest import ApiContext
@@ -119,7 +119,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, services_env: dict[str, str],
         daemon = Daemon(DaemonConfig(repo=f"{git_url}/acme.git", state_dir=state, poll_interval=3600), host)
         daemon.project().source.refresh()
         ops = Operations(daemon, host)
-        ctx = ApiContext(keys=keys, ops=ops, audit=AuditLog(state / "audit" / "audit.jsonl"),
+        ctx = ApiContext(keys=keys, ops=ops, audit=AuditLog(state / "audit" / "audit.jsonl",
+                                                         AuditKey.from_file(base / "audit.key", create=True)),
                          limiter=RateLimiter(1000.0, 1000.0),
                          known_secrets=lambda: ops.secret_store().all_values())
         port = free_port()
