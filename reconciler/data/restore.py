@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
 from reconciler.core.copy_guard import masking_reason, target_untrusted
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.admin_password import ensure_admin_password
@@ -95,13 +93,10 @@ def check_and_fetch(store: ObjectStore, m: Manifest, tmp: Path, filestore: Path 
 
 
 def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None, jobs: int = 1) -> None:
-    """CREATE DATABASE (owned by `owner`) and pg_restore into it as that role (--role), no ownership or ACLs;
+    """A new database owned by `owner` (None: the platform), reachable by that role alone from the start
+    (Postgres.create), and pg_restore into it as that role (--role), no ownership or ACLs from the dump;
     `jobs` > 1 loads tables and builds indexes in parallel (a custom-format dump file allows it)."""
-    with ctx.pg.connect() as conn:
-        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db))
-        if owner:
-            stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
-        conn.execute(stmt)
+    ctx.pg.create(db, owner)
     cmd = [ctx.host.pg_tool("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "--dbname", db]
     if owner:
         cmd.append(f"--role={owner}")

@@ -62,11 +62,15 @@ Undo = list[tuple[str, Callable[[], None]]]
 
 
 def swap_databases(pg: Postgres, live: str, scratch: str, old: str, undo: Undo) -> None:
-    """Live database -> `old`, `scratch` -> live name; each rename's inverse is appended to `undo`."""
+    """Live database -> `old`, `scratch` -> live name; each rename's inverse is appended to `undo`.
+
+    What now carries the environment's name is secured for the environment's role (named like the
+    environment) before anything starts on it, whatever the copy was made with."""
     pg.rename(live, old)
     undo.append(("database back", lambda: pg.rename(old, live)))
     pg.rename(scratch, live)
     undo.append(("new database aside", lambda: pg.rename(live, scratch)))
+    pg.secure_database(live, live)
 
 
 def swap_filestores(live_fs: Path, scratch_fs: Path, old_fs: Path, undo: Undo) -> None:

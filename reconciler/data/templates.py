@@ -252,9 +252,8 @@ def keep_copy(pg: Postgres, registry: TemplateRegistry, source_db: str, source_f
     db = registry.new_db_name()
     fs = registry.filestore_dir(db)
     try:
-        seconds = pg.clone(source_db, db, owner=admin)
+        seconds = pg.clone(source_db, db, owner=admin)  # secured for the platform alone (Postgres.clone)
         pg.reassign_objects(db, admin)
-        pg.restrict_connect(db, None)
         if prepare is not None:
             prepare(db)
         link_tree(source_fs, fs)

@@ -1,4 +1,5 @@
-"""PostgreSQL executor: database lifecycle (exists, clone, drop, rename) and ownership, through psycopg 3."""
+"""PostgreSQL executor: database lifecycle (exists, create, clone, drop, rename), access and ownership, through
+psycopg 3."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ _NOT_EXTENSION_MEMBER = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid 
 _RELKIND_VERB = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE",
                  "S": "SEQUENCE"}
 _PROKIND_VERB = {"f": "FUNCTION", "w": "FUNCTION", "p": "PROCEDURE", "a": "AGGREGATE"}
+# Who holds which privilege on a database, PUBLIC as "" (a NULL ACL is PostgreSQL's default: PUBLIC may
+# CONNECT and TEMPORARY). One row per grantee: (grantee, sorted privileges).
+_DATABASE_GRANTS = ("SELECT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END, "
+                    "array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) "
+                    "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+                    "WHERE d.datname = %s GROUP BY 1 ORDER BY 1")
+# The mark of a database's access role (see secure_database): only roles carrying it are ever dropped.
+ACCESS_ROLE_COMMENT = "odooops: access role of the database of the same name"
 
 
 class Postgres:
@@ -93,14 +102,120 @@ class Postgres:
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
                 sql.Identifier(db), sql.SQL("true" if allowed else "false")))
 
-    def restrict_connect(self, db: str, role: str | None) -> None:
-        """Same database ACL as the Terraform module gives an env's database: only `role` connects
-        (None: only the platform, e.g. a template)."""
-        with self.connect() as conn:
-            conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
-            if role is not None:
+    def secure_database(self, db: str, role: str | None) -> list[str]:
+        """Make `role` the only role that may connect to `db`, and its owner; None: the platform's admin role
+        alone (templates, platform-internal copies). Returns what had to change ([] when nothing did).
+
+        PUBLIC and every other grantee lose every privilege on the database; `role` gets CONNECT and
+        TEMPORARY, as the Terraform module gives an environment's database. When `db` is not named after
+        `role` (a scratch copy an environment's Odoo must reach, such as `oo_clone_*`), a NOLOGIN access
+        role named like the database is made and granted to `role` alone: pg_hba's `samerole` rule lets a
+        login from a container reach a database only if it is a member of the role of that name. One
+        transaction; the result is checked before it commits."""
+        with self.connect() as conn, conn.transaction():
+            row = conn.execute("SELECT pg_get_userbyid(datdba), current_user FROM pg_database WHERE datname = %s",
+                               (db,)).fetchone()
+            if row is None:
+                raise OdooOpsError("DB_MISSING", f"database {db} does not exist, so its access cannot be set",
+                                   "odooops status  # is the environment deployed?", {"database": db})
+            owner, admin = row
+            target = role or admin
+            ident = sql.Identifier(db)
+            changes: list[str] = []
+            if owner != target:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(ident, sql.Identifier(target)))
+                changes.append(f"owner {owner} -> {target}")
+            for grantee, privileges in conn.execute(_DATABASE_GRANTS, (db,)).fetchall():
+                if grantee != target:
+                    who = sql.SQL("PUBLIC") if grantee == "" else sql.Identifier(grantee)
+                    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(ident, who))
+                    changes.append(f"revoked {', '.join(privileges)} from {grantee or 'PUBLIC'}")
+            granted = dict(conn.execute(_DATABASE_GRANTS, (db,)).fetchall())
+            if not {"CONNECT", "TEMPORARY"} <= set(granted.get(target) or ()):
                 conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                    sql.Identifier(db), sql.Identifier(role)))
+                    ident, sql.Identifier(target)))
+                changes.append(f"granted CONNECT, TEMPORARY to {target}")
+            if target not in (admin, db):
+                changes += self._grant_access_role(conn, db, target)
+            left = sorted(g or "PUBLIC" for g in dict(conn.execute(_DATABASE_GRANTS, (db,)).fetchall()) if g != target)
+            if left:
+                raise OdooOpsError(
+                    "DB_SECURE_FAILED", f"database {db} still grants privileges to {', '.join(left)} after they "
+                    "were revoked (granted by a role other than its owner?)",
+                    f"revoke them as the role that granted them (\\l {db} in psql shows the grantors), then "
+                    "re-run the operation", {"database": db, "grantees": left})
+        return changes
+
+    def restrict_connect(self, db: str, role: str | None) -> None:
+        """The same as secure_database (the name earlier callers use)."""
+        self.secure_database(db, role)
+
+    @staticmethod
+    def _grant_access_role(conn: psycopg.Connection[Any], db: str, member: str) -> list[str]:
+        """A NOLOGIN role named `db`, holding nothing, whose only member is `member` (see secure_database)."""
+        changes: list[str] = []
+        row = conn.execute("SELECT r.rolcanlogin OR r.rolsuper, coalesce(shobj_description(r.oid, 'pg_authid'), '') "
+                           "FROM pg_roles r WHERE r.rolname = %s", (db,)).fetchone()
+        if row is None:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(db)))
+            conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(db),
+                                                                     sql.Literal(ACCESS_ROLE_COMMENT)))
+            changes.append(f"created access role {db}")
+        elif row[0] or row[1] != ACCESS_ROLE_COMMENT:
+            raise OdooOpsError(
+                "DB_ACCESS_ROLE_TAKEN", f"a role named {db} exists and is not the platform's access role of the "
+                "database of that name, so it cannot be reused for it",
+                f"rename or drop the role {db} (it is not one the platform made), then re-run the operation",
+                {"database": db, "role": db})
+        members = [r[0] for r in conn.execute(
+            "SELECT pg_get_userbyid(m.member) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+            "WHERE r.rolname = %s", (db,)).fetchall()]
+        for other in members:
+            if other != member:
+                conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(db), sql.Identifier(other)))
+                changes.append(f"removed {other} from access role {db}")
+        if member not in members:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(db), sql.Identifier(member)))
+            changes.append(f"granted access role {db} to {member}")
+        return changes
+
+    @staticmethod
+    def _is_access_role(conn: psycopg.Connection[Any], name: str) -> bool:
+        row = conn.execute("SELECT 1 FROM pg_roles r WHERE r.rolname = %s AND NOT r.rolcanlogin AND "
+                           "shobj_description(r.oid, 'pg_authid') = %s", (name, ACCESS_ROLE_COMMENT)).fetchone()
+        return row is not None
+
+    def drop_access_role(self, db: str) -> bool:
+        """Drop the access role of `db` (only one secure_database made); True when there was one."""
+        with self.connect() as conn:
+            if not self._is_access_role(conn, db):
+                return False
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db)))
+        return True
+
+    def access_roles(self) -> list[str]:
+        """Names of the access roles secure_database made (the sweep drops those whose database is gone)."""
+        with self.connect() as conn:
+            rows = conn.execute("SELECT rolname FROM pg_roles r WHERE NOT r.rolcanlogin "
+                                "AND shobj_description(r.oid, 'pg_authid') = %s ORDER BY 1",
+                                (ACCESS_ROLE_COMMENT,)).fetchall()
+        return [r[0] for r in rows]
+
+    def database_access(self) -> dict[str, tuple[str, dict[str, tuple[str, ...]]]]:
+        """Every database (not PostgreSQL's templates) -> (owner, {grantee ("" = PUBLIC): privileges})."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT d.datname, pg_get_userbyid(d.datdba), CASE WHEN a.grantee = 0 THEN '' "
+                "ELSE pg_get_userbyid(a.grantee) END, array_agg(DISTINCT a.privilege_type ORDER BY a.privilege_type) "
+                "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+                "WHERE NOT d.datistemplate GROUP BY 1, 2, 3 ORDER BY 1, 3").fetchall()
+            owners = conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
+                                  "WHERE NOT datistemplate").fetchall()
+        out: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {name: (owner, {}) for name, owner in owners}
+        for name, _owner, grantee, privileges in rows:
+            if name in out:
+                out[name][1][grantee] = tuple(privileges)
+        return out
 
     def terminate(self, db: str) -> int:
         """Terminate every other session on `db`; returns how many were signalled."""
@@ -130,6 +245,9 @@ class Postgres:
             sql.Identifier(dst), sql.Identifier(src))
         if owner:
             create += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        # A copy starts with PostgreSQL's default ACL (PUBLIC may connect), not its source's: it stays
+        # closed until secure_database has made `owner` its only role (see _open_secured).
+        create += sql.SQL(" ALLOW_CONNECTIONS false")
         # An environment's database must never stay closed: if an earlier clone died after closing it,
         # its "previous" state reads false, so environments (names without "_") always reopen.
         # Platform-internal databases (oo_*, e.g. templates kept closed on purpose) keep their state.
@@ -170,7 +288,32 @@ class Postgres:
                         {"source": src, "target": dst}) from exc
         finally:
             self._restore_connections(src, reopen)
+        self._open_secured(dst, owner)
         return time.monotonic() - started
+
+    def create(self, db: str, owner: str | None = None) -> None:
+        """A new empty database owned by `owner` (None: the platform's admin role), reachable by `owner` alone
+        from the start: it is created closed and opened only once secure_database has run."""
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db))
+        if owner:
+            stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        try:
+            with self.connect() as conn:
+                conn.execute(stmt + sql.SQL(" ALLOW_CONNECTIONS false"))
+        except psycopg.Error as exc:
+            raise OdooOpsError("DB_CREATE_FAILED", f"PostgreSQL refused to create database {db}: {str(exc).strip()}",
+                               "fix the cause named above (name taken? owner role missing? disk space?) and retry",
+                               {"database": db}) from exc
+        self._open_secured(db, owner)
+
+    def _open_secured(self, db: str, owner: str | None) -> None:
+        """Secure a just-made (closed) database for `owner`, then open it; on failure it is dropped."""
+        try:
+            self.secure_database(db, owner)
+            self.allow_connections(db, True)
+        except BaseException:
+            self._drop_quietly(db)
+            raise
 
     def _restore_connections(self, db: str, allowed: bool) -> None:
         """Put ALLOW_CONNECTIONS back, retrying briefly: the server may be coming back from a restart."""
@@ -190,8 +333,10 @@ class Postgres:
             self.drop(db)
 
     def drop(self, db: str) -> None:
+        """Drop a database (terminating its sessions) and its access role, if secure_database made one."""
         with self.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        self.drop_access_role(db)
 
     def rename(self, old: str, new: str, wait_s: float = 10) -> None:
         """Rename a database, terminating its sessions first (RENAME refuses while any is connected)."""
@@ -202,7 +347,7 @@ class Postgres:
             try:
                 with self.connect() as conn:
                     conn.execute(stmt)
-                return
+                break
             except pgerrors.ObjectInUse as exc:
                 if time.monotonic() >= deadline:
                     raise OdooOpsError("DB_BUSY", f"database {old} still has sessions; cannot rename it to {new}",
@@ -212,6 +357,21 @@ class Postgres:
             except psycopg.Error as exc:
                 raise OdooOpsError("DB_RENAME_FAILED", f"cannot rename database {old} to {new}: {str(exc).strip()}",
                                    f"check that {old} exists and {new} does not", {"database": old}) from exc
+        self._move_access_role(old, new)
+
+    def _move_access_role(self, old: str, new: str) -> None:
+        """The ACL moves with a renamed database; its access role (named after it) follows the new name, or
+        goes when a role of the new name already owns the way in (a scratch copy renamed to its environment)."""
+        with self.connect() as conn, conn.transaction():
+            if not self._is_access_role(conn, old):
+                return
+            if self._is_access_role(conn, new):
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(new)))  # stale: its database was gone
+            taken = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (new,)).fetchone()
+            if taken is None:
+                conn.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+            else:
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(old)))
 
     # ------------------------------------------------------------------ ownership
 
