@@ -1,4 +1,7 @@
-"""Backups: pg_dump plus filestore, content-addressed in an object store, described by a manifest written last."""
+"""Backups: pg_dump plus filestore, content-addressed in an object store, described by a manifest written last.
+
+Every part and the manifest are sealed with the backup key (data.backup_crypto: AES-256-GCM, streamed);
+backups written before that (plain objects under objects/sha256/, a JSON manifest) still restore."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import secrets as pysecrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,15 +20,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.retention import plan_retention
+from reconciler.data.backup_crypto import (
+    OBJECT_CONTEXT,
+    SCHEME,
+    BackupKey,
+    SealBroken,
+    SealKeyMismatch,
+    default_backup_key_file,
+    is_sealed,
+    manifest_context,
+    unseal,
+)
 from reconciler.errors import OdooOpsError
-from reconciler.executors.storage import ObjectStore, disk_full, store_for
+from reconciler.executors.storage import LocalStore, ObjectStore, disk_full, store_for
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
 
 SCHEMA = "odooops/backup/v1"
-OBJECTS = "objects/sha256/"
+OBJECTS = "objects/sha256/"  # plain objects named by their SHA-256 (backups from before encryption)
+SEALED = "objects/aes256gcm/"  # sealed objects named by BackupKey.object_name
+REFUSE_PLAIN_ENV = "ODOOOPS_BACKUP_REFUSE_UNENCRYPTED"
 _CHUNK = 1 << 20
 _ID_TIME = "%Y-%m-%d-%H-%M-%S"
 DEFAULT_RETENTION: dict[str, dict[str, int]] = {
@@ -46,7 +62,26 @@ def store_lock(ctx: DataContext, exclusive: bool) -> Iterator[None]:
 
 
 def object_key(sha256: str) -> str:
+    """Where a plain (pre-encryption) object with this SHA-256 lives."""
     return f"{OBJECTS}{sha256[:2]}/{sha256}"
+
+
+def sealed_key(key: BackupKey, sha256: str) -> str:
+    """Where the sealed object holding content with this SHA-256 lives."""
+    name = key.object_name(sha256)
+    return f"{SEALED}{name[:2]}/{name}"
+
+
+def part_key(part: dict[str, Any]) -> str:
+    """The store key of a manifest's part (`dump`, or a `files` entry): sealed parts name their object."""
+    return str(part.get("object") or object_key(part["sha256"]))
+
+
+def backup_key(host: Any, store: ObjectStore | None = None, *, create: bool = False) -> BackupKey:
+    """The backup key ($ODOOOPS_BACKUP_KEY_FILE, default ~/.config/odooops/backup.key), never inside the
+    state directory or a local backup store. create=True (a backup) makes it on first use."""
+    outside = [Path(host.state_dir)] + ([store.root] if isinstance(store, LocalStore) else [])
+    return BackupKey.from_file(default_backup_key_file(), create=create, outside=outside)
 
 
 def manifest_key(env: str, backup_id: str) -> str:
@@ -94,7 +129,11 @@ class Manifest:
         return datetime.fromisoformat(self.created_at)
 
     def object_keys(self) -> set[str]:
-        return {object_key(self.dump["sha256"])} | {object_key(f["sha256"]) for f in self.files.values()}
+        return {part_key(self.dump)} | {part_key(f) for f in self.files.values()}
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self.extra.get("encryption"))
 
 
 def new_backup_id(now: datetime | None = None) -> str:
@@ -133,8 +172,9 @@ def database_facts(ctx: DataContext, db: str) -> dict[str, Any]:
             "odoo_version": ".".join(base.split(".")[:2]), "uuid": row[0] if row else None}
 
 
-def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str]) -> dict[str, Any]:
-    """pg_dump -Fc streamed through SHA-256 into a staging file, then stored under its hash."""
+def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str], key: BackupKey) -> dict[str, Any]:
+    """pg_dump -Fc streamed through SHA-256 and the sealer into a staging file (only ciphertext touches the
+    disk), then stored under the keyed name of its plaintext hash."""
     cmd = [ctx.host.pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-acl", "--dbname", db]
     h = hashlib.sha256()
     size = 0
@@ -143,10 +183,12 @@ def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str]) -> 
         assert proc.stdout is not None and proc.stderr is not None
         try:
             with open(tmp, "wb") as out:
+                sealer = key.sealer(out, OBJECT_CONTEXT)
                 for chunk in iter(lambda: proc.stdout.read(_CHUNK), b""):  # type: ignore[union-attr]
                     h.update(chunk)
                     size += len(chunk)
-                    out.write(chunk)
+                    sealer.write(chunk)
+                stored = sealer.close()
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:
@@ -161,11 +203,12 @@ def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str]) -> 
                                f"{err.strip()[-500:]}", "fix the cause named above (is PostgreSQL up? "
                                "bash scripts/services.sh status) and run the backup again", {"database": db})
         digest = h.hexdigest()
-        key = object_key(digest)
-        if not store.exists(key):
-            store.put_file(key, tmp, move=True)
-            created.append(key)
-    return {"sha256": digest, "size": size, "format": "pg_dump-custom", "key": key}
+        obj = sealed_key(key, digest)
+        if not store.exists(obj):
+            store.put_file(obj, tmp, move=True)
+            created.append(obj)
+    return {"sha256": digest, "size": size, "format": "pg_dump-custom", "key": obj, "object": obj,
+            "sealed": SCHEME, "stored_size": stored}
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
@@ -178,24 +221,44 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             yield path.relative_to(root).as_posix(), path
 
 
-def _filestore(store: ObjectStore, root: Path, created: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
+def _seal_file(store: ObjectStore, path: Path, key: BackupKey, created: list[str]) -> tuple[str, int, str]:
+    """Seal one file into a staging file, hashing what was sealed, and store it: (sha256, size, object)."""
+    h = hashlib.sha256()
+    size = 0
+    with store.staging_file(".obj") as tmp:
+        with open(path, "rb") as src, open(tmp, "wb") as out:
+            sealer = key.sealer(out, OBJECT_CONTEXT)
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                h.update(chunk)
+                size += len(chunk)
+                sealer.write(chunk)
+            sealer.close()
+        digest = h.hexdigest()
+        obj = sealed_key(key, digest)
+        if not store.exists(obj):
+            store.put_file(obj, tmp, move=True)
+            created.append(obj)
+    return digest, size, obj
+
+
+def _filestore(store: ObjectStore, root: Path, created: list[str], key: BackupKey
+               ) -> tuple[dict[str, dict[str, Any]], int]:
     """Every file stored once by content; returns the file map and the bytes actually uploaded."""
-    existing = set(store.list(OBJECTS))
+    existing = set(store.list(SEALED))
     files: dict[str, dict[str, Any]] = {}
     new_bytes = 0
     for rel, path in _walk(root):
         try:
             digest, size = sha256_file(path), path.stat().st_size
+            obj = sealed_key(key, digest)
+            if obj not in existing:
+                # Hashed again while sealed: the object's name always matches what it holds.
+                digest, size, obj = _seal_file(store, path, key, created)
+                new_bytes += size
         except FileNotFoundError:
             continue  # Odoo's garbage collection removed it after the dump: the dump no longer needs it
-        files[rel] = {"sha256": digest, "size": size}
-        key = object_key(digest)
-        if key in existing:
-            continue
-        store.put_file(key, path)
-        existing.add(key)
-        created.append(key)
-        new_bytes += size
+        files[rel] = {"sha256": digest, "size": size, "object": obj, "sealed": SCHEME}
+        existing.add(obj)
     return files, new_bytes
 
 
@@ -216,25 +279,26 @@ def create_backup(ctx: DataContext, env: str, *, reason: str = "manual", commit:
     started = time.monotonic()
     entry = ctx.entry(env)
     store = store_for(ctx.host, ctx.secrets)
+    key = backup_key(ctx.host, store, create=True)
     spec = entry.get("container_spec") or {}
     image = (spec.get("containers") or [{}])[0].get("image") or (entry.get("settings") or {}).get("image", "")
     backup_id = new_backup_id(datetime.now(UTC))
     created: list[str] = []
     with store_lock(ctx, exclusive=False):
-        return _create(ctx, env, store, entry, backup_id, reason, commit, image, created, started)
+        return _create(ctx, env, store, key, entry, backup_id, reason, commit, image, created, started)
 
 
-def _create(ctx: DataContext, env: str, store: ObjectStore, entry: dict[str, Any], backup_id: str, reason: str,
-            commit: str | None, image: str, created: list[str], started: float) -> Manifest:
+def _create(ctx: DataContext, env: str, store: ObjectStore, key: BackupKey, entry: dict[str, Any], backup_id: str,
+            reason: str, commit: str | None, image: str, created: list[str], started: float) -> Manifest:
     # Microseconds order two backups taken within one second (their ids differ only by the random suffix).
     created_at = datetime.now(UTC)
     try:
         _check_space(ctx, store, env)
         facts = database_facts(ctx, env)
         phase(f"dumping the database of {env}")
-        dump = _dump(ctx, store, env, created)
+        dump = _dump(ctx, store, env, created, key)
         phase(f"storing the filestore of {env}")
-        files, new_files = _filestore(store, ctx.host.filestore_dir(env), created)
+        files, new_files = _filestore(store, ctx.host.filestore_dir(env), created, key)
         phase("writing the manifest")
         fs_bytes = sum(f["size"] for f in files.values())
         manifest = Manifest(
@@ -244,8 +308,9 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, entry: dict[str, Any
             modules=facts["modules"], database_uuid=facts["uuid"], dump=dump, files=files,
             sizes={"dump": dump["size"], "filestore": fs_bytes, "files": len(files), "total": dump["size"] + fs_bytes,
                    "new_bytes": (dump["size"] if dump["key"] in created else 0) + new_files},
-            seconds=round(time.monotonic() - started, 3))
-        store.put_bytes(manifest_key(env, backup_id), json.dumps(manifest.to_json(), indent=1).encode())
+            seconds=round(time.monotonic() - started, 3),
+            extra={"encryption": {"scheme": SCHEME, "key_id": key.id}})
+        save_manifest(store, key, env, backup_id, manifest.to_json())
     except BaseException:
         # No manifest references what this backup stored: remove it so nothing partial stays behind.
         for key in created:
@@ -255,13 +320,76 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, entry: dict[str, Any
     return manifest
 
 
-def load_manifest(store: ObjectStore, env: str, backup_id: str) -> Manifest:
+def save_manifest(store: ObjectStore, key: BackupKey, env: str, backup_id: str, doc: dict[str, Any]) -> None:
+    """The manifest sealed and bound to its own key in the store."""
+    name = manifest_key(env, backup_id)
+    store.put_bytes(name, key.seal_bytes(json.dumps(doc, indent=1).encode(), manifest_context(name)))
+
+
+def load_manifest(store: ObjectStore, env: str, backup_id: str, key: BackupKey | None = None) -> Manifest:
+    """A sealed manifest is opened with the backup key (`key`, else the configured key file); a plain JSON
+    one is a backup from before encryption, read as it is unless $ODOOOPS_BACKUP_REFUSE_UNENCRYPTED=1."""
+    name = manifest_key(env, backup_id)
+    raw = store.get_bytes(name)
+    if is_sealed(raw):
+        key = key or BackupKey.from_file(default_backup_key_file(), create=False)
+        try:
+            raw = key.open_bytes(raw, manifest_context(name))
+        except SealKeyMismatch as exc:
+            raise key_mismatch(env, backup_id, exc) from None
+        except SealBroken as exc:
+            raise OdooOpsError("BACKUP_CORRUPT", f"the manifest of backup {backup_id} of {env} ({name}) fails "
+                               f"authentication: {exc}", f"use another backup: odooops db backups {env}; and "
+                               "check who can write the backup store", {"part": "manifest", "key": name}) from None
+    elif os.environ.get(REFUSE_PLAIN_ENV) == "1":
+        raise OdooOpsError("BACKUP_UNENCRYPTED_REFUSED", f"backup {backup_id} of {env} is not encrypted and "
+                           f"{REFUSE_PLAIN_ENV}=1 refuses unencrypted backups",
+                           f"unset {REFUSE_PLAIN_ENV} to restore a backup from before encryption (its manifest "
+                           "is not authenticated: anyone who could write the store could have written it)",
+                           {"part": "manifest", "key": name})
     try:
-        doc = json.loads(store.get_bytes(manifest_key(env, backup_id)))
+        doc = json.loads(raw)
     except ValueError as exc:
         raise OdooOpsError("BACKUP_CORRUPT", f"the manifest of backup {backup_id} of {env} is not valid JSON",
                            f"use another backup: odooops db backups {env}", {"part": "manifest"}) from exc
     return Manifest.from_json(doc)
+
+
+def reading_key(m: Manifest) -> BackupKey | None:
+    """The backup key when any part of m is sealed (None for a backup from before encryption)."""
+    if m.dump.get("sealed") or any(f.get("sealed") for f in m.files.values()):
+        return BackupKey.from_file(default_backup_key_file(), create=False)
+    return None
+
+
+def read_part(store: ObjectStore, part: dict[str, Any], write: Callable[[bytes], Any], key: BackupKey | None) -> str:
+    """Stream one part (`dump` or a `files` entry) out of the store into write(), decrypted and authenticated
+    chunk by chunk when sealed; returns the SHA-256 of what was written (the caller compares it with part's).
+    Raises SealBroken / SealKeyMismatch, or BACKUP_OBJECT_MISSING."""
+    h = hashlib.sha256()
+
+    def sink(data: bytes) -> None:
+        h.update(data)
+        write(data)
+
+    with store.open_read(part_key(part)) as src:
+        if part.get("sealed"):
+            if key is None:
+                raise SealBroken("it is sealed and no backup key was given")
+            unseal(key, src.read, sink, OBJECT_CONTEXT)
+        else:
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                sink(chunk)
+    return h.hexdigest()
+
+
+def key_mismatch(env: str, backup_id: str, exc: SealKeyMismatch) -> OdooOpsError:
+    return OdooOpsError(
+        "BACKUP_KEY_MISMATCH", f"backup {backup_id} of {env} was encrypted with backup key {exc.found}; the key "
+        f"file {default_backup_key_file()} holds key {exc.expected}",
+        "point ODOOOPS_BACKUP_KEY_FILE at the key these backups were written with (restore it from your key "
+        "backup); nothing was restored", {"backup": backup_id, "found_key_id": exc.found,
+                                          "expected_key_id": exc.expected})
 
 
 def backup_ids(store: ObjectStore, env: str) -> list[str]:
@@ -319,7 +447,7 @@ def prune(ctx: DataContext, env: str, now: datetime, policy: dict[str, int] | No
 def sweep(store: ObjectStore) -> list[str]:
     """Mark every object referenced by any manifest of any environment, then delete the rest."""
     # Call it under store_lock(exclusive=True): a running backup's objects have no manifest yet.
-    objects = store.list(OBJECTS)
+    objects = store.list("objects/")
     marked: set[str] = set()
     for key in store.list("backups/"):
         if key.endswith(".json"):
@@ -349,11 +477,12 @@ def record_verification(ctx: DataContext, env: str, backup_id: str, result: dict
     last 24 hours; copies of production come from verified backups) and, when it is env's newest
     verified backup, in env's state entry, where the plan reads it. Returns {"verified_at", "verification"}."""
     store = store_for(ctx.host, ctx.secrets)
-    m = load_manifest(store, env, backup_id)
+    key = backup_key(ctx.host, store, create=True)
+    m = load_manifest(store, env, backup_id, key)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     verification = {k: result[k] for k in ("ok", "modules", "base_version", "bytes", "seconds") if k in result}
     doc = {**m.to_json(), "verified_at": now, "verification": verification}
-    store.put_bytes(manifest_key(env, m.id), json.dumps(doc, indent=1).encode())
+    save_manifest(store, key, env, m.id, doc)
     if verification.get("ok") is True:
         known = (ctx.store.entries().get(env) or {}).get("verified_backup") or {}
         created = m.created.timestamp()
@@ -380,5 +509,6 @@ def newest_verified(ctx: DataContext, env: str, max_age_s: float, now: datetime 
     return None
 
 
-__all__ = ["Manifest", "backup_ids", "create_backup", "id_time", "is_verified", "list_backups", "load_manifest",
-           "newest_verified", "prune", "record_verification", "resolve", "sweep", "verify_backup"]
+__all__ = ["Manifest", "backup_ids", "backup_key", "create_backup", "id_time", "is_verified", "list_backups",
+           "load_manifest", "newest_verified", "prune", "read_part", "reading_key", "record_verification", "resolve",
+           "sweep", "verify_backup"]

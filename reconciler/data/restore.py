@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core.copy_guard import masking_reason, target_untrusted
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.admin_password import ensure_admin_password
-from reconciler.data.backup import Manifest, database_facts, load_manifest, object_key, pg_environ, resolve, sha256_file
+from reconciler.data.backup import (
+    Manifest,
+    database_facts,
+    key_mismatch,
+    load_manifest,
+    part_key,
+    pg_environ,
+    read_part,
+    reading_key,
+    resolve,
+)
+from reconciler.data.backup_crypto import BackupKey, SealBroken, SealKeyMismatch
 from reconciler.data.scratch import scratch_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, store_for
@@ -56,40 +67,43 @@ def _temp_file(tmp: Path) -> Path:
     return Path(name)
 
 
-def _fetch(store: ObjectStore, m: Manifest, part: str, sha256: str, dest: Path | None, tmp: Path,
-           link: bool) -> Path:
-    """Make the object available as a file (dest, or a temp file) and check its SHA-256."""
-    key = object_key(sha256)
-    local = store.local_path(key)
-    if local is None and not store.exists(key):
-        raise _corrupt(m.env, m.id, part, key, "is missing from the store")
-    target = dest or (_temp_file(tmp) if local is None else local)
-    if dest is not None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if local is not None and link:
-            try:
-                os.link(local, dest)  # same file system: no copy (Odoo never writes a filestore file in place)
-            except OSError:
-                shutil.copyfile(local, dest)
-        elif local is not None:
-            shutil.copyfile(local, dest)
-    if local is None:
-        store.get_file(key, target)
-    got = sha256_file(target)
-    if got != sha256:
-        raise _corrupt(m.env, m.id, part, key, f"has SHA-256 {got[:12]}…, the manifest says {sha256[:12]}…")
-    return target
+def _fetch(store: ObjectStore, m: Manifest, part: str, entry: dict[str, Any], dest: Path | None,
+           key: BackupKey | None) -> None:
+    """Stream one part out of the store into dest (None: only checked), decrypting and authenticating a sealed
+    one, then check its SHA-256. Always a copy: a hardlink into a filestore would share its inode's mode and
+    owner with the live files (Odoo's user, 0644), opening the store's object to them."""
+    obj = part_key(entry)
+    try:
+        if dest is None:
+            digest = read_part(store, entry, lambda _data: None, key)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as out:
+                digest = read_part(store, entry, out.write, key)
+    except OdooOpsError as exc:
+        if exc.code == "BACKUP_OBJECT_MISSING":
+            raise _corrupt(m.env, m.id, part, obj, "is missing from the store") from None
+        raise
+    except SealKeyMismatch as exc:
+        raise key_mismatch(m.env, m.id, exc) from None
+    except SealBroken as exc:
+        raise _corrupt(m.env, m.id, part, obj, f"is refused: {exc}; it was changed after the backup wrote it") from None
+    if digest != entry["sha256"]:
+        raise _corrupt(m.env, m.id, part, obj,
+                       f"has SHA-256 {digest[:12]}…, the manifest says {entry['sha256'][:12]}… (checksum mismatch)")
 
 
 def check_and_fetch(store: ObjectStore, m: Manifest, tmp: Path, filestore: Path | None = None,
                     link: bool = True) -> Path:
-    """Check every part's checksum; returns the dump file. With `filestore`, the files are placed there."""
+    """Check every part (authenticated decryption, then SHA-256); returns the dump, decrypted into a file in
+    tmp for pg_restore. With `filestore`, the files are written there. `link` is accepted for callers and
+    ignored: parts are always copied out (see _fetch), never hardlinked."""
+    key = reading_key(m)
     for rel, f in sorted(m.files.items()):
-        dest = filestore / rel if filestore is not None else None
-        path = _fetch(store, m, f"filestore file {rel}", f["sha256"], dest, tmp, link)
-        if dest is None and path.parent == tmp:
-            path.unlink()
-    return _fetch(store, m, "database dump", m.dump["sha256"], None, tmp, link)
+        _fetch(store, m, f"filestore file {rel}", f, filestore / rel if filestore is not None else None, key)
+    dump = _temp_file(tmp)
+    _fetch(store, m, "database dump", m.dump, dump, key)
+    return dump
 
 
 def pg_restore(ctx: DataContext, dump: Path, db: str, owner: str | None, jobs: int = 1) -> None:

@@ -1,16 +1,18 @@
-"""Object stores for backups: a local directory (atomic writes) or an S3 bucket through boto3."""
+"""Object stores for backups: a local directory (atomic writes, 0600 files in 0700 directories) or an S3
+bucket through boto3."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from reconciler.errors import OdooOpsError
 
@@ -56,6 +58,10 @@ class ObjectStore(ABC):
     def get_bytes(self, key: str) -> bytes: ...
 
     @abstractmethod
+    def open_read(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A stream of the object's bytes (read(n)), for parts too big to hold in memory."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
@@ -87,7 +93,8 @@ class ObjectStore(ABC):
 
 
 class LocalStore(ObjectStore):
-    """A directory; every write goes to a temp file, is fsynced, then renamed into place."""
+    """A directory; every write goes to a temp file, is fsynced, then renamed into place. Files are 0600 and
+    the directories it creates 0700: backups are production's data, for the platform's user alone."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -96,9 +103,21 @@ class LocalStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    @staticmethod
+    def _make_dirs(path: Path) -> None:
+        """Like mkdir -p, with mode 0700 on every directory it creates (Path.mkdir applies the mode to the
+        last one only)."""
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for d in reversed(missing):
+            with suppress(FileExistsError):
+                d.mkdir(mode=0o700)
+
     def _tmp_dir(self) -> Path:
         tmp = self.root / ".tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(tmp)
         return tmp
 
     @contextmanager
@@ -112,7 +131,8 @@ class LocalStore(ObjectStore):
 
     def _commit(self, tmp: Path, key: str) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(dest.parent)
+        os.chmod(tmp, 0o600)
         os.replace(tmp, dest)
         # The rename is durable only once the directory entry is on disk.
         dir_fd = os.open(dest.parent, os.O_RDONLY)
@@ -166,6 +186,11 @@ class LocalStore(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         return self._existing(key).read_bytes()
 
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        with open(self._existing(key), "rb") as fh:
+            yield fh
+
     def _existing(self, key: str) -> Path:
         path = self._path(key)
         if not path.is_file():
@@ -201,7 +226,7 @@ class LocalStore(ObjectStore):
         return path if path.is_file() else None
 
     def free_bytes(self) -> int | None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(self.root)
         return shutil.disk_usage(self.root).free
 
     @contextmanager
@@ -294,6 +319,16 @@ class S3Store(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         with self._call("get", key):
             return bytes(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
+
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        with self._call("get", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        try:
+            with self._call("read", key):
+                yield body
+        finally:
+            body.close()
 
     def exists(self, key: str) -> bool:
         try:

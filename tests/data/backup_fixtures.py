@@ -74,6 +74,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, services_env: dict[str, s
     tmp = tmp_path_factory.mktemp("deployed")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ODOOOPS_SECRET_KEY_FILE", str(tmp / "secret.key"))
+        mp.setenv("ODOOOPS_BACKUP_KEY_FILE", str(tmp / "keys" / "backup.key"))
         work = tmp / "project"
         build_example(work, bare=False, oca_dest=tmp / "oca-web.git")
         branch = f"feature/b{uuid.uuid4().hex[:8]}"

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler.data.backup import (
+    backup_key,
     create_backup,
     list_backups,
     load_manifest,
     manifest_key,
-    object_key,
+    part_key,
+    read_part,
+    reading_key,
     resolve,
+    save_manifest,
     sha256_file,
     verify_backup,
 )
@@ -42,22 +45,24 @@ def test_backup_manifest_checksums_dedupe_list_and_verify(deployed: dict[str, An
     fs_root = ctx.host.filestore_dir(env)
     assert first.files, "the stand-in stores attachments: the backup must hold filestore files"
     assert set(first.files) == {str(p.relative_to(fs_root)) for p in fs_root.rglob("*") if p.is_file()}
-    # every part's object exists and hashes to what the manifest says
-    dump_obj = store.local_path(object_key(first.dump["sha256"]))
-    assert dump_obj is not None and sha256_file(dump_obj) == first.dump["sha256"]
-    assert dump_obj.stat().st_size == first.dump["size"] == first.sizes["dump"]
+    # every part's object exists and decrypts to what the manifest says
+    key = reading_key(first)
+    dump_obj = store.local_path(part_key(first.dump))
+    assert dump_obj is not None and read_part(store, first.dump, lambda _b: None, key) == first.dump["sha256"]
+    assert first.dump["size"] == first.sizes["dump"] and dump_obj.stat().st_size == first.dump["stored_size"]
     for rel, f in first.files.items():
-        path = store.local_path(object_key(f["sha256"]))
-        assert path is not None and sha256_file(path) == f["sha256"] == sha256_file(fs_root / rel)
+        path = store.local_path(part_key(f))
+        assert path is not None
+        assert read_part(store, f, lambda _b: None, key) == f["sha256"] == sha256_file(fs_root / rel)
     assert first.odoo_version == "19.0" and first.base_version.startswith("19.0.")
     assert "base" in first.modules and first.database_uuid and first.commit and first.tier == "ephemeral"
-    assert json.loads(store.get_bytes(manifest_key(env, first.id)))["id"] == first.id
+    assert load_manifest(store, env, first.id).id == first.id
 
     objects_before = set(store.list("objects/"))
     second = create_backup(ctx, env, reason="schedule")
     new_objects = set(store.list("objects/")) - objects_before
     # unchanged filestore files are stored once: only the (time-stamped) dump is new
-    assert new_objects <= {object_key(second.dump["sha256"])}
+    assert new_objects <= {part_key(second.dump)}
     assert second.sizes["new_bytes"] <= second.dump["size"] and second.files == first.files
 
     assert [m.id for m in list_backups(ctx, env)] == [second.id, first.id]
@@ -82,16 +87,16 @@ def test_truncated_dump_is_corrupt_and_nothing_is_left(deployed: dict[str, Any])
     ctx, env = deployed["ctx"], deployed["env"]
     store = store_for(ctx.host, ctx.secrets)
     m = create_backup(ctx, env)
-    path = store.local_path(object_key(m.dump["sha256"]))
+    path = store.local_path(part_key(m.dump))
     assert path is not None
     with open(path, "r+b") as fh:
-        fh.truncate(m.dump["size"] // 2)
+        fh.truncate(m.dump["stored_size"] // 2)
     before = scratch_dbs(ctx)
     for attempt in (lambda: verify_backup(ctx, env, m.id), lambda: restore_to_scratch(ctx, env, m.id, env)):
         with pytest.raises(OdooOpsError) as err:
             attempt()
         assert err.value.code == "BACKUP_CORRUPT" and err.value.details["part"] == "database dump"
-        assert m.dump["sha256"] in err.value.message
+        assert part_key(m.dump) in err.value.message and "fails authentication" in err.value.message
     assert scratch_dbs(ctx) == before
     assert not [p for p in ctx.host.filestore_dir(env).parent.iterdir() if p.name.startswith((".oo_", "oo_"))]
     assert ctx.pg.exists(env)
@@ -102,7 +107,7 @@ def test_backup_from_another_odoo_version_is_refused(deployed: dict[str, Any]) -
     store = store_for(ctx.host, ctx.secrets)
     m = create_backup(ctx, env)
     doc = dict(m.to_json(), odoo_version="17.0", base_version="17.0.1.3")
-    store.put_bytes(manifest_key(env, m.id), json.dumps(doc).encode())
+    save_manifest(store, backup_key(ctx.host, store), env, m.id, doc)
     assert load_manifest(store, env, m.id).odoo_version == "17.0"
     before = scratch_dbs(ctx)
     with pytest.raises(OdooOpsError) as err:
@@ -152,8 +157,8 @@ def test_backup_verify_and_restore_through_s3(deployed: dict[str, Any], s3_endpo
     assert isinstance(store, S3Store)
     m = create_backup(s3, env)
     keys = store.list()
-    assert manifest_key(env, m.id) in keys and object_key(m.dump["sha256"]) in keys
-    assert all(object_key(f["sha256"]) in keys for f in m.files.values())
+    assert manifest_key(env, m.id) in keys and part_key(m.dump) in keys
+    assert all(part_key(f) in keys for f in m.files.values())
     assert [b.id for b in list_backups(s3, env)] == [m.id]
     assert verify_backup(s3, env, m.id)["ok"]
     entry = ctx.entry(env)
@@ -174,8 +179,8 @@ def test_backup_verify_and_restore_through_s3(deployed: dict[str, Any], s3_endpo
         shutil.rmtree(filestore, ignore_errors=True)
 
 
-def test_flipped_filestore_byte_is_a_checksum_mismatch(deployed: dict[str, Any]) -> None:
-    """Same size, one byte changed: only the SHA-256 can tell, and it does before anything is restored."""
+def test_flipped_filestore_byte_is_refused(deployed: dict[str, Any]) -> None:
+    """Same size, one byte changed: the object's authentication fails before anything is restored."""
     ctx, env = deployed["ctx"], deployed["env"]
     attachment = ctx.host.filestore_dir(env) / "ab" / "odooops-test-attachment"
     attachment.parent.mkdir(parents=True, exist_ok=True)
@@ -185,17 +190,16 @@ def test_flipped_filestore_byte_is_a_checksum_mismatch(deployed: dict[str, Any])
     finally:
         attachment.unlink()
     info = next(v for k, v in m.files.items() if k.endswith("odooops-test-attachment"))
-    path = store_for(ctx.host, ctx.secrets).local_path(object_key(info["sha256"]))
+    path = store_for(ctx.host, ctx.secrets).local_path(part_key(info))
     assert path is not None
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert path.stat().st_size == info["size"]
     before = scratch_dbs(ctx)
     with pytest.raises(OdooOpsError) as err:
         restore_to_scratch(ctx, env, m.id, env)
-    assert err.value.code == "BACKUP_CORRUPT" and info["sha256"] in err.value.message
-    assert "checksum" in err.value.message.lower() or "sha-256" in err.value.message.lower(), err.value.message
+    assert err.value.code == "BACKUP_CORRUPT" and part_key(info) in err.value.message
+    assert "fails authentication" in err.value.message, err.value.message
     assert scratch_dbs(ctx) == before
     assert not [p for p in ctx.host.filestore_dir(env).parent.iterdir() if p.name.startswith((".oo_", "oo_"))]
 

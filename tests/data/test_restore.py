@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.data.backup import create_backup, list_backups, object_key, prune
+from reconciler.data.backup import create_backup, list_backups, part_key, prune
 from reconciler.data.restore import restore, restore_to_scratch
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import store_for
@@ -100,7 +100,7 @@ def test_prune_keeps_the_newest_and_sweeps_unreferenced_objects(deployed: dict[s
     assert [b.id for b in list_backups(ctx, env)] == [newest.id]
     # exactly the newest manifest's objects remain
     assert set(store.list("objects/")) == newest.object_keys()
-    assert object_key(newest.dump["sha256"]) in store.list("objects/")
+    assert part_key(newest.dump) in store.list("objects/")
 
 
 def test_restore_into_a_non_production_env_is_neutralized(deployed: dict[str, Any]) -> None:
