@@ -19,6 +19,7 @@ from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import export_tree
+from reconciler.executors.docker_runtime import ODOO_USER
 from reconciler.sources.git import GitSource
 
 
@@ -63,25 +64,9 @@ def prepare_host_once(host: HostSettings, progress: Callable[[str, str, str, str
 
 
 def image_owner(runtime: Any, host: HostSettings, image_id: str) -> str:
-    """uid:gid of the image's user (the Odoo process writes the filestore as this user)."""
-    cache_file = host.state_dir / "images.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if image_id in cache:
-        return str(cache[image_id])
-    out = []
-    for flag in ("-u", "-g"):
-        raw = runtime.client.containers.run(image_id, [flag], entrypoint="id", remove=True, network_mode="none")
-        out.append(raw.decode().strip())
-    owner = ":".join(out)
-    if not all(part.isdigit() for part in out):
-        raise OdooOpsError("IMAGE_USER_UNKNOWN", f"cannot read the user of image {image_id[:19]} ({owner!r})",
-                           "use an image built like odoo:<version> (USER odoo, with the id command)")
-    cache[image_id] = owner
-    write_atomic(cache_file, json.dumps(cache, indent=1, sort_keys=True) + "\n", 0o600, dir_mode=0o777)
-    return owner
+    """uid:gid the Odoo containers run as and own their files by: the platform's own (ODOO_USER), whatever
+    user the image names (the official image's uid 101 is a host account, `postgres`, on Debian)."""
+    return ODOO_USER
 
 
 def rewrite_url(host: HostSettings, url: str) -> str:

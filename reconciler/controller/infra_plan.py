@@ -10,20 +10,15 @@ from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
+from reconciler.executors.docker_runtime import ODOO_USER
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 
-# uid:gid of the odoo user in the official image; apply reads the real one from the image.
-DEFAULT_OWNER = "101:101"
 _PLAN_ONLY_PASSWORD = "plan-only-placeholder-never-applied"
 
 
 def _owner(host: HostSettings) -> str:
-    try:
-        owners = set(json.loads((host.state_dir / "images.json").read_text()).values())
-    except (OSError, ValueError):
-        owners = set()
-    return owners.pop() if len(owners) == 1 else DEFAULT_OWNER
+    return ODOO_USER  # what apply owns an environment's files by (controller.files.image_owner)
 
 
 def terraform_summaries(project: Project, host: HostSettings, outcome: PlanOutcome) -> dict[str, dict[str, Any]]:

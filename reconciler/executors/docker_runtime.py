@@ -33,6 +33,15 @@ _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 # A replacement started beside the container it replaces (blue/green) carries this suffix until promoted.
 NEXT = "-next"
 _UNREACHABLE_FIX = "start dockerd (bash scripts/services.sh start) or point DOCKER_HOST at a running engine"
+# The uid:gid Odoo runs as, whatever user the image names: no host account has it (Debian's useradd hands
+# out at most 60000), so a process that escapes its container owns no file of a host user (the official
+# image's uid 101 is `postgres` on a Debian host). The filestore and odoo.conf are owned by it.
+ODOO_USER = "61000:61000"
+# Every container runs with these: no capabilities (Odoo binds ports above 1024 and needs none), no
+# privilege gain through setuid files, and a read-only root file system. Odoo writes its data directory
+# (a mount) and temporary files (uploads, reports, tests): /tmp is a tmpfs, counted in the memory limit.
+HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True,
+                             "tmpfs": {"/tmp": "rw,nosuid,nodev,mode=1777"}}
 
 
 @dataclass(frozen=True)
@@ -365,7 +374,9 @@ class DockerRuntime:
         """Everything that shapes the container, with the image resolved to its id."""
         return {"container": {k: v for k, v in c.items() if k != "name"},
                 "image_id": self.image_id(c["image"]), "network": spec["network"],
-                "volumes": spec["volumes"], "tier": spec["labels"][L_TIER]}
+                "volumes": spec["volumes"], "tier": spec["labels"][L_TIER],
+                # A release that hardens containers further replaces running ones at their next ensure.
+                "hardening": HARDENING}
 
     def image_id(self, ref: str) -> str:
         try:
@@ -400,10 +411,13 @@ class DockerRuntime:
             "environment": c.get("environment", {}), "mounts": mounts, "network": spec["network"],
             "init": True,  # PID 1 must forward SIGTERM and reap zombies; python does neither
             "pids_limit": c.get("pids_limit", 4096),
-            "security_opt": ["no-new-privileges"],
+            **{k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+               for k, v in HARDENING.items()},
             "extra_hosts": c.get("extra_hosts") or None,
             "log_config": LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"}),
         }
+        if c.get("user"):
+            kwargs["user"] = c["user"]
         if c.get("cpus"):
             kwargs["nano_cpus"] = round(c["cpus"] * 1e9)
         if c.get("memory_bytes"):

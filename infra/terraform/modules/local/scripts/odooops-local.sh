@@ -232,7 +232,9 @@ fs_create() {
   if [ -n "${OO_FILESTORE_OWNER:-}" ]; then
     case "$OO_FILESTORE_OWNER" in
       *[!0-9:]*|:*|*:|*:*:*) die "OO_FILESTORE_OWNER must be UID:GID" ;;
-      *:*) chown -- "$OO_FILESTORE_OWNER" "$OO_FILESTORE" ;;
+      # Recursive, never following a link (-h, -P): a new owner (an upgrade that changes the uid Odoo runs
+      # as) must be able to write the sessions and filestore directories an older one made.
+      *:*) chown -hRP -- "$OO_FILESTORE_OWNER" "$OO_FILESTORE" ;;
       *) die "OO_FILESTORE_OWNER must be UID:GID" ;;
     esac
   fi
