@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -73,13 +72,6 @@ class SecretSource:
 
 def error_response(err: OdooOpsError, status: int) -> JSONResponse:
     return _error_response(err, status)
-
-
-def _loopback(request: Request) -> bool:
-    try:
-        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
-    except ValueError:
-        return False
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -180,20 +172,21 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         return error_response(OdooOpsError("NOT_READY", "the first poll of the repository has not succeeded yet",
                                            "wait, or read the daemon's log for the poll error"), 503)
 
-    def operator_only(request: Request) -> None:
-        # Operator endpoints: open on loopback (local Prometheus, health scripts); elsewhere a token
-        # with env:read, like GET /api/v1/status.
-        if api is not None and not _loopback(request):
-            rest.authorize(request, _bearer_of(request), "env:read", None)
+    def operator_only(request: Request, operation: str) -> None:
+        # Operator endpoints: open to local clients (Prometheus, health scripts on this host; a client
+        # behind a proxy only counts as local when the proxy is a --trusted-proxy that says so);
+        # elsewhere a token with env:read, like GET /api/v1/status.
+        if api is not None and not rest.client_is_local(request):
+            rest.authorize(request, _bearer_of(request), operation, None)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus(request: Request) -> Response:
-        operator_only(request)
+        operator_only(request, "operatorMetrics")
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status", include_in_schema=False)
     def status(request: Request) -> JSONResponse:
-        operator_only(request)
+        operator_only(request, "operatorStatus")
         return JSONResponse(daemon.status())
 
     @app.post("/webhooks/{provider}", operation_id="receiveWebhook", summary="Signed webhook delivery (no token)",

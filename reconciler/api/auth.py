@@ -24,13 +24,16 @@ LEEWAY_S = 30  # clock skew between the issuing and the verifying host
 SCOPES: tuple[str, ...] = (
     "env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:restore", "db:clone",
     "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write", "credentials:read",
-    "admin",
+    "production", "admin",
 )
+_DEVELOPER = ("env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:restore", "db:clone",
+              "mail:read", "secrets:read", "secrets:write", "promote", "credentials:read")
+# What each scope allows on which tier is reconciler/api/permissions.py: the developer's scopes reach
+# every operation on the other tiers; `production` is what production's privileged operations add.
 ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("admin",),
-    # credentials:read: the admin login of environments that are not production (production's needs admin).
-    "developer": ("env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:clone",
-                  "mail:read", "secrets:read", "credentials:read"),
+    "operator": (*_DEVELOPER, "production", "audit:read"),
+    "developer": _DEVELOPER,
     "tester": ("env:read", "logs:read", "mail:read", "db:read"),
 }
 ALGORITHMS = ("HS256", "RS256")
@@ -126,9 +129,10 @@ def _ring(key: KeyRing | Path | str | bytes) -> KeyRing:
 
 
 def issue_claims(key: KeyRing | Path | str | bytes, subject: str, scopes: list[str] | tuple[str, ...] | None = None,
-                 ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None
-                 ) -> tuple[str, dict[str, Any]]:
-    """(token, claims); scopes are validated and a role expanded into its scopes."""
+                 ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None,
+                 max_ttl_s: float = MAX_TTL_S) -> tuple[str, dict[str, Any]]:
+    """(token, claims); scopes are validated and a role expanded into its scopes; max_ttl_s is the
+    server's longest lifetime (odooops serve --max-token-ttl)."""
     ring = _ring(key)
     if ring.signing_key is None:
         raise ApiError("TOKEN_CANNOT_SIGN", "this key can only verify tokens (a public key)",
@@ -136,9 +140,10 @@ def issue_claims(key: KeyRing | Path | str | bytes, subject: str, scopes: list[s
     if not subject or len(subject) > 200 or any(ord(c) < 32 for c in subject):
         raise ApiError("TOKEN_SUBJECT_INVALID", "a token subject is 1-200 printable characters",
                        "pass --subject alice@example.com", status=400)
-    if not 0 < ttl_s <= MAX_TTL_S:
-        raise ApiError("TOKEN_TTL_INVALID", f"ttl_s must be between 1 and {MAX_TTL_S} seconds",
-                       "pass --ttl 12h (the default) or a shorter one", status=400)
+    longest = int(min(max_ttl_s, MAX_TTL_S))
+    if not 0 < ttl_s <= longest:
+        raise ApiError("TOKEN_TTL_INVALID", f"ttl_s must be between 1 and {longest} seconds (the server's "
+                       "--max-token-ttl)", f"pass --ttl {longest} or a shorter one", status=400)
     issued = int(time.time() if now is None else now)
     claims = {"iss": ring.issuer, "aud": ring.audience, "sub": subject, "iat": issued, "nbf": issued - LEEWAY_S,
               "exp": issued + int(ttl_s), "jti": uuid.uuid4().hex, "scope": " ".join(expand_scopes(scopes, role))}
@@ -146,12 +151,13 @@ def issue_claims(key: KeyRing | Path | str | bytes, subject: str, scopes: list[s
 
 
 def issue_token(key: KeyRing | Path | str | bytes, subject: str, scopes: list[str] | tuple[str, ...] | None = None,
-                ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None) -> str:
+                ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None,
+                max_ttl_s: float = MAX_TTL_S) -> str:
     """A signed token for subject (usable without a server: `odooops token create --key-file`)."""
-    return issue_claims(key, subject, scopes, ttl_s, role=role, now=now)[0]
+    return issue_claims(key, subject, scopes, ttl_s, role=role, now=now, max_ttl_s=max_ttl_s)[0]
 
 
-def _unauthorized(code: str, message: str) -> ApiError:
+def unauthorized(code: str, message: str) -> ApiError:
     return ApiError(code, message, "get a token: odooops token create --key-file KEY --subject YOU --role developer "
                     "(or ask an admin), then send it as 'Authorization: Bearer TOKEN'", status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="odooops"'})
@@ -161,32 +167,40 @@ class TokenCache:
     """Verified tokens by their exact text (bounded): a repeat request costs a dict lookup and an
     expiry check instead of an HMAC/RSA verification and a JSON decode."""
 
-    def __init__(self, ring: KeyRing, capacity: int = 10_000) -> None:
+    def __init__(self, ring: KeyRing, capacity: int = 10_000, max_ttl_s: float = MAX_TTL_S) -> None:
         self.ring = ring
         self.capacity = capacity
+        self.max_ttl_s = max_ttl_s
         self._seen: dict[str, Principal] = {}
+
+    def cached(self, token: str) -> bool:
+        """Whether this exact token verified before (and has not expired since)."""
+        who = self._seen.get(token)
+        return who is not None and who.expires_at + LEEWAY_S > time.time()
 
     def verify(self, token: str) -> Principal:
         who = self._seen.get(token)
         if who is not None and who.expires_at + LEEWAY_S > time.time():
             return who
-        who = verify_token(self.ring, token)  # raises for expired, forged, ...
+        who = verify_token(self.ring, token, max_ttl_s=self.max_ttl_s)  # raises for expired, forged, ...
         if len(self._seen) >= self.capacity:
             self._seen.clear()  # cheap and bounded; the next requests re-verify once
         self._seen[token] = who
         return who
 
 
-def verify_token(key: KeyRing | Path | str | bytes, token: str, *, now: float | None = None) -> Principal:
-    """The token's principal, or ApiError 401 (bad signature, wrong algorithm/key/issuer/audience, expired)."""
+def verify_token(key: KeyRing | Path | str | bytes, token: str, *, now: float | None = None,
+                 max_ttl_s: float = MAX_TTL_S) -> Principal:
+    """The token's principal, or ApiError 401 (bad signature, wrong algorithm/key/issuer/audience, expired,
+    a lifetime beyond max_ttl_s: lowering --max-token-ttl also retires the longer tokens already out)."""
     ring = _ring(key)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise _unauthorized("TOKEN_INVALID", "the bearer token is not a JWT") from None
+        raise unauthorized("TOKEN_INVALID", "the bearer token is not a JWT") from None
     if header.get("alg") != ring.algorithm:
         # Pinning the algorithm refuses `alg: none` and HS256 tokens signed with an RS256 public key.
-        raise _unauthorized("TOKEN_INVALID", f"the token's algorithm {header.get('alg')!r} is not accepted")
+        raise unauthorized("TOKEN_INVALID", f"the token's algorithm {header.get('alg')!r} is not accepted")
     options: dict[str, Any] = {"require": ["exp", "iat", "sub", "jti", "iss", "aud", "scope"]}
     if now is not None:
         options["verify_exp"] = False
@@ -194,14 +208,21 @@ def verify_token(key: KeyRing | Path | str | bytes, token: str, *, now: float | 
         claims = jwt.decode(token, ring.verify_key, algorithms=[ring.algorithm], audience=ring.audience,
                             issuer=ring.issuer, leeway=LEEWAY_S, options=options)
     except jwt.ExpiredSignatureError:
-        raise _unauthorized("TOKEN_EXPIRED", "the bearer token has expired") from None
+        raise unauthorized("TOKEN_EXPIRED", "the bearer token has expired") from None
     except jwt.InvalidSignatureError:
-        raise _unauthorized("TOKEN_INVALID", "the token's signature does not verify with this server's key") from None
+        raise unauthorized("TOKEN_INVALID", "the token's signature does not verify with this server's key") from None
     except jwt.PyJWTError as exc:
-        raise _unauthorized("TOKEN_INVALID", f"the bearer token is not valid: {exc}") from None
+        raise unauthorized("TOKEN_INVALID", f"the bearer token is not valid: {exc}") from None
     if now is not None and float(claims["exp"]) + LEEWAY_S < now:
-        raise _unauthorized("TOKEN_EXPIRED", "the bearer token has expired")
+        raise unauthorized("TOKEN_EXPIRED", "the bearer token has expired")
     scopes = str(claims["scope"]).split()
     if not scopes or any(s not in SCOPES for s in scopes):
-        raise _unauthorized("TOKEN_INVALID", "the token carries unknown scopes")
+        raise unauthorized("TOKEN_INVALID", "the token carries unknown scopes")
+    try:
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+    except (TypeError, ValueError):
+        raise unauthorized("TOKEN_INVALID", "the token's exp and iat are not numbers") from None
+    if lifetime > max_ttl_s + LEEWAY_S:
+        raise unauthorized("TOKEN_LIFETIME_EXCEEDED", f"the token lives {int(lifetime)}s, longer than this "
+                            f"server's --max-token-ttl ({int(max_ttl_s)}s)")
     return Principal(str(claims["sub"]), frozenset(scopes), str(claims["jti"]), float(claims["exp"]), claims)

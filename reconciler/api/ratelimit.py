@@ -1,4 +1,4 @@
-"""Per-token rate limiting: a token bucket per (subject, token id); 429 with Retry-After when empty."""
+"""Rate limiting with token buckets (per token; failed authentication per client address); 429 with Retry-After."""
 
 from __future__ import annotations
 
@@ -58,10 +58,24 @@ class RateLimiter:
                 self._buckets.popitem(last=False)
         return wait
 
+    def peek(self, key: str) -> float:
+        """Like take, without spending: 0.0 when a token is available, else the seconds until one is."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def check(self, key: str) -> None:
         wait = self.take(key)
         if wait > 0:
-            retry = max(1, math.ceil(wait))
-            raise ApiError("RATE_LIMITED", f"too many requests for this token; retry in {retry}s",
-                           f"wait {retry}s (Retry-After), or ask the operator to raise odooops serve --rate-limit",
-                           status=429, headers={"Retry-After": str(retry)})
+            raise limited(wait)
+
+
+def limited(wait: float, code: str = "RATE_LIMITED", what: str = "too many requests for this token",
+            option: str = "--rate-limit") -> ApiError:
+    """429 with Retry-After (whole seconds, at least 1)."""
+    retry = max(1, math.ceil(wait))
+    return ApiError(code, f"{what}; retry in {retry}s",
+                    f"wait {retry}s (Retry-After), or ask the operator to raise odooops serve {option}",
+                    status=429, headers={"Retry-After": str(retry)})

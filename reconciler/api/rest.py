@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,15 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from reconciler.api import client_address
 from reconciler.api.audit import AuditLog
-from reconciler.api.auth import KeyRing, Principal, TokenCache
+from reconciler.api.auth import MAX_TTL_S, KeyRing, Principal, TokenCache
+from reconciler.api.client_address import LOOPBACK, IPAddress, Network
 from reconciler.api.errors import REQUEST_ID, ApiError
 from reconciler.api.jobs import Job, JobRegistry
-from reconciler.api.ratelimit import RateLimiter
+from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal
+from reconciler.api.ratelimit import RateLimiter, limited
+from reconciler.api.token_registry import TokenRegistry
 from reconciler.controller.operations import Actor, Operations
 from reconciler.errors import OdooOpsError
 
@@ -49,6 +54,11 @@ def error_responses(*extra: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorBody, "description": _ERROR_TEXT.get(c, "Error")} for c in codes}
 
 
+def default_auth_failures() -> RateLimiter:
+    """Failed authentications per client address: a burst of 10, then one every 2 seconds (30/min)."""
+    return RateLimiter(0.5, 10)
+
+
 @dataclass
 class ApiContext:
     """What every route needs, built once at server start (keys read once: no per-request file reads)."""
@@ -57,15 +67,23 @@ class ApiContext:
     ops: Operations
     audit: AuditLog
     limiter: RateLimiter | None = None
-    allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Privileged operations on production only from these networks (--allow-ip; default: this host).
+    allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     known_secrets: Callable[[], list[str]] = field(default=lambda: [])
     jobs: JobRegistry | None = None  # default: <state>/jobs of the daemon's state directory
+    trusted_proxies: tuple[Network, ...] = ()  # --trusted-proxy: whose X-Forwarded-For is believed
+    auth_failures: RateLimiter | None = field(default_factory=default_auth_failures)
+    max_token_ttl_s: float = MAX_TTL_S  # --max-token-ttl
+    registry: TokenRegistry | None = None  # default: <state>/tokens/registry.sqlite3
     tokens: TokenCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tokens = TokenCache(self.keys)
+        self.tokens = TokenCache(self.keys, max_ttl_s=self.max_token_ttl_s)
+        state = Path(self.ops.daemon.config.state_dir)
         if self.jobs is None:
-            self.jobs = JobRegistry(Path(self.ops.daemon.config.state_dir) / "jobs")
+            self.jobs = JobRegistry(state / "jobs")
+        if self.registry is None:
+            self.registry = TokenRegistry(state / "tokens" / "registry.sqlite3", self.max_token_ttl_s)
 
 
 def ctx_of(request: Request) -> ApiContext:
@@ -86,28 +104,89 @@ def actor_of(request: Request) -> Actor:
 
 
 Allow = Callable[[Request, Principal], bool]
+_UNKNOWN = object()
 
 
-def requires(scope: str, action: str | None, allow: Allow | None = None) -> Callable[..., Principal]:
-    """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scope (403).
-    `allow`: a narrower grant checked when the scope is missing (a job's own actor may read it)."""
+def client_ip(request: Request) -> IPAddress | None:
+    """The client's address (X-Forwarded-For only from --trusted-proxy peers), None when unknown."""
+    known = getattr(request.state, "client_ip", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known  # type: ignore[no-any-return]
+    ctx: ApiContext | None = request.app.state.api
+    headers = {k: request.headers[k] for k in client_address.PROXY_HEADERS if k in request.headers}
+    ip = client_address.client_ip(request.client.host if request.client else None, headers,
+                                  ctx.trusted_proxies if ctx else ())
+    request.state.client_ip = ip
+    return ip
+
+
+def client_key(request: Request) -> str:
+    """The failed-authentication bucket: the client's address, or the peer an unknown client came through."""
+    ip = client_ip(request)
+    return str(ip) if ip is not None else f"unknown via {request.client.host if request.client else '?'}"
+
+
+def client_is_local(request: Request) -> bool:
+    ip = client_ip(request)
+    return ip is not None and ip.is_loopback
+
+
+def requires(operation: str, action: str | None, allow: Allow | None = None) -> Callable[..., Principal]:
+    """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scopes of the
+    permission table (403). `allow`: a narrower grant checked when the scope is missing (a job's own actor
+    may read it)."""
+    perm = permission(operation)  # an operation missing from the table fails when the route is declared
+    reads_body = any(t.startswith("body:") for t in perm.touches) and perm.production is not None
 
     # async: CPU only (a cached token is a dict lookup), so no thread-pool hop per request
     async def check(request: Request, creds: HTTPAuthorizationCredentials | None = BEARER) -> Principal:
-        return authorize(request, creds, scope, action, allow)
+        body: Any = None
+        if reads_body:
+            # FastAPI has read (and cached) the body before solving dependencies; a body that is not
+            # JSON names no environment here and is refused by validation before the handler runs.
+            try:
+                body = json.loads(await request.body() or b"null")
+            except ValueError:
+                body = None
+        return authorize(request, creds, operation, action, allow, body=body)
 
+    check.permission = perm  # type: ignore[attr-defined]  # tests find every route's check by this
     return check
 
 
-def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scope: str,
-              action: str | None, allow: Allow | None = None) -> Principal:
-    """Token (401), rate limit (429), unknown query parameters (400), scope (403, audited when privileged)."""
+def authenticate(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    """The token's principal (401), revoked tokens refused; failed attempts limited per client address (429)."""
     ctx = ctx_of(request)
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise ApiError("TOKEN_MISSING", "this endpoint needs a bearer token",
                        "send 'Authorization: Bearer TOKEN' (odooops token create ... makes one)", status=401,
                        headers={"WWW-Authenticate": 'Bearer realm="odooops"'})
-    who = ctx.tokens.verify(creds.credentials)
+    failures = ctx.auth_failures
+    if failures is not None and not ctx.tokens.cached(creds.credentials):
+        # Refused before verifying: a client spending its failures costs no HMAC/RSA check either.
+        wait = failures.peek(client_key(request))
+        if wait > 0:
+            raise limited(wait, "AUTH_RATE_LIMITED", f"too many failed authentications from "
+                          f"{client_key(request)}", "--auth-failure-limit")
+    try:
+        who = ctx.tokens.verify(creds.credentials)
+        assert ctx.registry is not None
+        ctx.registry.check(who)
+    except ApiError:
+        if failures is not None:
+            failures.take(client_key(request))
+        raise
+    return who
+
+
+def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, operation: str,
+              action: str | None, allow: Allow | None = None, *, body: Any = None) -> Principal:
+    """Token (401), rate limit (429), unknown query parameters (400), the operation's scope (403) and,
+    when it touches production, the production column of the permission table (403, audited), the
+    --allow-ip networks (403) and nothing else: every route passes here."""
+    ctx = ctx_of(request)
+    perm = permission(operation)
+    who = authenticate(request, creds)
     if ctx.limiter is not None:
         ctx.limiter.check(f"{who.subject}\x00{who.jti}")
     request.state.principal = who
@@ -118,6 +197,7 @@ def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scop
         raise ApiError("QUERY_PARAMETER_UNKNOWN", f"unknown query parameter {unknown[0][:60]!r}",
                        f"use only {', '.join(sorted(known)) or 'no query parameters'} (docs/openapi.json)",
                        status=400)
+    scope = perm.scope
     if not who.has(scope) and not (allow is not None and allow(request, who)):
         if action is not None:
             audit(request, action, request.url.path, {}, f"refused:SCOPE_REQUIRED ({scope})")
@@ -125,21 +205,72 @@ def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, scop
                        f"{' '.join(sorted(who.scopes))}",
                        f"ask an admin for a token with {scope}: odooops token create --subject "
                        f"{who.subject} --scope {scope}", status=403)
+    if perm.production is not None:
+        guard_production(request, perm, who, action, body)
     return who
 
 
-def op(router: APIRouter, method: str, path: str, scope: str, operation_id: str, summary: str, *,
+def is_production(ops: Operations, name: str) -> bool:
+    """An environment of the production tier (or named production), by its state entry."""
+    return name == "production" or (ops.entries().get(name) or {}).get("tier") == "production"
+
+
+def _tier_of(ops: Operations) -> Callable[[str], tuple[str, str | None] | None]:
+    def tier_of(name: str) -> tuple[str, str | None] | None:
+        try:
+            resolved = ops.resolve_env(name)
+        except OdooOpsError:
+            return None  # unknown or ambiguous: the handler answers it with its own error
+        return resolved, (ops.entries().get(resolved) or {}).get("tier")
+    return tier_of
+
+
+def guard_production(request: Request, perm: Permission, who: Principal, action: str | None, body: Any) -> None:
+    """The production column: its scope, then the --allow-ip networks."""
+    ctx = ctx_of(request)
+    names = named_envs(perm, request.path_params, body)
+    prod = production_in(perm, names, _tier_of(ctx.ops))
+    if prod is None:
+        return
+    target = prod if prod != "project" else request.url.path
+    if not who.has(perm.production or "admin"):
+        err = refusal(perm, who, prod)
+        if action is not None:
+            audit(request, action, target, {}, f"refused:{err.code}")
+        raise err
+    ip = client_ip(request)
+    if not client_address.allowed(ip, ctx.allow_nets):
+        if ip is None:
+            peer = request.client.host if request.client else "?"
+            message = (f"production operations need a known client address; this request came through a "
+                       f"proxy at {peer} that is not a --trusted-proxy")
+            fix = f"start the server with --trusted-proxy {peer} (the proxy must set X-Forwarded-For)"
+        else:
+            message = f"production operations are not allowed from {ip}"
+            fix = "run it from an allowed network (odooops serve --allow-ip CIDR; the default is this host only)"
+        if action is not None:
+            audit(request, action, target, {}, "refused:IP_NOT_ALLOWED")
+        raise ApiError("IP_NOT_ALLOWED", message, fix, {"operation": perm.operation, "tier": "production"},
+                       status=403)
+
+
+def op(router: APIRouter, method: str, path: str, operation_id: str, summary: str, *,
        status_code: int = 200, errors: tuple[int, ...] = (404,), action: str | None = None,
        allow: Allow | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare an operation: its auth dependency, required scope (x-required-scopes) and error docs."""
-    extra = {"x-required-scopes": [scope]}
+    """Declare an operation: its auth dependency, the scopes of the permission table (x-required-scopes,
+    x-production-scopes) and error docs."""
+    perm = permission(operation_id)
+    extra: dict[str, Any] = {"x-required-scopes": [perm.scope]}
+    if perm.production is not None:
+        extra["x-production-scopes"] = [perm.scope, perm.production]
     if action is not None:
-        extra["x-audited-action"] = action  # type: ignore[assignment]
+        extra["x-audited-action"] = action
     body = (415,) if method in ("POST", "PUT") else ()
     responses = {**error_responses(*errors, *body), **kw.pop("responses", {})}
     return router.api_route(
         path, methods=[method], operation_id=operation_id, summary=summary, status_code=status_code,
-        responses=responses, openapi_extra=extra, dependencies=[Depends(requires(scope, action, allow))], **kw)
+        responses=responses, openapi_extra=extra, dependencies=[Depends(requires(operation_id, action, allow))],
+        **kw)
 
 
 def audit(request: Request, action: str, target: str, arguments: dict[str, Any], result: Any) -> None:
@@ -211,24 +342,6 @@ def run_operation(request: Request, action: str, target: str, arguments: dict[st
     job = ctx.jobs.submit(action, target, who.subject, fn, done, request_id=request_id)
     return JSONResponse(job.to_json(), status_code=202,
                         headers={"Location": f"{PREFIX}/jobs/{job.id}", "Preference-Applied": "respond-async"})
-
-
-def guard_production(request: Request, env: str) -> None:
-    """--allow-ip: changes to production environments only from the listed networks."""
-    ctx = ctx_of(request)
-    if not ctx.allow_nets:
-        return
-    entry = ctx.ops.entries().get(env) or {}
-    if entry.get("tier") != "production" and env != "production":
-        return
-    host = request.client.host if request.client else ""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    if ip is None or not any(ip in net for net in ctx.allow_nets):
-        raise ApiError("IP_NOT_ALLOWED", f"production operations are not allowed from {host or 'this client'}",
-                       "run it from an allowed network (odooops serve --allow-ip CIDR)", status=403)
 
 
 def install(app: FastAPI, ctx: ApiContext | None) -> None:

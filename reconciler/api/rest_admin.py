@@ -1,21 +1,22 @@
-"""REST routes for secrets (names only, never values), the audit trail and token creation."""
+"""REST routes for secrets (names only, never values), the audit trail and tokens (create, list, revoke)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.api.auth import DEFAULT_TTL_S, MAX_TTL_S, expand_scopes, issue_claims
+from reconciler.api.auth import DEFAULT_TTL_S, MAX_TTL_S, Principal, expand_scopes, issue_claims
 from reconciler.api.errors import ApiError
-from reconciler.api.rest import ENV_PATTERN, audited, ctx_of, guard_production, op, principal_of
+from reconciler.api.rest import ENV_PATTERN, audited, ctx_of, op, principal_of
 
 router = APIRouter(tags=["admin"])
 EnvName = Path(..., pattern=ENV_PATTERN, description="Environment name, or a tier name matching one environment.")
 Scope = Literal["env:read", "env:write", "logs:read", "shell", "db:read", "db:backup", "db:restore", "db:clone",
                 "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write",
-                "credentials:read", "admin"]
+                "credentials:read", "production", "admin"]
 SecretName = Path(..., pattern=r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -57,24 +58,52 @@ class TokenBody(BaseModel):
         {"required": ["role"], "properties": {"role": {"type": "string"}}}]})
     subject: str = Field(..., min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=32)] | None = None
-    role: Literal["admin", "developer", "tester"] | None = None
-    ttl_s: int = Field(DEFAULT_TTL_S, ge=1, le=MAX_TTL_S)
+    role: Literal["admin", "operator", "developer", "tester"] | None = None
+    ttl_s: int | None = Field(None, ge=1, le=MAX_TTL_S, description=(
+        "Lifetime in seconds; default 12 hours, shortened to what the server's --max-token-ttl and the "
+        "calling token's own remaining lifetime allow. A longer one than either is refused."))
 
 
 class Token(BaseModel):
+    id: str = Field(..., description="The token's id (jti): GET /api/v1/tokens lists it, DELETE revokes it")
     token: str
     expires_at: float
     scopes: list[str]
     subject: str
 
 
-@op(router, "GET", "/environments/{env}/secrets", "secrets:read", "listEnvSecrets",
+class TokenInfo(BaseModel):
+    id: str
+    subject: str
+    scopes: list[str]
+    issued_at: float | None = None
+    expires_at: float
+    origin: str = Field(..., description="api (POST /tokens), key-file (signed offline, recorded at its first "
+                                         "use) or revocation (revoked before the server saw it)")
+    created_by: str | None = None
+    parent: str | None = Field(None, description="The id of the token that minted it (revoked with it)")
+    revoked_at: float | None = None
+    revoked_by: str | None = None
+    state: Literal["active", "revoked", "expired"]
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
+class Revoked(BaseModel):
+    id: str
+    revoked: list[str] = Field(..., description="This token and every token minted from it")
+    revoked_at: float
+
+
+@op(router, "GET", "/environments/{env}/secrets", "listEnvSecrets",
     "Names of an environment's secrets (never values)", response_model=SecretNames)
 def env_secrets(request: Request, env: str = EnvName) -> dict[str, Any]:
     return {"secrets": ctx_of(request).ops.secret_names(env)}
 
 
-@op(router, "PUT", "/environments/{env}/secrets/{name}", "secrets:write", "setEnvSecret",
+@op(router, "PUT", "/environments/{env}/secrets/{name}", "setEnvSecret",
     "Set one secret of an environment", status_code=204, errors=(404, 409), action="secrets.set",
     response_class=Response)
 def set_env_secret(request: Request, body: SecretBody, env: str = EnvName, name: str = SecretName) -> Response:
@@ -84,31 +113,29 @@ def set_env_secret(request: Request, body: SecretBody, env: str = EnvName, name:
                        f"POST /api/v1/environments/{env}/secrets/rotate rotates the credentials", status=405,
                        headers={"Allow": "POST"})
     with audited(request, "secrets.set", f"{env}/{name}", {"name": name}):
-        guard_production(request, ops.resolve_env(env))
         ops.set_secret(env, name, body.value)
     return Response(status_code=204)
 
 
-@op(router, "POST", "/environments/{env}/secrets/rotate", "secrets:write", "rotateEnvSecrets",
+@op(router, "POST", "/environments/{env}/secrets/rotate", "rotateEnvSecrets",
     "Rotate the platform-generated credentials (rolled out by the next apply, queued now)", errors=(404, 409),
     response_model=Rotated, action="secrets.rotate")
 def rotate(request: Request, env: str = EnvName) -> dict[str, Any]:
     ops = ctx_of(request).ops
     with audited(request, "secrets.rotate", env, {}) as out:
         name = ops.resolve_env(env)
-        guard_production(request, name)
         result = ops.rotate(name)
         out["rotated"] = result["rotated"]
     return result
 
 
-@op(router, "GET", "/secrets", "secrets:read", "listProjectSecrets", "Names of the project-level secrets",
+@op(router, "GET", "/secrets", "listProjectSecrets", "Names of the project-level secrets",
     errors=(), response_model=SecretNames)
 def project_secrets(request: Request) -> dict[str, Any]:
     return {"secrets": ctx_of(request).ops.secret_names(None)}
 
 
-@op(router, "PUT", "/secrets/{name}", "secrets:write", "setProjectSecret",
+@op(router, "PUT", "/secrets/{name}", "setProjectSecret",
     "Set a project-level secret (S3 keys, SMTP relay)", status_code=204, errors=(), action="secrets.set",
     response_class=Response)
 def set_project_secret(request: Request, body: SecretBody, name: str = SecretName) -> Response:
@@ -117,22 +144,24 @@ def set_project_secret(request: Request, body: SecretBody, name: str = SecretNam
     return Response(status_code=204)
 
 
-@op(router, "GET", "/audit", "audit:read", "listAuditEvents", "The newest audit events", errors=(),
+@op(router, "GET", "/audit", "listAuditEvents", "The newest audit events", errors=(),
     response_model=Events)
 def audit_events(request: Request, limit: int = Query(100, ge=1, le=10000)) -> dict[str, Any]:
     return {"events": ctx_of(request).audit.entries(limit)}
 
 
-@op(router, "GET", "/audit/verify", "audit:read", "verifyAudit", "Check the audit trail's hash chain",
+@op(router, "GET", "/audit/verify", "verifyAudit", "Check the audit trail's hash chain",
     errors=(), response_model=Verification)
 def audit_verify(request: Request) -> dict[str, Any]:
     return ctx_of(request).audit.verify()
 
 
-@op(router, "POST", "/tokens", "tokens:write", "createToken", "Issue a token (at most the caller's own scopes)",
+@op(router, "POST", "/tokens", "createToken",
+    "Issue a token: at most the caller's own scopes, never outliving the caller's token or --max-token-ttl",
     status_code=201, errors=(), response_model=Token, action="token.create")
 def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
     args = {"subject": body.subject, "scopes": body.scopes, "role": body.role, "ttl_s": body.ttl_s}
+    ctx = ctx_of(request)
     with audited(request, "token.create", body.subject, args) as out:
         who = principal_of(request)
         wanted = expand_scopes(body.scopes, body.role)
@@ -141,6 +170,56 @@ def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
             raise ApiError("TOKEN_SCOPE_NOT_ALLOWED",
                            f"a token cannot grant scopes its creator lacks: {' '.join(beyond)}",
                            "ask an admin to create this token", status=403)
-        token, claims = issue_claims(ctx_of(request).keys, body.subject, wanted, body.ttl_s)
+        now = int(time.time())
+        ttl = body.ttl_s if body.ttl_s is not None else _default_ttl(who, now, ctx.max_token_ttl_s)
+        if now + ttl > who.expires_at:
+            left = max(0, int(who.expires_at) - now)
+            raise ApiError("TOKEN_EXPIRY_NOT_ALLOWED",
+                           f"a token cannot outlive the token that creates it: ttl_s {ttl} ends after "
+                           f"the caller's token (which expires in {left}s)",
+                           f"ask for ttl_s {left} or less (odooops token create --ttl {left}), or ask an admin for "
+                           "a longer-lived token", {"max_ttl_s": left}, status=403)
+        token, claims = issue_claims(ctx.keys, body.subject, wanted, ttl, now=now, max_ttl_s=ctx.max_token_ttl_s)
+        assert ctx.registry is not None
+        ctx.registry.record(Principal(body.subject, frozenset(wanted), claims["jti"], float(claims["exp"]), claims),
+                            origin="api", created_by=who.subject, parent=who.jti)
         out.update(jti=claims["jti"], expires_at=claims["exp"])
-    return {"token": token, "expires_at": float(claims["exp"]), "scopes": wanted, "subject": body.subject}
+    return {"id": claims["jti"], "token": token, "expires_at": float(claims["exp"]), "scopes": wanted,
+            "subject": body.subject}
+
+
+def _default_ttl(who: Principal, now: int, max_ttl_s: float) -> int:
+    """12 hours, or less: the server's longest lifetime and what is left of the caller's own token."""
+    return max(1, min(DEFAULT_TTL_S, int(max_ttl_s), int(who.expires_at) - now))
+
+
+TokenId = Path(..., pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A token's id (jti), from GET /api/v1/tokens")
+
+
+@op(router, "GET", "/tokens", "listTokens",
+    "Tokens not yet expired, revoked ones included (an admin sees all; others those they hold or minted)",
+    errors=(), response_model=TokenList)
+def list_tokens(request: Request) -> dict[str, Any]:
+    who, registry = principal_of(request), ctx_of(request).registry
+    assert registry is not None
+    return {"tokens": registry.list(None if who.is_admin else who.subject)}
+
+
+@op(router, "DELETE", "/tokens/{token_id}", "revokeToken",
+    "Revoke a token and every token minted from it: refused (401 TOKEN_REVOKED) from the next request on",
+    response_model=Revoked, action="token.revoke")
+def revoke_token(request: Request, token_id: str = TokenId) -> dict[str, Any]:
+    registry = ctx_of(request).registry
+    assert registry is not None
+    with audited(request, "token.revoke", token_id, {}) as out:
+        who = principal_of(request)
+        if not who.is_admin:
+            row = registry.get(token_id)
+            if row is None or who.subject not in (row["subject"], row["created_by"]):
+                # the same answer as for an unknown id: a non-admin learns nothing about others' tokens
+                raise ApiError("TOKEN_NOT_FOUND", f"no token {token_id} of yours on this server",
+                               "odooops token list  # the tokens you hold or minted; an admin can revoke any",
+                               status=404)
+        done = registry.revoke(token_id, who.subject, unknown_ok=who.is_admin)
+        out["revoked"] = list(done.revoked)
+    return {"id": done.id, "revoked": list(done.revoked), "revoked_at": done.revoked_at}

@@ -13,7 +13,6 @@ from reconciler.api.rest import (
     audited,
     audited_refusal,
     ctx_of,
-    guard_production,
     op,
     run_operation,
 )
@@ -89,7 +88,7 @@ ASYNC = {202: {"model": JobModel, "description": "Accepted as a job (request hea
                                                  "Location: /api/v1/jobs/{id}"}}
 
 
-@op(router, "GET", "/environments/{env}/backups", "db:read", "listBackups", "List an environment's backups",
+@op(router, "GET", "/environments/{env}/backups", "listBackups", "List an environment's backups",
     errors=_DATA_ERRORS, response_model=Backups)
 def list_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
     name = ctx_of(request).ops.resolve_env(env)
@@ -97,7 +96,7 @@ def list_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
     return result if isinstance(result, dict) else {"backups": list(result)}
 
 
-@op(router, "POST", "/environments/{env}/backups", "db:backup", "createBackup", "Back up an environment now",
+@op(router, "POST", "/environments/{env}/backups", "createBackup", "Back up an environment now",
     status_code=201, errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="db.backup")
 def create_backup(request: Request, body: BackupBody, env: str = EnvName) -> Any:
     with audited_refusal(request, "db.backup", env, body.model_dump()):
@@ -107,7 +106,7 @@ def create_backup(request: Request, body: BackupBody, env: str = EnvName) -> Any
                          lambda: dict(svc.backup(name, verify=body.verify)), lambda r: {"backup": r.get("id")})
 
 
-@op(router, "POST", "/environments/{env}/backups/prune", "db:backup", "pruneBackups",
+@op(router, "POST", "/environments/{env}/backups/prune", "pruneBackups",
     "Delete the backups the environment's retention policy does not keep", errors=_DATA_ERRORS,
     response_model=dict[str, Any], action="db.prune")
 def prune_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
@@ -118,7 +117,7 @@ def prune_backups(request: Request, env: str = EnvName) -> dict[str, Any]:
     return result
 
 
-@op(router, "POST", "/environments/{env}/backups/{backup_id}/verify", "db:backup", "verifyBackup",
+@op(router, "POST", "/environments/{env}/backups/{backup_id}/verify", "verifyBackup",
     "Restore a backup into a scratch database and check it", errors=_DATA_ERRORS,
     responses=ASYNC, response_model=dict[str, Any], action="db.verify")
 def verify_backup(request: Request, env: str = EnvName, backup_id: str = BackupId) -> Any:
@@ -129,7 +128,7 @@ def verify_backup(request: Request, env: str = EnvName, backup_id: str = BackupI
                          lambda: dict(svc.verify_backup(name, backup_id)), lambda r: {"ok": r.get("ok")})
 
 
-@op(router, "POST", "/environments/{env}/restore", "db:restore", "restoreBackup",
+@op(router, "POST", "/environments/{env}/restore", "restoreBackup",
     "Restore a backup (into the environment or another one)", errors=_DATA_ERRORS,
     responses=ASYNC, response_model=dict[str, Any], action="db.restore")
 def restore(request: Request, body: RestoreBody, env: str = EnvName) -> Any:
@@ -137,62 +136,57 @@ def restore(request: Request, body: RestoreBody, env: str = EnvName) -> Any:
     with audited_refusal(request, "db.restore", env, body.model_dump()):
         name = ops.resolve_env(env)
         to = ops.resolve_env(body.to) if body.to else None
-        guard_production(request, to or name)
         svc = data_service(request)
     return run_operation(request, "db.restore", env, body.model_dump(),
                          lambda: dict(svc.restore(name, body.backup, to_env=to, confirm=body.confirm)))
 
 
-@op(router, "POST", "/clones", "db:clone", "cloneEnvironment", "Clone one environment's data into another",
+@op(router, "POST", "/clones", "cloneEnvironment", "Clone one environment's data into another",
     errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="db.clone")
 def clone(request: Request, body: CloneBody) -> Any:
     ops = ctx_of(request).ops
     with audited_refusal(request, "db.clone", body.target, body.model_dump()):
         src, dst = ops.resolve_env(body.source), ops.resolve_env(body.target)
-        guard_production(request, dst)
         svc = data_service(request)
     return run_operation(request, "db.clone", body.target, body.model_dump(),
                          lambda: dict(svc.clone(src, dst, neutralize=body.neutralize, mask=body.mask)))
 
 
-@op(router, "POST", "/promotions", "promote", "promote", "Promote one environment's commit to another's branch",
+@op(router, "POST", "/promotions", "promote", "Promote one environment's commit to another's branch",
     errors=_DATA_ERRORS, responses=ASYNC, response_model=dict[str, Any], action="promote")
 def promote(request: Request, body: PromoteBody) -> Any:
     ops = ctx_of(request).ops
     with audited_refusal(request, "promote", body.target, body.model_dump()):
         src, dst = ops.resolve_env(body.source), ops.resolve_env(body.target)
-        guard_production(request, dst)
         svc, actor = data_service(request), actor_of(request).subject
     return run_operation(request, "promote", body.target, body.model_dump(),
                          lambda: dict(svc.promote(src, dst, body.confirm, actor=actor)))
 
 
-@op(router, "POST", "/environments/{env}/rollback", "env:write", "rollbackEnvironment",
+@op(router, "POST", "/environments/{env}/rollback", "rollbackEnvironment",
     "Roll an environment back to an earlier deployed commit", errors=_DATA_ERRORS,
     responses=ASYNC, response_model=dict[str, Any], action="env.rollback")
 def rollback(request: Request, body: RollbackBody, env: str = EnvName) -> Any:
     ops = ctx_of(request).ops
     with audited_refusal(request, "env.rollback", env, body.model_dump()):
         name = ops.resolve_env(env)
-        guard_production(request, name)
         svc, actor = data_service(request), actor_of(request).subject
     return run_operation(request, "env.rollback", env, body.model_dump(),
                          lambda: dict(svc.rollback(name, to_commit=body.to, actor=actor, confirm=body.confirm,
                                                    code_only=body.code_only)))
 
 
-@op(router, "DELETE", "/environments/{env}/pin", "env:write", "clearRollbackPin",
+@op(router, "DELETE", "/environments/{env}/pin", "clearRollbackPin",
     "Remove the environment's rollback pin: it follows its branch head again", errors=_DATA_ERRORS,
     response_model=dict[str, Any], action="env.unpin")
 def clear_pin(request: Request, env: str = EnvName) -> dict[str, Any]:
     ops = ctx_of(request).ops
     with audited(request, "env.unpin", env, {}):
         name = ops.resolve_env(env)
-        guard_production(request, name)
         return data_service(request).clear_pin(name, actor=actor_of(request).subject)
 
 
-@op(router, "GET", "/environments/{env}/mail", "mail:read", "listMail", "Mail captured from an environment",
+@op(router, "GET", "/environments/{env}/mail", "listMail", "Mail captured from an environment",
     errors=_DATA_ERRORS, response_model=Messages)
 def mail(request: Request, env: str = EnvName, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     name = ctx_of(request).ops.resolve_env(env)

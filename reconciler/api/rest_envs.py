@@ -9,7 +9,8 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.api.errors import ApiError
-from reconciler.api.rest import ENV_PATTERN, actor_of, audited, ctx_of, guard_production, op, principal_of
+from reconciler.api.rest import ENV_PATTERN, actor_of, audited, ctx_of, is_production, op
+from reconciler.core.production_exec import ProductionExec
 from reconciler.data.admin_password import credentials as admin_credentials
 from reconciler.executors.postgres import Postgres
 
@@ -93,33 +94,32 @@ class Credentials(BaseModel):
                                                    "set it; the next deploy sets it again")
 
 
-@op(router, "GET", "/environments", "env:read", "listEnvironments", "List environments", errors=(),
+@op(router, "GET", "/environments", "listEnvironments", "List environments", errors=(),
     response_model=EnvList)
 async def list_environments(request: Request) -> Response:
     # Served from bytes cached per state-file version, on the event loop (a stat per request).
     return Response(ctx_of(request).ops.list_json(), media_type="application/json")
 
 
-@op(router, "GET", "/environments/{env}", "env:read", "getEnvironment", "Show an environment",
+@op(router, "GET", "/environments/{env}", "getEnvironment", "Show an environment",
     response_model=EnvDetail)
 def get_environment(request: Request, env: str = EnvName) -> dict[str, Any]:
     return ctx_of(request).ops.show_env(env)
 
 
-@op(router, "POST", "/environments/{env}/redeploy", "env:write", "redeployEnvironment",
+@op(router, "POST", "/environments/{env}/redeploy", "redeployEnvironment",
     "Queue an environment for redeploying", status_code=202, errors=(404, 409), response_model=Queued,
     action="env.redeploy")
 def redeploy(request: Request, env: str = EnvName) -> dict[str, Any]:
     ops = ctx_of(request).ops
     with audited(request, "env.redeploy", env, {}) as out:
         name = ops.resolve_env(env)
-        guard_production(request, name)
         result = ops.redeploy(name)
         out["env"] = name
     return result
 
 
-@op(router, "POST", "/environments/{env}/scale", "env:write", "scaleEnvironment",
+@op(router, "POST", "/environments/{env}/scale", "scaleEnvironment",
     "Scale workers (a commit to .odooops.yaml on the environment's branch)", status_code=202, errors=(404, 409),
     response_model=Committed, action="env.scale")
 def scale(request: Request, body: ScaleBody, env: str = EnvName) -> dict[str, Any]:
@@ -127,38 +127,36 @@ def scale(request: Request, body: ScaleBody, env: str = EnvName) -> dict[str, An
     args = body.model_dump(exclude_none=True)
     with audited(request, "env.scale", env, args) as out:
         name = ops.resolve_env(env)
-        guard_production(request, name)
         result = ops.scale(name, actor_of(request), body.workers, body.cron_workers)
         out["commit"] = result["commit"]
     return result
 
 
-@op(router, "DELETE", "/environments/{env}", "env:write", "destroyEnvironment",
+@op(router, "DELETE", "/environments/{env}", "destroyEnvironment",
     "Destroy an environment (deletes its branch; production needs confirm, admin and a fresh backup)",
     status_code=202, errors=(404, 409), response_model=Destroyed, action="env.destroy")
 def destroy(request: Request, env: str = EnvName, confirm: bool = Query(False)) -> dict[str, Any]:
     ops = ctx_of(request).ops
     with audited(request, "env.destroy", env, {"confirm": confirm}) as out:
         name = ops.resolve_env(env)
-        guard_production(request, name)
         result = ops.destroy(name, actor_of(request), confirm)
         out["branch"] = result["branch"]
     return result
 
 
-@op(router, "GET", "/plan", "env:read", "getPlan", "The current plan (all branches or one)",
+@op(router, "GET", "/plan", "getPlan", "The current plan (all branches or one)",
     response_model=dict[str, Any])
 def get_plan(request: Request, branch: str | None = Query(None, min_length=1, max_length=255)) -> dict[str, Any]:
     return ctx_of(request).ops.plan(branch)
 
 
-@op(router, "GET", "/environments/{env}/deployments", "env:read", "listDeployments",
+@op(router, "GET", "/environments/{env}/deployments", "listDeployments",
     "Deployment history from the status notes", response_model=Deployments)
 def deployments(request: Request, env: str = EnvName) -> dict[str, Any]:
     return {"deployments": ctx_of(request).ops.deployments(env)}
 
 
-@op(router, "GET", "/environments/{env}/logs", "logs:read", "getLogs", "Container logs (tail, or follow as a stream)",
+@op(router, "GET", "/environments/{env}/logs", "getLogs", "Container logs (tail, or follow as a stream)",
     errors=(404, 503), response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Log lines"}})
 def logs(request: Request, env: str = EnvName, tail: int = Query(200, ge=0, le=10000),
@@ -170,32 +168,46 @@ def logs(request: Request, env: str = EnvName, tail: int = Query(200, ge=0, le=1
     return PlainTextResponse(ops.logs(env, tail, role))
 
 
-@op(router, "POST", "/environments/{env}/exec", "shell", "execInEnvironment",
-    "Run a one-off command in the environment's container (audited, at most 600 s)", errors=(404, 409, 503),
+@op(router, "POST", "/environments/{env}/exec", "execInEnvironment",
+    "Run a one-off command in the environment's container (audited, at most 600 s; on production only when "
+    "the policy enables it, read-only and without secrets)", errors=(404, 409, 503),
     response_model=ExecResult, action="env.exec")
 def exec_command(request: Request, body: ExecBody, env: str = EnvName) -> dict[str, Any]:
     ops = ctx_of(request).ops
-    args = {"command": body.command, "timeout_s": body.timeout_s, "stdin": body.stdin is not None}
+    args: dict[str, Any] = {"command": body.command, "timeout_s": body.timeout_s, "stdin": body.stdin is not None}
     with audited(request, "env.exec", env, args) as out:
         name = ops.resolve_env(env)
-        guard_production(request, name)
-        result = ops.exec(name, body.command, body.stdin, body.timeout_s)
+        read_only = is_production(ops, name)
+        if read_only:
+            args["read_only"] = True
+            check_production_exec(ops.project.policy.production_exec, name, body.timeout_s)
+        result = ops.exec(name, body.command, body.stdin, body.timeout_s, read_only=read_only)
         out.update(exit_code=result["exit_code"], timed_out=result["timed_out"])
     return result
 
 
-@op(router, "GET", "/environments/{env}/credentials", "credentials:read", "getEnvironmentCredentials",
-    "The Odoo admin login and password of an environment (audited; production's need an admin token)",
+def check_production_exec(rules: ProductionExec, env: str, timeout_s: float) -> None:
+    """The policy's production_exec: off by default (403 saying how to enable it), time-limited when on."""
+    if not rules.enabled:
+        raise ApiError("PRODUCTION_EXEC_DISABLED", f"exec into {env} (tier production) is off in the platform "
+                       "policy", "enable it in the policy file (production_exec: {enabled: true, max_seconds: "
+                       "60}, then odooops serve --policy FILE); it then runs read-only, without odoo.conf "
+                       "or credentials, for the admin and operator roles. Or exec into a staging copy",
+                       {"env": env, "tier": "production"}, status=403)
+    if timeout_s > rules.max_seconds:
+        raise ApiError("EXEC_TIMEOUT_TOO_LONG", f"timeout_s {timeout_s:g} is longer than the policy allows on "
+                       f"production ({rules.max_seconds:g} s)", f"send timeout_s: {rules.max_seconds:g} or less",
+                       {"env": env, "max_seconds": rules.max_seconds}, status=400)
+
+
+@op(router, "GET", "/environments/{env}/credentials", "getEnvironmentCredentials",
+    "The Odoo admin login and password of an environment (audited; production's need the production scope)",
     errors=(404, 409, 503), response_model=Credentials, action="env.credentials")
 def credentials(request: Request, env: str = EnvName) -> Response:
     ctx = ctx_of(request)
     with audited(request, "env.credentials", env, {}) as out:
         name = ctx.ops.resolve_env(env)
         entry = ctx.ops.entries()[name]
-        if (entry.get("tier") == "production" or name == "production") and not principal_of(request).is_admin:
-            raise ApiError("CREDENTIALS_ADMIN_REQUIRED", f"{name} is production: its admin credentials need an "
-                           "admin token", "ask an administrator (odooops token create --role admin ...)", status=403)
-        guard_production(request, name)
         if ctx.ops.host is None:
             raise ApiError("HOST_NOT_CONFIGURED", "the server has no host settings",
                            "start odooops serve with the ODOOOPS_* settings loaded", status=503)
@@ -207,7 +219,7 @@ def credentials(request: Request, env: str = EnvName) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@op(router, "GET", "/status", "env:read", "getStatus", "Daemon status (queue, last poll)", errors=(),
+@op(router, "GET", "/status", "getStatus", "Daemon status (queue, last poll)", errors=(),
     response_model=dict[str, Any])
 def status(request: Request) -> dict[str, Any]:
     return ctx_of(request).ops.status()

@@ -36,7 +36,7 @@ class Jobs(BaseModel):
     jobs: list[JobModel]
 
 
-@op(router, "GET", "/jobs", "env:read", "listJobs", "Recent jobs (long data operations), newest first",
+@op(router, "GET", "/jobs", "listJobs", "Recent jobs (long data operations), newest first",
     errors=(), response_model=Jobs)
 def list_jobs(request: Request, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
     jobs = ctx_of(request).jobs
@@ -51,7 +51,7 @@ def own_job(request: Request, who: Principal) -> bool:
     return job is not None and job.actor == who.subject
 
 
-@op(router, "GET", "/jobs/{job_id}", "env:read", "getJob",
+@op(router, "GET", "/jobs/{job_id}", "getJob",
     "A job: its phase while it runs, then its result or the error the operation answered (env:read, or the "
     "token's subject started it)", response_model=JobModel, allow=own_job)
 def get_job(request: Request, job_id: str = JobId) -> dict[str, Any]:

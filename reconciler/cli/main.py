@@ -56,7 +56,7 @@ SHORT_HELP = {
     "db": "Backups, restores, clones and verification.",
     "mail": "Mail captured from an environment.",
     "secrets": "List, set (from stdin) and rotate secrets.",
-    "token": "Create API tokens.",
+    "token": "Create, list and revoke API tokens.",
     "audit": "List and verify the audit trail.",
     "jobs": "Long data operations: their phases, results and errors.",
     "image": "Build the odoo:<version> image from Odoo's source (no registry needed).",

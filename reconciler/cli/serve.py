@@ -31,15 +31,27 @@ def default_api_key_file() -> Path:
     return Path(base) / "odooops" / "api.key"
 
 
-def parse_networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(cidrs: tuple[str, ...], option: str = "--allow-ip"
+                   ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     out = []
     for cidr in cidrs:
         try:
             out.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
-            raise OdooOpsError("USAGE", f"--allow-ip {cidr!r} is not an address or CIDR network",
-                               "pass e.g. --allow-ip 10.0.0.0/8 --allow-ip 127.0.0.1") from None
+            raise OdooOpsError("USAGE", f"{option} {cidr!r} is not an address or CIDR network",
+                               f"pass e.g. {option} 10.0.0.0/8 {option} 127.0.0.1") from None
     return tuple(out)
+
+
+def parse_ttl(text: str) -> int:
+    """--max-token-ttl: seconds, or 30m, 12h, 7d, 90d (at most 90 days)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not number.isdigit() or not 0 < int(number) * units[unit] <= 90 * 86400:
+        raise OdooOpsError("USAGE", f"--max-token-ttl {text!r} is not a duration of at most 90 days",
+                           "pass e.g. --max-token-ttl 7d, 12h or 3600")
+    return int(number) * units[unit]
 
 
 @click.command("serve")
@@ -67,7 +79,14 @@ def parse_networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipad
 @click.option("--audit-anchor-interval", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
               help="Seconds between anchors of the audit chain's head in refs/odooops/audit-anchors of --repo.")
 @click.option("--allow-ip", "allow_ip", multiple=True, metavar="CIDR",
-              help="Networks allowed to change production environments (repeatable; default: any).")
+              help="Networks allowed to run production's privileged operations (repeatable; default: this host "
+                   "only, 127.0.0.0/8 and ::1).")
+@click.option("--trusted-proxy", "trusted_proxy", multiple=True, metavar="CIDR",
+              help="Reverse proxies whose X-Forwarded-For / X-Real-IP are believed (repeatable; default: none).")
+@click.option("--max-token-ttl", default="90d", show_default=True,
+              help="Longest token lifetime: POST /tokens never mints longer ones and longer tokens are refused.")
+@click.option("--auth-failure-limit", default="30/min", show_default=True,
+              help="Failed authentications per client address: RATE/UNIT; beyond it 429 with Retry-After.")
 @click.option("--rate-limit", default="50/s", show_default=True,
               help="Requests per token: RATE/UNIT (s, min, h), with a burst of about one unit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
@@ -78,6 +97,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                   max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
                   api_key_file: Path | None, api_algorithm: str, audit_log: Path | None,
                   audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
+                  trusted_proxy: tuple[str, ...], max_token_ttl: str, auth_failure_limit: str,
                   rate_limit: str, log_level: str, state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
@@ -89,6 +109,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.app import create_app
     from reconciler.api.audit import AuditKey, AuditLog, PeriodicAnchor, default_audit_key_file
     from reconciler.api.auth import KeyRing
+    from reconciler.api.client_address import LOOPBACK
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
@@ -103,7 +124,10 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     state = state_dir or default_state_dir()
     host = HostSettings.from_env(state)
     rate, burst = parse_rate(rate_limit)
-    nets = parse_networks(allow_ip)
+    nets = parse_networks(allow_ip) or LOOPBACK
+    proxies = parse_networks(trusted_proxy, "--trusted-proxy")
+    max_ttl = parse_ttl(max_token_ttl)
+    failure_rate, failure_burst = parse_rate(auth_failure_limit)
     keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
     config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
                           max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval)
@@ -116,7 +140,8 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     audit = AuditLog(audit_path, audit_key, GitAnchors(repo, state / "audit" / "anchors.git"))
     audit.seal()
     api = ApiContext(keys=keys, ops=ops, audit=audit,
-                     limiter=RateLimiter(rate, burst), allow_nets=nets,
+                     limiter=RateLimiter(rate, burst), allow_nets=nets, trusted_proxies=proxies,
+                     auth_failures=RateLimiter(failure_rate, failure_burst), max_token_ttl_s=max_ttl,
                      known_secrets=lambda: ops.secret_store().all_values())
     app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, api=api)
     if webhook_secret_file is None:
@@ -124,8 +149,11 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     daemon.start()
     anchoring = PeriodicAnchor(audit, audit_anchor_interval)
     anchoring.start()
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer; the API
+    # reads it itself, from --trusted-proxy peers only (reconciler/api/client_address.py).
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False,
-                                           limit_concurrency=256, timeout_keep_alive=5, lifespan="off"))
+                                           limit_concurrency=256, timeout_keep_alive=5, lifespan="off",
+                                           proxy_headers=False))
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         # uvicorn handles the signal while it runs and re-raises it after its shutdown: this

@@ -15,6 +15,7 @@ import pygit2
 
 from reconciler.controller.credentials import DB_PASSWORD
 from reconciler.core.naming import is_valid_env_name
+from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import redact_url, scrub
 from reconciler.sources.notes import iter_notes
@@ -208,7 +209,10 @@ class Operations:
 
         return gen()
 
-    def exec(self, name: str, command: list[str], stdin: str | None, timeout_s: float) -> dict[str, Any]:
+    def exec(self, name: str, command: list[str], stdin: str | None, timeout_s: float, *,
+             read_only: bool = False) -> dict[str, Any]:
+        """A one-off command with the environment's image and mounts; read_only (production): without the
+        config file and credential variables, every mount read-only (core/production_exec.py)."""
         env, e = self.entry(name)
         if not command or any(not isinstance(c, str) or "\x00" in c for c in command):
             raise OdooOpsError("COMMAND_INVALID", "command must be a non-empty list of strings",
@@ -221,6 +225,8 @@ class Operations:
             raise OdooOpsError("ENV_NOT_DEPLOYED", f"environment {env} has no running deployment",
                                f"odooops env show {env}  # wait until its state is running")
         container = dict(spec["containers"][0])
+        if read_only:
+            container = read_only_container(container)
         if stdin is not None:
             # run_once attaches no stdin: the text reaches the command through a variable of the
             # one-off container only (removed afterwards), never through its argv or the audit log.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core import quantities, yamldoc
 from reconciler.core.model import Head, Tier, digest
+from reconciler.core.production_exec import ProductionExec
 from reconciler.core.resources import read_text
 from reconciler.errors import OdooOpsError
 
@@ -47,6 +48,7 @@ class Policy:
     digest: str
     # Tiers whose environments run code nobody reviewed (pull requests): masked copies only, no egress.
     untrusted_tiers: frozenset[Tier] = frozenset()
+    production_exec: ProductionExec = field(default_factory=ProductionExec)  # off unless the policy enables it
 
 
 @cache
@@ -94,7 +96,8 @@ def policy_from_raw(raw: dict[str, Any], name: str = "default") -> Policy:
     untrusted |= {r.tier for r in rules if r.pull_request}
     return Policy(name=name, rules=rules, tier_defaults=tier_defaults, limits=limits, quotas=quotas,
                   gates=raw.get("gates", {}), promotion=tuple(raw.get("promotion", [])),
-                  digest=digest(raw), untrusted_tiers=frozenset(untrusted))
+                  digest=digest(raw), untrusted_tiers=frozenset(untrusted),
+                  production_exec=ProductionExec.from_raw(raw.get("production_exec")))
 
 
 def _tier_settings(tier: str, block: dict[str, Any]) -> dict[str, tuple[Any, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -121,22 +122,31 @@ def api(tmp_path_factory: pytest.TempPathFactory, services_env: dict[str, str],
         ops = Operations(daemon, host)
         ctx = ApiContext(keys=keys, ops=ops, audit=AuditLog(state / "audit" / "audit.jsonl",
                                                          AuditKey.from_file(base / "audit.key", create=True)),
-                         limiter=RateLimiter(1000.0, 1000.0),
+                         limiter=RateLimiter(1000.0, 1000.0), auth_failures=RateLimiter(1000.0, 1000.0),
                          known_secrets=lambda: ops.secret_store().all_values())
-        port = free_port()
-        app = create_app(daemon, None, api=ctx)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               access_log=False, lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for(lambda: server.started, 20, "uvicorn")
         try:
-            yield ApiServer(f"http://127.0.0.1:{port}", keys, ctx, daemon, state, srv / "acme.git", log_file)
+            with serve_app(create_app(daemon, None, api=ctx)) as url:
+                yield ApiServer(url, keys, ctx, daemon, state, srv / "acme.git", log_file)
         finally:
-            server.should_exit = True
-            thread.join(10)
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+@contextlib.contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """An app on a free loopback port, configured as `odooops serve` runs it (uvicorn believes no proxy
+    header: the API decides, from --trusted-proxy)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="off", proxy_headers=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, "uvicorn")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def openapi_operations() -> list[tuple[str, str, dict[str, Any]]]:

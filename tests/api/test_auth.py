@@ -25,7 +25,7 @@ SECURED = [(m, p, o) for m, p, o in openapi_operations() if (m, p) not in PUBLIC
 
 def _sample(path: str, env: str) -> str:
     return (path.replace("{env}", env).replace("{name}", "smtp_password").replace("{backup_id}", "b1")
-            .replace("{provider}", "github"))
+            .replace("{provider}", "github").replace("{token_id}", "0" * 32))
 
 
 def _body(method: str, operation: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +61,10 @@ def test_operation_refused_without_token_and_without_scope(api: ApiServer, metho
         refused = api.request(method, url, token=lacking, **_body(method, operation))
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"] == "SCOPE_REQUIRED" and scope in refused.json()["message"]
-        # the same token with the scope gets past authorization (whatever the operation then says)
-        allowed = api.request(method, url, token=api.token([scope]), **_body(method, operation))
+        # a token with the scope gets past authorization (whatever the operation then says); the
+        # project-wide ones (they reach production) need the production column's scopes on any tier
+        allowed = api.request(method, url, token=api.token(operation.get("x-production-scopes") or [scope]),
+                              **_body(method, operation))
         assert allowed.status_code not in (401, 403), allowed.text
     finally:
         api.remove_env(env)
@@ -141,7 +143,10 @@ def test_rs256_keys_and_algorithm_confusion(tmp_path: Path) -> None:
 
 
 def test_scopes_roles_and_key_file(tmp_path: Path) -> None:
-    assert "shell" in expand_scopes(role="developer") and "db:restore" not in expand_scopes(role="developer")
+    # developers reach every operation on the other tiers; the production scope is the operator's (and admin's)
+    assert "shell" in expand_scopes(role="developer") and "db:restore" in expand_scopes(role="developer")
+    assert "production" not in expand_scopes(role="developer") and "production" in expand_scopes(role="operator")
+    assert set(expand_scopes(role="developer")) < set(expand_scopes(role="operator"))
     for bad in (dict(scopes=["root"]), dict(role="god"), dict()):
         with pytest.raises(ApiError):
             expand_scopes(**bad)  # type: ignore[arg-type]

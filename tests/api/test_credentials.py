@@ -65,7 +65,7 @@ def test_credentials_by_tier_and_role(api: ApiServer, envs: dict[str, str]) -> N
     assert r.headers["cache-control"] == "no-store"
     # A developer never reads production's; an admin does.
     r = api.request("GET", f"/api/v1/environments/{prod}/credentials", token=dev)
-    assert r.status_code == 403 and r.json()["error"] == "CREDENTIALS_ADMIN_REQUIRED"
+    assert r.status_code == 403 and r.json()["error"] == "PRODUCTION_ROLE_REQUIRED"
     assert passwords[prod] not in r.text
     r = api.request("GET", f"/api/v1/environments/{prod}/credentials", token=api.token(role="admin", subject="boss"))
     assert r.status_code == 200 and r.json()["password"] == passwords[prod]
@@ -79,7 +79,7 @@ def test_credentials_by_tier_and_role(api: ApiServer, envs: dict[str, str]) -> N
     [ok_stg] = [e for e in _events(api, stg) if e["actor"] == "dev@example.com"]
     assert ok_stg["result"]["status"] == "ok"
     prod_events = {(e["actor"], json.dumps(e["result"])) for e in _events(api, prod)}
-    assert ("dev@example.com", json.dumps("refused:CREDENTIALS_ADMIN_REQUIRED")) in prod_events
+    assert ("dev@example.com", json.dumps("refused:PRODUCTION_ROLE_REQUIRED")) in prod_events
     assert any(actor == "boss" and '"ok"' in result for actor, result in prod_events)
     audit_text = (api.state / "audit" / "audit.jsonl").read_text()
     assert passwords[prod] not in audit_text and passwords[stg] not in audit_text
@@ -108,5 +108,5 @@ def test_cli_env_credentials(api: ApiServer, envs: dict[str, str]) -> None:
     assert human.exit_code == 0, human.output
     assert f"password  {data['password']}" in human.output and "login     admin" in human.output
     refused = runner.invoke(main, ["env", "credentials", envs["production"], "--json"], env=env)
-    assert refused.exit_code != 0 and json.loads(refused.output)["error"] == "CREDENTIALS_ADMIN_REQUIRED"
+    assert refused.exit_code != 0 and json.loads(refused.output)["error"] == "PRODUCTION_ROLE_REQUIRED"
     assert [e for e in _events(api, stg) if e["actor"] == "cli-dev@example.com"]

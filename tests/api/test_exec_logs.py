@@ -67,3 +67,19 @@ def test_logs_tail_and_follow(api: ApiServer, deployed: str) -> None:
     assert body  # the tail, then the stream ends after max_seconds (at the next line or on its own)
     none = api.request("GET", f"/api/v1/environments/{deployed}/logs?role=cron", role="tester")
     assert none.status_code == 404 and none.json()["error"] == "CONTAINER_NOT_FOUND"
+
+
+def test_read_only_exec_sees_no_secrets_and_changes_nothing(api: ApiServer, deployed: str) -> None:
+    """What exec into production runs when the policy enables it (Operations.exec(read_only=True))."""
+    store = api.ctx.ops.secret_store()
+    secrets = [v for v in (store.get(deployed, "db_password"), store.get(deployed, "admin_passwd")) if v]
+    assert secrets
+    script = ("cat /etc/odoo/odoo.conf; env; touch /var/lib/odoo/probe-ro && echo WROTE-FILESTORE; "
+              "ls /mnt/extra-addons >/dev/null && echo CODE-VISIBLE")
+    normal = api.ctx.ops.exec(deployed, ["sh", "-c", script], None, 120)
+    assert any(s in normal["output"] for s in secrets)  # the environment's own exec: what the probe read
+    assert "WROTE-FILESTORE" in normal["output"]
+    ro = api.ctx.ops.exec(deployed, ["sh", "-c", script], None, 120, read_only=True)
+    assert ro["exit_code"] is not None and "CODE-VISIBLE" in ro["output"], ro
+    assert not any(s in ro["output"] for s in secrets), "a secret reached the read-only exec"
+    assert "WROTE-FILESTORE" not in ro["output"] and "Read-only file system" in ro["output"], ro["output"]

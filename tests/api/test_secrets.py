@@ -29,9 +29,10 @@ def test_secret_values_never_leak(api: ApiServer) -> None:
     first = len(api.responses)
     try:
         dev = api.token(role="developer", subject="dev@example.com")
-        assert api.request("PUT", f"/api/v1/environments/{env}/secrets/smtp_password", json={"value": smtp},
-                           token=dev).status_code == 403  # developers read names, they do not write
-        r = api.request("PUT", f"/api/v1/environments/{env}/secrets/smtp_password", json={"value": smtp})
+        refused = api.request("PUT", "/api/v1/secrets/s3_secret_access_key", json={"value": s3}, token=dev)
+        assert refused.status_code == 403  # project secrets serve production: not the developer's to set
+        assert refused.json()["error"] == "PRODUCTION_ROLE_REQUIRED" and s3 not in refused.text
+        r = api.request("PUT", f"/api/v1/environments/{env}/secrets/smtp_password", json={"value": smtp}, token=dev)
         assert r.status_code == 204 and r.content == b""
         assert api.request("PUT", "/api/v1/secrets/s3_secret_access_key", json={"value": s3}).status_code == 204
         names = api.request("GET", f"/api/v1/environments/{env}/secrets", token=dev).json()

@@ -153,7 +153,7 @@ def test_admin_passwords_on_production_and_its_clone(project: PlatformProject, t
         assert r.status_code == 200, r.text
         assert r.json()["login"] == "admin" and r.json()["password"] == stg_pw and r.json()["set_in_database"]
         r = api.credentials("production", dev)
-        assert r.status_code == 403 and r.json()["error"] == "CREDENTIALS_ADMIN_REQUIRED", r.text
+        assert r.status_code == 403 and r.json()["error"] == "PRODUCTION_ROLE_REQUIRED", r.text
         assert prod_pw not in r.text
         r = api.credentials("production", api.token("admin", "ops-admin@example.com"))
         assert r.status_code == 200 and r.json()["password"] == prod_pw, r.text
@@ -168,6 +168,6 @@ def test_admin_passwords_on_production_and_its_clone(project: PlatformProject, t
             ("dev@example.com", "ok"), ("dev@example.com", "ok")]
         assert [(e["actor"], e["result"] if isinstance(e["result"], str) else e["result"]["status"])
                 for e in api.events("production")] == [
-            ("dev@example.com", "refused:CREDENTIALS_ADMIN_REQUIRED"), ("ops-admin@example.com", "ok")]
+            ("dev@example.com", "refused:PRODUCTION_ROLE_REQUIRED"), ("ops-admin@example.com", "ok")]
         audit_text = (p.host.state_dir / "audit" / "audit.jsonl").read_text()
         assert prod_pw not in audit_text and stg_pw not in audit_text
