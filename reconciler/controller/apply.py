@@ -149,6 +149,7 @@ class Applier:
         if todo:
             # A host that cannot be prepared fails the whole apply before anything is touched.
             report.host_prepared = files.prepare_host_once(self.host, self.progress)
+            self._sweep_database_access()
         for action in todo:
             # One operation per environment across processes: a restore, clone or rollback of this
             # environment finishes before its apply starts (and a rollback's own apply re-enters).
@@ -163,6 +164,23 @@ class Applier:
             report.notes_pushed = self._push_notes()
         report.seconds = time.monotonic() - started
         return report
+
+    def _sweep_database_access(self) -> None:
+        """Before anything deploys: no database of this project's environments (nor any oo_* copy) may be
+        reachable by a role other than its own (data.access_sweep repairs it; one catalogue query when
+        nothing is wrong). A sweep that cannot run is reported and leaves the deploys to fail on their own."""
+        from reconciler.data import access_sweep
+
+        try:
+            report = access_sweep.sweep(self._pg(), set(self.project.store.entries()))
+        except OdooOpsError as exc:
+            self.progress("host", "database access", "failed", exc.message)
+            return
+        for db, problems in sorted(report.repaired.items()):
+            self.progress("host", "database access", "changed", f"{db} was reachable beyond its own role "
+                          f"({'; '.join(problems)}): repaired")
+        for db, why in sorted(report.failed.items()):
+            self.progress("host", "database access", "failed", f"{db}: {why}")
 
     def _drifted(self, noops: list[Action], specs: dict[str, EnvSpec]) -> list[Action]:
         """Observed state comes from the real engine: a no-op whose containers are gone is redeployed."""

@@ -413,7 +413,7 @@ class Daemon:
             "blocked": [{"env": a.env, "branch": a.branch, "reason": a.reason, "remediation": a.remediation}
                         for a in blocked],
             "last_hinted": sorted(hinted)[:50], "orphans": self._status.get("orphans", {}),
-            "scratch": self._status.get("scratch", {}),
+            "scratch": self._status.get("scratch", {}), "access": self._status.get("access", {}),
             "closed_requests": sorted(self._closed),
         }
 
@@ -604,7 +604,27 @@ class Daemon:
         self._status = {**self._status, "orphans": found}
         if self.host is not None:
             found["scratch"] = self.sweep_scratch()
+            found["access"] = self.sweep_access(project)
         return found
+
+    def sweep_access(self, project: Project) -> list[str]:
+        """Databases of this project's environments (and the platform's oo_* copies) that roles other than
+        their own could reach: repaired (data.access_sweep); returns their names."""
+        from reconciler.data import access_sweep
+        from reconciler.executors.postgres import Postgres
+
+        assert self.host is not None
+        try:
+            report = access_sweep.sweep(Postgres.from_host(self.host), set(project.store.entries()))
+        except (OdooOpsError, psycopg.Error) as exc:
+            log.warning("database access sweep skipped: %s", getattr(exc, "message", exc))
+            return []
+        for db, problems in report.repaired.items():
+            log.warning("database %s was reachable beyond its own role (%s): repaired", db, "; ".join(problems))
+        for db, why in report.failed.items():
+            log.error("database %s is reachable beyond its own role and could not be repaired: %s", db, why)
+        self._status = {**self._status, "access": report.to_json()}
+        return sorted(report.repaired)
 
     def sweep_scratch(self) -> list[str]:
         """Scratch databases and filestores that a killed clone, restore or backup check left (data.scratch)."""
