@@ -30,7 +30,6 @@ _OUTCOME_BY_CODE = {"WEBHOOK_TOO_OLD": "too_old", "WEBHOOK_PAYLOAD_TOO_DEEP": "t
                     "WEBHOOK_BAD_BRANCH": "bad_branch"}
 
 
-
 class Reconciler(Protocol):
     """What the API needs from the daemon."""
 

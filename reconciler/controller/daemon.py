@@ -72,7 +72,6 @@ class DaemonConfig:
     request_event_wait: float = 300.0
 
 
-
 NOTES_RETRY_MAX_S = 8.0
 
 
