@@ -347,8 +347,11 @@ class Applier:
 
     def _platform(self, spec: EnvSpec, ctx: dict[str, Any]) -> dict[str, str]:
         art: Artifact = ctx["artifact"]
-        return self.host.platform_values(spec.name, art.id, art.path, ctx["owner"], self.project.id,
-                                         db_login=ctx["logins"].active)
+        values = self.host.platform_values(spec.name, art.id, art.path, ctx["owner"], self.project.id,
+                                           db_login=ctx["logins"].active)
+        # An internal network (untrusted code) reaches the catcher by name, on the catcher's own port.
+        values.update(mail_catcher_name=self.mail_catcher_name, mail_catcher_container_port=str(mail.CONTAINER_PORT))
+        return values
 
     def _infra(self, spec: EnvSpec, rendered: dict[str, str], previous: dict[str, Any],
                ctx: dict[str, Any]) -> tuple[str, str]:

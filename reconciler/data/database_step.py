@@ -316,7 +316,7 @@ class DatabaseStep:
             return None
         from reconciler.data.mail import catcher_login
 
-        return catcher_login(self.host, self.secrets, self.env)
+        return catcher_login(self.host, self.secrets, self.env, self.container_spec)
 
     def _from_production(self, prod: dict[str, Any]) -> DatabaseOutcome:
         from reconciler.data import snapshots

@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -83,9 +83,14 @@ def smtp_credentials(secrets: SecretStore, env: str) -> tuple[str, str]:
     return env, secrets.get_or_create(env, SECRET_NAME)
 
 
-def catcher_login(host: HostSettings, secrets: SecretStore, env: str) -> dict[str, Any]:
-    """The mail server row a copied database gets: the host's catcher, logged in as env."""
+def catcher_login(host: HostSettings, secrets: SecretStore, env: str,
+                  container_spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The mail server row a copied database gets: the host's catcher, logged in as env. An environment on an
+    internal network (its container spec) reaches the catcher by name there, on the catcher's own port."""
     user, password = smtp_credentials(secrets, env)
+    peers = list((container_spec or {}).get("network_peers") or [])
+    if (container_spec or {}).get("internal_network") and peers:
+        return {"host": peers[0], "port": CONTAINER_PORT, "user": user, "password": password}
     return {"host": host.mail_catcher_host, "port": host.mail_catcher_port, "user": user, "password": password}
 
 
@@ -220,10 +225,16 @@ def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretSt
                     _wait_banner(host, runtime, name, wait_s)
                     return host.mail_catcher_host, host.mail_catcher_port
                 _remove(runtime, info["Id"])
+            # The internal networks of environments that run untrusted code reach the catcher there: keep them.
+            networks = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
+            joined = sorted(n for n in networks if n != "bridge")
             kwargs = _create_kwargs(host, image, name, args, config_digest, (uid, gid), memory_bytes)
             try:
                 container = runtime.client.containers.create(**kwargs)
                 container.start()
+                for network in joined:
+                    with contextlib.suppress(docker.errors.APIError):  # removed meanwhile with its environment
+                        runtime.api.connect_container_to_network(container.id, network)
             except docker.errors.APIError as exc:
                 with contextlib.suppress(docker.errors.APIError):
                     runtime.api.remove_container(name, v=True, force=True)

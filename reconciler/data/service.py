@@ -111,7 +111,7 @@ class DataService:
         if settings.get("mail_catcher"):
             from reconciler.data.mail import catcher_login
 
-            mail_server = catcher_login(self.host, self.ctx.secrets, target)
+            mail_server = catcher_login(self.host, self.ctx.secrets, target, dst_entry.get("container_spec"))
         with env_lock(self.host.state_dir, target, f"clone of {source}", wait_s=DATA_LOCK_WAIT_S):
             result = clone_to_scratch(self.ctx, source, target, neutralize=neutralize, mask=mask,
                                       rules=settings.get("masking_rules") or None, mail_server=mail_server)

@@ -26,6 +26,8 @@ L_SPEC, L_ARTIFACT = "odooops.spec-digest", "odooops.artifact"
 L_MANAGED, L_ROLE, L_CDIGEST = "odooops.managed", "odooops.role", "odooops.container-digest"
 L_ONESHOT, L_HTTP, L_GEVENT = "odooops.oneshot", "odooops.http-port", "odooops.gevent-port"
 L_PROJECT = "odooops.project"
+# "none" on containers of an internal network (no route out): the router reaches them at their address.
+L_EGRESS = "odooops.egress"
 # A container is left alone only when all of these match what the spec asks for.
 IDENTITY = (L_COMMIT, L_SPEC, L_ARTIFACT, L_CDIGEST)
 _SECRET_FLAGS = re.compile(r"^(-w|--db_password|--db-password|--admin_passwd|--smtp_password)(=.*)?$")
@@ -62,6 +64,10 @@ class ObservedContainer:
     gevent_host_port: int | None
     oneshot: bool = False
     project: str | None = None  # odooops.project: which repository's environment this is
+    # host:port the router and health checks use: 127.0.0.1 and the published port, or (internal network,
+    # nothing published) the container's address on its network and the container port.
+    http_upstream: str | None = None
+    gevent_upstream: str | None = None
 
     @property
     def running(self) -> bool:
@@ -82,14 +88,14 @@ class ObservedRuntime:
 
     @property
     def web_upstream(self) -> str | None:
-        """`127.0.0.1:PORT` of the web container, what the router proxies to."""
+        """`127.0.0.1:PORT` of the web container (its address on an internal network), what the router proxies to."""
         web = self.container("web")
-        return f"127.0.0.1:{web.http_host_port}" if web and web.http_host_port else None
+        return web.http_upstream if web else None
 
     @property
     def websocket_upstream(self) -> str | None:
         web = self.container("web")
-        return f"127.0.0.1:{web.gevent_host_port}" if web and web.gevent_host_port else None
+        return web.gevent_upstream if web else None
 
 
 @dataclass(frozen=True)
@@ -278,10 +284,12 @@ class DockerRuntime:
             observed = self.observe_env(env)
             by_name = {c.name: c for c in observed.containers}
             handovers = tuple(
-                Handover(canonical, old.id, by_name[new].id, _local(old.http_host_port),
-                         _local(by_name[new].http_host_port), timeout, _local(old.gevent_host_port),
-                         _local(by_name[new].gevent_host_port))
+                Handover(canonical, old.id, by_name[new].id, old.http_upstream, by_name[new].http_upstream,
+                         timeout, old.gevent_upstream, by_name[new].gevent_upstream)
                 for canonical, old, new, timeout in pending)
+            if not pending and len(observed.networks) > 1:
+                self._drop_other_networks(spec)
+                observed = self.observe_env(env)
         return EnsureResult(env, tuple(created), tuple(replaced), tuple(unchanged), tuple(removed),
                             network_created, tuple(volumes_created), observed,
                             time.monotonic() - started, handovers)
@@ -321,12 +329,22 @@ class DockerRuntime:
         network_created = False
         # The name filter matches substrings, so compare names exactly.
         existing = [n for n in self.api.networks(names=[spec["network"]]) if n["Name"] == spec["network"]]
+        internal = bool(spec.get("internal_network"))
         if existing:
             _check_owner("network", spec["network"], existing[0].get("Labels"), env)
+            if bool(existing[0].get("Internal")) != internal:
+                raise OdooOpsError(
+                    "DOCKER_NETWORK_MISMATCH", f"network {spec['network']} exists "
+                    f"{'without' if internal else 'with'} Docker's internal flag, and the spec asks the opposite",
+                    f"remove it (odooops env destroy {env}, or docker network rm {spec['network']} once no "
+                    "container uses it) and apply again", {"network": spec["network"], "env": env})
         else:
-            self.api.create_network(spec["network"], driver="bridge", labels=labels,
+            # internal: no masquerading and no forwarding out of the bridge; the host (PostgreSQL on its
+            # addresses, the router) still reaches it and is reached from it.
+            self.api.create_network(spec["network"], driver="bridge", labels=labels, internal=internal,
                                     check_duplicate=True)
             network_created = True
+        self._connect_peers(spec)
         volumes_created: list[str] = []
         for vol in spec["volumes"]:
             try:
@@ -336,6 +354,34 @@ class DockerRuntime:
                 self.api.create_volume(vol["name"], labels=labels)
                 volumes_created.append(vol["name"])
         return network_created, volumes_created
+
+    def _connect_peers(self, spec: dict[str, Any]) -> None:
+        """Containers outside the environment it must reach (the mail catcher), on its network by name."""
+        for peer in spec.get("network_peers") or []:
+            try:
+                info = self.api.inspect_container(peer)
+            except docker.errors.NotFound:
+                continue
+            if spec["network"] in ((info.get("NetworkSettings") or {}).get("Networks") or {}):
+                continue
+            with suppress(docker.errors.APIError):  # connected meanwhile by a concurrent ensure
+                self.api.connect_container_to_network(info["Id"], spec["network"])
+
+    def _drop_other_networks(self, spec: dict[str, Any]) -> None:
+        """The env's networks the spec no longer names (e.g. its plain one after it became internal), once
+        no container of the env uses them; peers are disconnected first."""
+        for name in self.observe_env(spec["env"]).networks:
+            if name == spec["network"]:
+                continue
+            with suppress(docker.errors.APIError):
+                info = self.api.inspect_network(name)
+                attached = (info.get("Containers") or {}).keys()
+                envs = {(self.api.inspect_container(cid)["Config"].get("Labels") or {}).get(L_ENV) for cid in attached}
+                if spec["env"] in envs:
+                    continue
+                for cid in attached:
+                    self.api.disconnect_container_from_network(cid, name, force=True)
+                self.api.remove_network(name)
 
     def _refuse_foreign(self, name: str, env: str) -> None:
         """A container with our name that is not ours for this env is never touched."""
@@ -368,12 +414,15 @@ class DockerRuntime:
             labels[L_HTTP] = str(c["http_port"])
         if c.get("gevent_port"):
             labels[L_GEVENT] = str(c["gevent_port"])
+        if spec.get("internal_network"):
+            labels[L_EGRESS] = "none"
         return labels
 
     def _resolved(self, spec: dict[str, Any], c: dict[str, Any]) -> dict[str, Any]:
         """Everything that shapes the container, with the image resolved to its id."""
         return {"container": {k: v for k, v in c.items() if k != "name"},
                 "image_id": self.image_id(c["image"]), "network": spec["network"],
+                "internal_network": bool(spec.get("internal_network")),
                 "volumes": spec["volumes"], "tier": spec["labels"][L_TIER],
                 # A release that hardens containers further replaces running ones at their next ensure.
                 "hardening": HARDENING}
@@ -424,7 +473,9 @@ class DockerRuntime:
             kwargs["mem_limit"] = kwargs["memswap_limit"] = c["memory_bytes"]
         if not oneshot:
             kwargs["restart_policy"] = {"Name": "unless-stopped"}
-            # Loopback only, Docker picks the host port; observe() reads it back for the router.
+        if not oneshot and not spec.get("internal_network"):
+            # Loopback only, Docker picks the host port; observe() reads it back for the router. An internal
+            # network publishes nothing: the host reaches the container at its address there.
             ports = [c[k] for k in ("http_port", "gevent_port") if c.get(k)]
             kwargs["ports"] = {f"{p}/tcp": ("127.0.0.1",) for p in ports}
         return kwargs
@@ -491,10 +542,6 @@ class DockerRuntime:
         return raw.decode("utf-8", "replace")
 
 
-def _local(port: int | None) -> str | None:
-    return f"127.0.0.1:{port}" if port else None
-
-
 def _from_summary(s: dict[str, Any]) -> ObservedContainer:
     labels = s.get("Labels") or {}
     ports: dict[int, int] = {}
@@ -506,6 +553,17 @@ def _from_summary(s: dict[str, Any]) -> ObservedContainer:
     def port(label: str) -> int | None:
         return ports.get(int(labels[label])) if labels.get(label, "").isdigit() else None
 
+    address = None
+    if labels.get(L_EGRESS) == "none" and s.get("State") == "running":
+        networks = (s.get("NetworkSettings") or {}).get("Networks") or {}
+        address = next((n["IPAddress"] for _, n in sorted(networks.items()) if n.get("IPAddress")), None)
+
+    def upstream(label: str) -> str | None:
+        published = port(label)
+        if published:
+            return f"127.0.0.1:{published}"
+        return f"{address}:{labels[label]}" if address and labels.get(label, "").isdigit() else None
+
     return ObservedContainer(
         name=(s.get("Names") or ["/?"])[0].lstrip("/"), id=s["Id"], role=labels.get(L_ROLE, ""),
         state=s.get("State", ""),
@@ -513,7 +571,8 @@ def _from_summary(s: dict[str, Any]) -> ObservedContainer:
         commit=labels.get(L_COMMIT), spec_digest=labels.get(L_SPEC), artifact=labels.get(L_ARTIFACT),
         container_digest=labels.get(L_CDIGEST), image=s.get("Image", ""),
         http_host_port=port(L_HTTP), gevent_host_port=port(L_GEVENT),
-        oneshot=labels.get(L_ONESHOT) == "true", project=labels.get(L_PROJECT))
+        oneshot=labels.get(L_ONESHOT) == "true", project=labels.get(L_PROJECT),
+        http_upstream=upstream(L_HTTP), gevent_upstream=upstream(L_GEVENT))
 
 
 def _matches(c: ObservedContainer, labels: dict[str, str] | None) -> bool:
