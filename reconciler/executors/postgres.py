@@ -373,15 +373,17 @@ class Postgres:
         self._move_access_role(old, new)
 
     def _move_access_role(self, old: str, new: str) -> None:
-        """The ACL moves with a renamed database; its access role (named after it) follows the new name, or
-        goes when a role of the new name already owns the way in (a scratch copy renamed to its environment)."""
+        """The ACL moves with a renamed database; its access role (named after it) follows the new name when
+        that is another platform-internal (oo_*) name, and goes otherwise: a scratch copy renamed to its
+        environment's name is reached through the environment's own role. An environment's role never
+        becomes an access role."""
         with self.connect() as conn, conn.transaction():
             if not self._is_access_role(conn, old):
                 return
             if self._is_access_role(conn, new):
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(new)))  # stale: its database was gone
             taken = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (new,)).fetchone()
-            if taken is None:
+            if taken is None and new.startswith("oo_"):
                 conn.execute(sql.SQL("ALTER ROLE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
             else:
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(old)))

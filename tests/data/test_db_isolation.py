@@ -188,13 +188,18 @@ def test_a_cloned_database_is_reachable_by_its_environment_alone(cluster: Cluste
     cluster.dbs.append(stage)
     assert_only(cluster, stage, stage, [other, prod])
     assert db not in cluster.pg.access_roles()
-    # Dropping a scratch copy drops its access role.
-    again = scratch_name("clone")
-    cluster.dbs.append(again)
+    # A scratch copy renamed to another scratch name takes its access role along; dropped, it drops it.
+    again, moved = scratch_name("clone"), scratch_name("old")
+    cluster.dbs += [again, moved]
     cluster.pg.clone(prod, again, owner=stage)
     assert again in cluster.pg.access_roles()
-    cluster.pg.drop(again)
-    assert again not in cluster.pg.access_roles()
+    cluster.pg.rename(again, moved)
+    roles = cluster.pg.access_roles()
+    assert moved in roles and again not in roles
+    with cluster.pg.connect() as conn:
+        assert conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (stage, moved)).fetchone() == (True,)
+    cluster.pg.drop(moved)
+    assert moved not in cluster.pg.access_roles()
 
 
 def test_secure_database_takes_back_what_was_given_away(cluster: Cluster) -> None:
