@@ -191,7 +191,9 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
 
     @app.post("/webhooks/{provider}", operation_id="receiveWebhook", summary="Signed webhook delivery (no token)",
               openapi_extra={"security": []}, status_code=202,
-              responses={200: {"description": "ping answered"}, 202: {"description": "accepted"},
+              responses={200: {"description": "ping answered"},
+                         202: {"description": "accepted, or a duplicate or ignored delivery acknowledged"},
+                         409: {"model": rest.ErrorBody, "description": "a delivery id reused with another body"},
                          **{c: {"model": rest.ErrorBody} for c in (400, 401, 403, 404, 413)}})
     async def webhook(provider: str, request: Request) -> JSONResponse:
         received = time.time()
