@@ -283,7 +283,7 @@ def audit(request: Request, action: str, target: str, arguments: dict[str, Any],
 
 def _failure(code: str) -> str:
     kind = "refused" if code.endswith(("_NEEDS_CONFIRMATION", "_REFUSED", "_REQUIRED", "_NOT_ALLOWED",
-                                       "_INVALID", "_NOT_FOUND", "_CONFLICT")) else "failed"
+                                       "_INVALID", "_NOT_FOUND", "_CONFLICT", "_DISABLED")) else "failed"
     return f"{kind}:{code}"
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from reconciler.api.app import create_app
+from reconciler.api.rest import ApiContext
+from reconciler.api.token_registry import TokenRegistry
 from reconciler.controller.apply import Applier
+from reconciler.controller.daemon import Daemon, DaemonConfig
+from reconciler.controller.operations import Operations
 from reconciler.controller.planning import compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
-from tests.api.conftest import ApiServer
+from reconciler.core.resources import read_text
+from tests.api.conftest import ApiServer, serve_app
 from tests.daemon.gitserve import git
 
 
@@ -36,10 +43,12 @@ def deployed(api: ApiServer) -> Iterator[str]:
 
 def test_exec_runs_a_one_off_container(api: ApiServer, deployed: str) -> None:
     r = api.request("POST", f"/api/v1/environments/{deployed}/exec", role="developer",
-                    json={"command": ["sh", "-c", "echo on-$HOST; id -un"], "timeout_s": 120})
+                    json={"command": ["sh", "-c", "echo on-$HOST; id -u"], "timeout_s": 120})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["exit_code"] == 0 and not out["timed_out"] and "on-" in out["output"] and "odoo" in out["output"]
+    assert out["exit_code"] == 0 and not out["timed_out"] and "on-" in out["output"], out
+    uid = out["output"].split()[-1]
+    assert uid.isdigit() and uid != "0"  # the environment's own user (a numeric one no host user has), never root
     piped = api.request("POST", f"/api/v1/environments/{deployed}/exec", role="developer",
                         json={"command": ["wc", "-c"], "stdin": "twelve bytes", "timeout_s": 120})
     assert piped.json()["exit_code"] == 0 and piped.json()["output"].strip() == "12"
@@ -50,7 +59,7 @@ def test_exec_runs_a_one_off_container(api: ApiServer, deployed: str) -> None:
                            json={"command": ["true"], "timeout_s": 601})
     assert too_long.status_code == 400
     events = [e for e in api.ctx.audit.entries() if e["action"] == "env.exec" and e["target"] == deployed]
-    assert [e["arguments"]["command"] for e in events[-3:]] == [["sh", "-c", "echo on-$HOST; id -un"],
+    assert [e["arguments"]["command"] for e in events[-3:]] == [["sh", "-c", "echo on-$HOST; id -u"],
                                                                 ["wc", "-c"], ["sleep", "60"]]
     assert "twelve bytes" not in api.ctx.audit.path.read_text()
     assert events[-1]["result"]["timed_out"] is True
@@ -83,3 +92,47 @@ def test_read_only_exec_sees_no_secrets_and_changes_nothing(api: ApiServer, depl
     assert ro["exit_code"] is not None and "CODE-VISIBLE" in ro["output"], ro
     assert not any(s in ro["output"] for s in secrets), "a secret reached the read-only exec"
     assert "WROTE-FILESTORE" not in ro["output"] and "Read-only file system" in ro["output"], ro["output"]
+
+
+def _set_tier(api: ApiServer, env: str, tier: str) -> None:
+    with api.daemon.project().store._lock:  # type: ignore[attr-defined]
+        data = api.store._read()
+        data["environments"][env]["tier"] = tier
+        api.store._write(data)
+
+
+def test_exec_into_production_when_the_policy_enables_it(api: ApiServer, deployed: str, tmp_path: Path) -> None:
+    """A server whose policy has production_exec enabled, over the same state: the deployed environment
+    made production for the length of the test."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(read_text("policies", "default.yaml") + "\nproduction_exec: {enabled: true, max_seconds: 90}\n")
+    host = api.ctx.ops.host
+    daemon = Daemon(DaemonConfig(repo=api.daemon.config.repo, state_dir=api.state, poll_interval=3600,
+                                 policy_file=policy), host)
+    registry = TokenRegistry(tmp_path / "tokens.sqlite3")
+    ctx = ApiContext(keys=api.keys, ops=Operations(daemon, host), audit=api.ctx.audit, registry=registry,
+                     auth_failures=None)
+    store = api.ctx.ops.secret_store()
+    secrets = [v for v in (store.get(deployed, "db_password"), store.get(deployed, "admin_passwd")) if v]
+    tier = api.store.entries()[deployed]["tier"]
+    _set_tier(api, deployed, "production")
+    try:
+        with serve_app(create_app(daemon, None, api=ctx)) as url:
+            def run(role: str, **body: object) -> httpx.Response:
+                return httpx.post(f"{url}/api/v1/environments/{deployed}/exec", timeout=300, json=body,
+                                  headers={"Authorization": f"Bearer {api.token(role=role, subject=role)}"})
+
+            refused = run("developer", command=["id"])
+            assert refused.status_code == 403 and refused.json()["error"] == "PRODUCTION_ROLE_REQUIRED"
+            too_long = run("operator", command=["id"], timeout_s=120)
+            assert too_long.status_code == 400 and too_long.json()["error"] == "EXEC_TIMEOUT_TOO_LONG"
+            r = run("operator", command=["sh", "-c", "cat /etc/odoo/odoo.conf; env; touch /var/lib/odoo/x"],
+                    timeout_s=60)
+            assert r.status_code == 200, r.text
+            assert not any(s in r.text for s in secrets) and "Read-only file system" in r.json()["output"]
+        event = [e for e in api.ctx.audit.entries(50) if e["action"] == "env.exec" and e["target"] == deployed][-1]
+        assert event["actor"] == "operator" and event["arguments"]["read_only"] is True
+        assert event["result"]["status"] == "ok"
+    finally:
+        _set_tier(api, deployed, tier)
+        registry.close()
