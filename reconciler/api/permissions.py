@@ -66,7 +66,7 @@ PERMISSIONS: dict[str, Permission] = dict([
        why="overwrites production, or copies production's data elsewhere"),
     _p("cloneEnvironment", "db:clone", PRODUCTION, (BODY_SOURCE, BODY_TARGET),
        why="copies production's data out (or overwrites production)"),
-    _p("promote", "promote", PRODUCTION, (BODY_SOURCE, BODY_TARGET), why="deploys to production"),
+    _p("promote", "promote", PRODUCTION, (BODY_TARGET,), why="deploys to production"),
     _p("listMail", "mail:read"),
     _p("listEnvSecrets", "secrets:read"),
     _p("setEnvSecret", "secrets:write", PRODUCTION, why="changes production's secrets"),

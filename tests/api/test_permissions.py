@@ -126,6 +126,8 @@ def test_developer_token_cannot_take_over_production(api: ApiServer, envs: dict[
     for method, path, body in [("POST", f"/api/v1/environments/{dev}/rollback", {"confirm": True}),
                                ("POST", f"/api/v1/environments/{dev}/scale", {"workers": 1}),
                                ("POST", "/api/v1/clones", {"source": dev2, "target": dev}),
+                               # promoting production's commit onward moves code, not data: allowed
+                               ("POST", "/api/v1/promotions", {"source": prod, "target": dev}),
                                ("GET", f"/api/v1/environments/{dev}/credentials", None)]:
         r = api.request(method, path, token=developer, **({"json": body} if body else {}))
         assert r.status_code not in (401, 403), (method, path, r.text)
