@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import __version__
 from reconciler.api import rest, webhooks
+from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
 from reconciler.api.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -24,13 +25,16 @@ from reconciler.errors import OdooOpsError
 
 log = logging.getLogger(__name__)
 
-_OUTCOME = {400: "malformed", 401: "bad_signature", 403: "refused", 413: "too_large"}
+_OUTCOME = {400: "malformed", 401: "bad_signature", 403: "refused", 409: "conflict", 413: "too_large"}
+_OUTCOME_BY_CODE = {"WEBHOOK_TOO_OLD": "too_old", "WEBHOOK_PAYLOAD_TOO_DEEP": "too_deep",
+                    "WEBHOOK_BAD_BRANCH": "bad_branch"}
 
 
 class Reconciler(Protocol):
     """What the API needs from the daemon."""
 
     metrics: Metrics
+    dir: Path  # the project's state directory (the webhook delivery journal lives there)
 
     def hint(self, hint: webhooks.Hint) -> None: ...
 
@@ -98,8 +102,8 @@ def _too_large(limit: int) -> webhooks.WebhookError:
 
 
 def create_app(daemon: Reconciler, secret_file: Path | None = None,
-               max_payload: int = webhooks.DEFAULT_MAX_PAYLOAD, dedupe_capacity: int = 10_000,
-               api: rest.ApiContext | None = None) -> FastAPI:
+               max_payload: int = webhooks.DEFAULT_MAX_PAYLOAD, journal: DeliveryJournal | None = None,
+               max_age: float = webhooks.DEFAULT_MAX_AGE, api: rest.ApiContext | None = None) -> FastAPI:
     """The daemon's app; with `api` (keys, operations, audit log) the REST API under /api/v1 is live,
     without it the /api/v1 routes answer 503 (they are always declared, so the OpenAPI document is whole)."""
     app = FastAPI(title="OdooOps API", version=__version__, docs_url=None, redoc_url=None,
@@ -108,9 +112,23 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
     app.add_middleware(RequestIdMiddleware)
     rest.install(app, api)
     secrets = SecretSource(secret_file)
-    seen = webhooks.DeliveryLog(dedupe_capacity)
+    retention = journal.retention if journal is not None else DEFAULT_RETENTION
+    if retention < max_age:
+        raise OdooOpsError("USAGE", f"the webhook journal keeps deliveries {retention:.0f} s, less than "
+                           f"--webhook-max-age ({max_age:.0f} s): a replay could outlive its record",
+                           "raise --webhook-retention or lower --webhook-max-age")
+    journals = [journal] if journal is not None else []
+    journal_lock = threading.Lock()
+
+    def deliveries() -> DeliveryJournal:
+        # Opened on the first signed delivery: an app that never takes one (the OpenAPI generator) touches no disk.
+        with journal_lock:
+            if not journals:
+                journals.append(DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite"))
+            return journals[0]
+
     metrics = daemon.metrics
-    app.state.deliveries = seen
+    app.state.deliveries = deliveries
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -204,7 +222,8 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         try:
             result = await _receive(provider, request, received)
         except webhooks.WebhookError as err:
-            metrics.webhooks.labels(provider=provider, outcome=_OUTCOME.get(err.status, "refused")).inc()
+            outcome = _OUTCOME_BY_CODE.get(err.code) or _OUTCOME.get(err.status, "refused")
+            metrics.webhooks.labels(provider=provider, outcome=outcome).inc()
             return error_response(err, err.status)
         metrics.webhooks.labels(provider=provider, outcome=result["status"]).inc()
         return JSONResponse(result, status_code=200 if result["status"] == "pong" else 202)
@@ -227,12 +246,25 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         if event == "ping":
             return {"status": "pong", "delivery": delivery}
         about = webhooks.branches_of(provider, event, doc)  # raises 400 on a known event's bad shape
-        if not seen.first_time(f"{provider}:{delivery}"):
+        head = None
+        if about is not None and webhooks.changes_request_state(*about):
+            # Opening or closing a request is the one thing a payload decides (with the daemon's
+            # check against the mirror's refs): bounded in time by its signed updated_at.
+            when, pointer = webhooks.request_time(provider, event, doc)
+            webhooks.check_age(when, pointer, received, max_age)
+            head = webhooks.request_head(provider, event, doc)
+        seen_as = deliveries().record(provider, delivery, body_digest(body))
+        if seen_as is Seen.CONFLICT:
+            raise webhooks.WebhookError(409, "WEBHOOK_DELIVERY_REUSED", f"the delivery id {delivery!r} was "
+                                        "taken before with another body", "send each event with its own "
+                                        "delivery id (the provider does); a redelivery must carry the "
+                                        "same body", {"delivery": delivery})
+        if seen_as is Seen.DUPLICATE:
             return {"status": "duplicate", "delivery": delivery}
         if about is None:
             return {"status": "ignored", "delivery": delivery, "event": event}
         branches, action = about
-        daemon.hint(webhooks.Hint(provider, event, delivery, branches, action, received))
+        daemon.hint(webhooks.Hint(provider, event, delivery, branches, action, received, head))
         return {"status": "accepted", "delivery": delivery, "event": event, "branches": list(branches)}
 
     return app

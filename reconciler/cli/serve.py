@@ -67,6 +67,10 @@ def parse_ttl(text: str) -> int:
 @click.option("--sweep-interval", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
               help="Seconds between sweeps for orphans, runtime drift and unpushed notes.")
 @click.option("--max-payload-bytes", type=click.IntRange(min=1024), default=1024 * 1024, show_default=True)
+@click.option("--webhook-max-age", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds a pull/merge request's open or close event is accepted after its updated_at.")
+@click.option("--webhook-retention", type=click.FloatRange(min=60), default=7 * 24 * 3600.0, show_default=True,
+              help="Seconds delivery ids and body digests are remembered (replays within are ignored).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Token signing key (HS256: created with 0600 if missing; RS256: a PEM private key). "
                    "Default: $ODOOOPS_API_KEY_FILE or ~/.config/odooops/api.key.")
@@ -95,6 +99,7 @@ def parse_ttl(text: str) -> int:
 @handle_errors
 def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
                   max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
+                  webhook_max_age: float, webhook_retention: float,
                   api_key_file: Path | None, api_algorithm: str, audit_log: Path | None,
                   audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
                   trusted_proxy: tuple[str, ...], max_token_ttl: str, auth_failure_limit: str,
@@ -110,6 +115,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.audit import AuditKey, AuditLog, PeriodicAnchor, default_audit_key_file
     from reconciler.api.auth import KeyRing
     from reconciler.api.client_address import LOOPBACK
+    from reconciler.api.delivery_journal import DeliveryJournal
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
@@ -130,7 +136,8 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     failure_rate, failure_burst = parse_rate(auth_failure_limit)
     keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
     config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
-                          max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval)
+                          max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval,
+                          request_event_wait=webhook_max_age)
     daemon = Daemon(config, host)
     ops = Operations(daemon, host)
     audit_path = audit_log or state / "audit" / "audit.jsonl"
@@ -143,7 +150,9 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                      limiter=RateLimiter(rate, burst), allow_nets=nets, trusted_proxies=proxies,
                      auth_failures=RateLimiter(failure_rate, failure_burst), max_token_ttl_s=max_ttl,
                      known_secrets=lambda: ops.secret_store().all_values())
-    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, api=api)
+    journal = DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite", retention=webhook_retention)
+    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
+                     max_age=webhook_max_age, api=api)
     if webhook_secret_file is None:
         logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
     daemon.start()

@@ -32,6 +32,7 @@ from reconciler.controller.workqueue import (
     is_transient,
     merge_work,
 )
+from reconciler.core.change_requests import CLOSING, REOPENING, head_ref, is_change_request
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
 from reconciler.sources.git import redact_url
@@ -45,9 +46,9 @@ log = logging.getLogger(__name__)
 ACTIVE = (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY, ActionKind.DESTROY)
 MAX_HINTED = 1024  # distinct hinted branches kept between two polls; beyond, the poll covers all anyway
 # GitHub, Gitea and GitLab keep refs/pull/N/head (refs/merge-requests/N/head) after a close or
-# merge: only the event says the request is closed. These actions are recorded durably.
-CLOSING = frozenset({"closed", "close", "merged", "merge"})
-REOPENING = frozenset({"reopened", "reopen", "opened", "open"})
+# merge: only an event says the request is closed. Such an event is written down as pending and
+# takes effect only when the mirror, freshly fetched, has the request's head ref at the commit the
+# event names (docs/adr/0025-webhook-replay-journal-and-request-state.md).
 
 
 class ApplierLike(Protocol):
@@ -66,6 +67,9 @@ class DaemonConfig:
     min_poll_gap: float = 0.05  # a webhook flood costs at most one poll per gap
     backoff: Backoff = field(default_factory=lambda: Backoff(base=5.0, cap=300.0, max_attempts=8))
     backup_tick: float = 60.0  # seconds between two looks at the environments' backup schedules
+    # How long an open/close event whose head commit the mirror does not have (yet) stays pending:
+    # the provider may move refs/pull/N/head a moment after it sends the event.
+    request_event_wait: float = 300.0
 
 
 NOTES_RETRY_MAX_S = 8.0
@@ -123,6 +127,8 @@ class Daemon:
         self.dir = config.state_dir / "projects" / project_id(config.repo)
         self.claims = Claims(self.dir / "daemon-claims.json")
         self.closed = Records(self.dir / "daemon-closed-requests.json")
+        self.request_events = Records(self.dir / "daemon-request-events.json")  # open/close not confirmed yet
+        self._events_lock = threading.Lock()  # a hint arriving while the poll confirms is kept for the next
         self._closed = frozenset(self.closed.all())
         self._force_plan = False
         self.queue = WorkQueue(self._reconcile, config.max_concurrent, backoff=config.backoff,
@@ -199,19 +205,16 @@ class Daemon:
         self._hooks.append(hook)
 
     def hint(self, hint: Hint) -> None:
-        """A webhook said these branches changed: poll now (the remote stays the truth, except
-        for a pull/merge request's open/closed state, which only its events carry)."""
-        requests = {b for b in hint.branches if b.startswith(("pull/", "merge-requests/"))}
-        if requests and hint.action in CLOSING:
-            changed = self.closed.add({b: {"action": hint.action, "delivery": hint.delivery,
-                                           "at": hint.received_at} for b in requests})
-        elif requests and hint.action in REOPENING:
-            changed = self.closed.remove(requests)
-        else:
-            changed = False
-        if changed:  # written to disk before the poll: a restart keeps the closure
-            self._closed = frozenset(self.closed.all())
-            self._force_plan = True
+        """A webhook said these branches changed: poll now. The remote stays the truth; a pull/merge
+        request's open or close event (which only events carry) is written down as pending and
+        confirmed against the mirror's refs by the poll (`_confirm_request_events`)."""
+        requests = {b for b in hint.branches if is_change_request(b)}
+        if requests and hint.action in CLOSING | REOPENING:
+            # On disk before the 202: a restart between answer and poll loses no close.
+            event = {"action": hint.action, "head": hint.head, "delivery": hint.delivery,
+                     "provider": hint.provider, "at": hint.received_at or time.time()}
+            with self._events_lock:
+                self.request_events.add({b: event for b in requests}, replace=True)
         with self._hint_lock:
             if len(self._hinted) < MAX_HINTED:
                 self._hinted.update(hint.branches)
@@ -334,6 +337,7 @@ class Daemon:
         trigger = "hint" if hint_at is not None else "timer"
         started = time.perf_counter()
         first = not self._ready.is_set()
+        fresh = True  # the mirror agrees with the remote as of now (None from refresh_if_changed: equal)
         try:
             fetched = project.source.refresh() if first else project.source.refresh_if_changed()
         except OdooOpsError as exc:
@@ -344,6 +348,7 @@ class Daemon:
             log.warning("poll of %s failed (%s); planning from the mirror", redact_url(self.config.repo), exc.code)
             self._status = {**self._status, "last_error": exc.to_dict()}
             fetched = None
+            fresh = False
         changed = first or (fetched is not None and fetched.changed)
         self.metrics.poll_seconds.labels(changed=str(changed).lower()).observe(time.perf_counter() - started)
         self.metrics.polls.labels(trigger=trigger, result="changed" if changed else "unchanged").inc()
@@ -351,6 +356,8 @@ class Daemon:
         now = self.clock()
         key = observed_key(project)
         self._push_pending_notes(project)
+        if fresh:  # only a mirror that agrees with the remote can confirm an open or close
+            project = self._confirm_request_events(project)
         forced, self._force_plan = self._force_plan, False
         if not (changed or resync or forced or now >= self._ttl_deadline or key != self._last_key):
             return None
@@ -375,6 +382,50 @@ class Daemon:
         self._ready.set()
         self.metrics.ready.set(1)
         return outcome
+
+    def _confirm_request_events(self, project: Project) -> Project:
+        """Open/close events take effect when the repository agrees: the request's head ref is at the
+        commit the event names. A replayed or stale event (the ref moved on, or is gone) is dropped."""
+        with self._events_lock:
+            changed = self._confirm_locked(project)
+        if not changed:
+            return project
+        self._closed = frozenset(self.closed.all())
+        self._force_plan = True
+        return self._project()  # drops the memo keyed by refs, which a closure does not change
+
+    def _confirm_locked(self, project: Project) -> bool:
+        pending = self.request_events.all()
+        if not pending:
+            return False
+        refs = project.source.local_refs()
+        now = time.time()
+        closes: dict[str, dict[str, Any]] = {}
+        opens: set[str] = set()
+        done: set[str] = set()
+        for branch, event in pending.items():
+            at = float(event.get("at") or 0.0)
+            ref = refs.get(head_ref(branch))
+            if ref is None:
+                log.info("%s: %s event (delivery %s) for a request whose ref is gone: nothing to do",
+                         branch, event.get("action"), event.get("delivery"))
+            elif ref == event.get("head"):
+                if event.get("action") in CLOSING:
+                    closes[branch] = event
+                else:
+                    opens.add(branch)
+            elif now - at < self.config.request_event_wait:
+                continue  # the provider may not have moved the ref yet: look again next poll
+            else:
+                log.warning("%s: %s event (delivery %s) ignored: it names commit %s but %s is at %s "
+                            "(a stale or replayed delivery)", branch, event.get("action"), event.get("delivery"),
+                            event.get("head"), head_ref(branch), ref)
+                self.metrics.webhooks.labels(provider=str(event.get("provider")), outcome="unconfirmed").inc()
+            done.add(branch)
+        changed = self.closed.add(closes, replace=True) if closes else False
+        changed = self.closed.remove(opens) | changed if opens else changed
+        self.request_events.remove(done)
+        return changed
 
     def _push_pending_notes(self, project: Project) -> None:
         """Notes an apply could not push (another writer kept winning the race) are pushed from
@@ -415,6 +466,7 @@ class Daemon:
             "last_hinted": sorted(hinted)[:50], "orphans": self._status.get("orphans", {}),
             "scratch": self._status.get("scratch", {}), "access": self._status.get("access", {}),
             "closed_requests": sorted(self._closed),
+            "pending_request_events": sorted(self.request_events.all()),
         }
 
     # ------------------------------------------------------------------ one branch

@@ -160,5 +160,9 @@ def github_push(branch: str, after: str = "0" * 40) -> bytes:
     return json.dumps({"ref": f"refs/heads/{branch}", "after": after, "deleted": False}).encode()
 
 
-def github_pr(number: int, action: str) -> bytes:
-    return json.dumps({"action": action, "number": number, "pull_request": {"number": number}}).encode()
+def github_pr(number: int, action: str, head: str, updated_at: float | None = None) -> bytes:
+    """A GitHub pull_request payload: the request's head commit and when it changed (now by default)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if updated_at is None else updated_at))
+    return json.dumps({"action": action, "number": number, "pull_request": {
+        "number": number, "state": "closed" if action == "closed" else "open", "updated_at": when,
+        "head": {"sha": head, "ref": f"topic{number}"}}}).encode()

@@ -186,8 +186,8 @@ def test_pull_request_preview_by_webhook_then_closed_leaves_nothing(
     with serve_api(daemon, secret) as api:
         wait_for(daemon.is_ready, 30, "first poll")
 
-        def hook(action: str, delivery: str) -> None:
-            body = github_pr(number, action)
+        def hook(action: str, delivery: str, head: str) -> None:
+            body = github_pr(number, action, head)
             resp = httpx.post(f"{api}/webhooks/github", content=body, headers={
                 "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery,
                 "X-Hub-Signature-256": sign_github(b"pr-secret", body), "Content-Type": "application/json"})
@@ -195,18 +195,18 @@ def test_pull_request_preview_by_webhook_then_closed_leaves_nothing(
 
         c1 = push_branch(work, f"topic{number}", files={"pr.txt": "one\n"})
         git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
-        hook("opened", f"{number}-1")
+        hook("opened", f"{number}-1", c1)
         wait_for(lambda: running(daemon, env, c1), APPLY_DEADLINE, "preview running")
         assert healthy(host, env) and state_of(daemon)[env]["tier"] == "preview"
 
         c2 = push_branch(work, f"topic{number}", start="HEAD", files={"pr.txt": "two\n"})
         git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
-        hook("synchronize", f"{number}-2")
+        hook("synchronize", f"{number}-2", c2)
         wait_for(lambda: running(daemon, env, c2), APPLY_DEADLINE, "preview updated")
         assert healthy(host, env)
 
-        # closed: GitHub keeps refs/pull/N/head, so the event alone says the request is closed
-        hook("closed", f"{number}-3")
+        # closed: GitHub keeps refs/pull/N/head, so the event says it, confirmed against that ref
+        hook("closed", f"{number}-3", c2)
         wait_for(lambda: env not in state_of(daemon), APPLY_DEADLINE, "preview destroyed")
         assert leftovers(host, env) == {}
         assert daemon.status()["closed_requests"] == [branch]

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,7 @@ def test_valid_hints_reconcile_at_once_and_duplicates_are_ignored(api: tuple[str
     from tests.daemon.gitserve import git
 
     git(work, "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
-    pr = github_pr(number, "opened")
+    pr = github_pr(number, "opened", pr_commit)
     assert post(base, "github", pr, gh("pull_request", pr, "gh-2")).json()["branches"] == [f"pull/{number}"]
     for branch, commit in ((b2, c2), (b3, c3), (f"pull/{number}", pr_commit)):
         wait_for(lambda b=branch, c=commit: c in recorder.commits_for(b), 30, f"apply of {branch}")
@@ -240,12 +241,12 @@ def test_closed_request_is_planned_gone_though_its_ref_stays(api: tuple[str, Any
 
     number = 800_000 + int(unique_branch("")[1:6], 16) % 99_999
     env, branch = f"pr-{number}", f"pull/{number}"
-    push_branch(remote["work"], f"topic{number}", files={"x.txt": "x\n"})
+    head = push_branch(remote["work"], f"topic{number}", files={"x.txt": "x\n"})
     git(remote["work"], "push", "-q", "origin", f"HEAD:refs/pull/{number}/head")
 
-    def send(action: str, delivery: str) -> None:
-        body = github_pr(number, action)
-        assert post(base, "github", body, gh("pull_request", body, delivery)).status_code == 202
+    def send(action: str, delivery: str, updated_at: float | None = None) -> None:
+        body = github_pr(number, action, head, updated_at)
+        assert post(base, "github", body, gh("pull_request", body, delivery)).json()["status"] == "accepted"
 
     def desired() -> list[str]:
         return httpx.get(f"{base}/status").json()["desired"]
@@ -257,7 +258,7 @@ def test_closed_request_is_planned_gone_though_its_ref_stays(api: tuple[str, Any
     assert daemon.closed.all()[branch]["action"] == "closed"  # durable: a restart keeps it
     send("reopened", f"c{number}-3")
     wait_for(lambda: env in desired(), 30, "wanted again")
-    send("closed", f"c{number}-4")
+    send("closed", f"c{number}-4", time.time() + 1)  # a later close: another updated_at, another body
     wait_for(lambda: env not in desired(), 30, "closed again")
     git(remote["work"], "push", "-q", "origin", f":refs/pull/{number}/head")
     daemon.poll_once()
