@@ -21,7 +21,7 @@ from reconciler.api.auth import MAX_TTL_S, KeyRing, Principal, TokenCache
 from reconciler.api.client_address import LOOPBACK, IPAddress, Network
 from reconciler.api.errors import REQUEST_ID, ApiError
 from reconciler.api.jobs import Job, JobRegistry
-from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal
+from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal, roles_for
 from reconciler.api.ratelimit import RateLimiter, limited
 from reconciler.api.token_registry import TokenRegistry
 from reconciler.controller.operations import Actor, Operations
@@ -201,10 +201,12 @@ def authorize(request: Request, creds: HTTPAuthorizationCredentials | None, oper
     if not who.has(scope) and not (allow is not None and allow(request, who)):
         if action is not None:
             audit(request, action, request.url.path, {}, f"refused:SCOPE_REQUIRED ({scope})")
-        raise ApiError("SCOPE_REQUIRED", f"this operation needs the scope {scope!r}; the token has "
-                       f"{' '.join(sorted(who.scopes))}",
+        roles = roles_for(perm, False)
+        raise ApiError("SCOPE_REQUIRED", f"{operation} needs the scope {scope!r} on every tier (roles: "
+                       f"{', '.join(roles)}); the token has {' '.join(sorted(who.scopes))}",
                        f"ask an admin for a token with {scope}: odooops token create --subject "
-                       f"{who.subject} --scope {scope}", status=403)
+                       f"{who.subject} --scope {scope} (or --role {roles[-1]})",
+                       {"operation": operation, "required_scopes": [scope], "roles": roles}, status=403)
     if perm.production is not None:
         guard_production(request, perm, who, action, body)
     return who

@@ -86,6 +86,7 @@ def test_every_operation_with_every_role_on_production_and_development(api: ApiS
             assert r.status_code == 403 and r.json()["error"] == expected, where
             body = r.json()
             assert body["remediation"] and body["docs"].endswith(expected), where
+            assert body["operation"] == perm.operation and role not in body["roles"], where
             if expected == "PRODUCTION_ROLE_REQUIRED":
                 assert (perm.operation in body["message"] and "tier production" in body["message"]) or \
                     PROJECT in perm.touches, where
