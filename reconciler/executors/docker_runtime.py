@@ -367,6 +367,11 @@ class DockerRuntime:
             with suppress(docker.errors.APIError):  # connected meanwhile by a concurrent ensure
                 self.api.connect_container_to_network(info["Id"], spec["network"])
 
+    def _disconnect_all(self, network: str) -> None:
+        for cid in (self.api.inspect_network(network).get("Containers") or {}):
+            with suppress(docker.errors.APIError):  # gone meanwhile
+                self.api.disconnect_container_from_network(cid, network, force=True)
+
     def _drop_other_networks(self, spec: dict[str, Any]) -> None:
         """The env's networks the spec no longer names (e.g. its plain one after it became internal), once
         no container of the env uses them; peers are disconnected first."""
@@ -379,8 +384,7 @@ class DockerRuntime:
                 envs = {(self.api.inspect_container(cid)["Config"].get("Labels") or {}).get(L_ENV) for cid in attached}
                 if spec["env"] in envs:
                     continue
-                for cid in attached:
-                    self.api.disconnect_container_from_network(cid, name, force=True)
+                self._disconnect_all(name)
                 self.api.remove_network(name)
 
     def _refuse_foreign(self, name: str, env: str) -> None:
@@ -490,6 +494,7 @@ class DockerRuntime:
                 self._stop_and_remove(c.id, 10)
             for name in obs.networks:
                 with suppress(docker.errors.NotFound):
+                    self._disconnect_all(name)  # peers (the mail catcher) stay up, off this network
                     self.api.remove_network(name)
             for name in obs.volumes:
                 with suppress(docker.errors.NotFound):

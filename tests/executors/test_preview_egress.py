@@ -55,8 +55,10 @@ def outside() -> Iterator[str]:
     (an address outside every Docker network: what the internet is to a container)."""
     tag = uuid.uuid4().hex[:6]
     ns, host_if, ns_if = f"oo-eg-{tag}", f"oeh{tag}", f"oen{tag}"
-    subnet = random.randrange(0, 256)  # 198.18.0.0/15 is reserved for network tests
-    host_ip, ns_ip = f"198.18.{subnet}.1", f"198.18.{subnet}.2"
+    # A /30 of 198.18.0.0/15 (reserved for network tests), one of 32768: parallel tests pick different ones.
+    block = random.randrange(0, 2**15) * 4
+    base = f"198.{18 + block // 65536}.{block // 256 % 256}"
+    host_ip, ns_ip = f"{base}.{block % 256 + 1}", f"{base}.{block % 256 + 2}"
     sh("ip", "netns", "add", ns)
     listener = None
     try:
@@ -144,3 +146,9 @@ def test_an_internal_network_reaches_the_host_and_its_peers_but_nothing_beyond(
     # A later ensure keeps everything as it is (the peer stays connected, nothing is replaced).
     again = runtime.ensure(preview)
     assert not again.changed and again.observed.web_upstream == upstream
+
+    # Removing the environment takes its network although the peer is on it; the peer keeps running.
+    removed = runtime.remove(preview_env)
+    assert removed.networks == (preview["network"],)
+    assert not docker_client.networks.list(names=[preview["network"]])
+    assert docker_client.containers.get(peer).status == "running"

@@ -48,21 +48,23 @@ print("SENT", flush=True)
 
 @pytest.fixture()
 def preview(tmp_path: Path, services_env: dict[str, str], odoo_image: str) -> Iterator[tuple[PlatformProject, str]]:
-    with platform_project(tmp_path, services_env, odoo_image, {".odooops.yaml": CONFIG}, production=False) as p:
-        # A catcher of this test's own (its name follows its port): a shared one is reconfigured by other
-        # tests' hosts, whose credentials files do not hold this preview's login.
-        p.host = dataclasses.replace(p.host, mail_catcher_port=free_port())
-        number = random.randrange(10**6, 10**7)  # env pr-<number>: unique on the shared PostgreSQL
-        p.commit(f"topic-{p.tag}", {"README": "a contribution\n"}, "pull request")
-        git(p.work, "update-ref", f"refs/pull/{number}/head", "HEAD")
-        try:
+    port = free_port()
+    try:
+        with platform_project(tmp_path, services_env, odoo_image, {".odooops.yaml": CONFIG}, production=False) as p:
+            # A catcher of this test's own (its name follows its port): a shared one is reconfigured by other
+            # tests' hosts, whose credentials files do not hold this preview's login.
+            p.host = dataclasses.replace(p.host, mail_catcher_port=port)
+            number = random.randrange(10**6, 10**7)  # env pr-<number>: unique on the shared PostgreSQL
+            p.commit(f"topic-{p.tag}", {"README": "a contribution\n"}, "pull request")
+            git(p.work, "update-ref", f"refs/pull/{number}/head", "HEAD")
             report = p.apply(f"pull/{number}")
             assert report.ok, explain(report)
             [rep] = report.environments
             assert rep.env == f"pr-{number}"
             yield p, rep.env
-        finally:
-            mail.remove_catcher(DockerRuntime(p.host.docker_host), p.applier().mail_catcher_name)
+    finally:
+        # After the project's cleanup destroyed the preview with the catcher still on its network.
+        mail.remove_catcher(DockerRuntime(services_env["DOCKER_HOST"]), f"{mail.CATCHER_NAME}-{port}")
 
 
 def test_a_preview_serves_and_mails_through_the_platform_but_reaches_nothing_outside(
@@ -98,3 +100,10 @@ def test_a_preview_serves_and_mails_through_the_platform_but_reaches_nothing_out
     # Nothing beyond the host: the namespace's listener never sees a connection from the preview.
     probe = runtime.run_once(spec, one, ["python3", "-c", PROBE, outside], timeout_s=180)
     assert probe.ok and f"{outside} OK" not in probe.logs and outside in probe.logs, probe.logs
+
+    # The pull request goes away: the preview is destroyed, its network too, while the catcher stays up.
+    git(p.work, "update-ref", "-d", f"refs/pull/{env.removeprefix('pr-')}/head")
+    report = p.apply(entry["branch"])
+    assert report.ok and [e.env for e in report.environments] == [env], explain(report)
+    assert not docker_client.networks.list(names=[spec["network"]])
+    assert docker_client.containers.get(catcher).status == "running"
