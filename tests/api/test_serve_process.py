@@ -47,7 +47,7 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             [sys.executable, "-m", "reconciler", "serve", "--repo", f"{url}/acme.git", "--listen",
              f"127.0.0.1:{port}", "--poll-interval", "3600", "--sweep-interval", "3600", "--state-dir",
              str(tmp_path / "state"), "--api-key-file", str(key_file), "--audit-log", str(audit_log),
-             "--rate-limit", "5/min", "--allow-ip", "10.0.0.0/8"],
+             "--rate-limit", "5/min", "--allow-ip", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1"],
             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -69,6 +69,13 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             status = httpx.get(f"{base}/api/v1/status", headers=headers).json()
             assert status["ready"] is True and status["desired"] == []
             assert httpx.get(f"{base}/status").status_code == 200  # operator endpoint, open on loopback
+            # --trusted-proxy 127.0.0.1: its X-Forwarded-For names the client (uvicorn's own handling is off)
+            assert httpx.get(f"{base}/status", headers={"X-Forwarded-For": "198.51.100.9"}).status_code == 401
+            # failed authentication: the default --auth-failure-limit (30/min) allows a burst of 10 per address
+            bad = [httpx.get(f"{base}/api/v1/environments", headers={"Authorization": "Bearer nope",
+                                                                      "X-Forwarded-For": "198.51.100.9"}).status_code
+                   for _ in range(11)]
+            assert bad == [401] * 10 + [429], bad
             made = httpx.post(f"{base}/api/v1/tokens", headers=headers, json={"subject": "x", "role": "tester"})
             assert made.status_code == 403  # developers have no tokens:write (and it is audited)
             codes = [httpx.get(f"{base}/api/v1/environments", headers=headers).status_code for _ in range(5)]
