@@ -235,3 +235,35 @@ def test_cli_token_list_and_revoke(api: ApiServer) -> None:
     revoked_use = runner.invoke(main, ["token", "list", "--json"],
                                 env={**env, "ODOOOPS_TOKEN": json.loads(made.output)["token"]})
     assert revoked_use.exit_code == 4 and json.loads(revoked_use.output)["error"] == "TOKEN_REVOKED"
+
+
+def test_registry_prunes_expired_rows_and_keeps_unknown_revocations(tmp_path: Path) -> None:
+    from reconciler.api.auth import Principal
+
+    def who(jti: str, exp: float) -> Principal:
+        return Principal("s", frozenset({"env:read"}), jti, exp, {"iat": exp - 60})
+
+    path = tmp_path / "tokens" / "registry.sqlite3"
+    reg = TokenRegistry(path, max_ttl_s=3600)
+    now = time.time()
+    reg.record(who("old", now - 3600))  # expired an hour ago
+    reg.record(who("a", now + 600))
+    reg.record(who("b", now + 600), parent="a")
+    reg.record(who("c", now + 600), parent="b")  # minted by a token a minted
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert {t["id"] for t in reg.list()} == {"a", "b", "c"}
+    assert set(reg.revoke("a", "ops").revoked) == {"a", "b", "c"}
+    with pytest.raises(ApiError) as err:
+        reg.revoke("never-seen", "ops")
+    assert err.value.code == "TOKEN_NOT_FOUND" and err.value.status == 404
+    assert reg.revoke("never-seen", "ops", unknown_ok=True).revoked == ("never-seen",)
+    reg.close()
+    again = TokenRegistry(path, max_ttl_s=3600)
+    assert again.get("old") is None  # pruned: an expired token is refused anyway
+    for jti in ("c", "never-seen"):
+        with pytest.raises(ApiError) as err:
+            again.check(who(jti, now + 600))
+        assert err.value.code == "TOKEN_REVOKED" and err.value.status == 401
+    again.check(who("fresh", now + 600))  # unknown, not revoked: recorded as a key-file token
+    assert again.get("fresh")["origin"] == "key-file"  # type: ignore[index]
+    again.close()
