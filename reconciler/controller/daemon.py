@@ -390,7 +390,6 @@ class Daemon:
             changed = self._confirm_locked(project)
         if not changed:
             return project
-        self._closed = frozenset(self.closed.all())
         self._force_plan = True
         return self._project()  # drops the memo keyed by refs, which a closure does not change
 
@@ -424,6 +423,8 @@ class Daemon:
             done.add(branch)
         changed = self.closed.add(closes, replace=True) if closes else False
         changed = self.closed.remove(opens) | changed if opens else changed
+        if changed:  # before the events leave the file: whoever sees them gone plans with the new set
+            self._closed = frozenset(self.closed.all())
         self.request_events.remove(done)
         return changed
 

@@ -61,7 +61,7 @@ class Server:
         self.log = HintLog(self.daemon)
         self._ctx = serve_api(self.log, self.secret_file, max_payload=64 * 1024)
         self.base = self._ctx.__enter__()
-        wait_for(lambda: httpx.get(f"{self.base}/readyz").status_code == 200, 30, "ready")
+        wait_for(lambda: httpx.get(f"{self.base}/readyz").status_code == 200, 180, "ready")
 
     def stop(self) -> None:
         self._ctx.__exit__(None, None, None)
@@ -76,7 +76,7 @@ class Server:
 
     def settled(self) -> None:
         """Every open/close event taken so far has been confirmed or dropped by a poll."""
-        wait_for(lambda: not self.daemon.request_events.all(), 30, "request events confirmed or dropped")
+        wait_for(lambda: not self.daemon.request_events.all(), 180, "request events confirmed or dropped")
 
     def desired(self) -> list[str]:
         self.daemon.poll_once(resync=True)  # plan now, from this thread, whatever the poller does
@@ -109,7 +109,7 @@ def test_replayed_push_is_acknowledged_and_starts_nothing_even_after_a_restart(
     body = github_push(branch, commit)
     first = server.send("push", body, "r-1")
     assert first.status_code == 202 and first.json()["status"] == "accepted", first.text
-    wait_for(lambda: commit in server.recorder.commits_for(branch), 30, "apply of the pushed branch")
+    wait_for(lambda: commit in server.recorder.commits_for(branch), 180, "apply of the pushed branch")
     assert len(server.log.hints) == 1
     # the provider's redelivery (same id) and a captured body sent under a new id: acknowledged, ignored
     for delivery in ("r-1", "r-forged"):
