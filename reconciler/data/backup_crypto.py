@@ -128,7 +128,8 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
 
 
 class SealWriter:
-    """write() plaintext as it comes, close() at the end; the chunk before close() is sealed as the last."""
+    """write() plaintext as it comes, close() at the end. One full chunk is held back until more data comes:
+    it may be the last one, whose nonce is flagged."""
 
     def __init__(self, key: BackupKey, out: BinaryIO, context: bytes, chunk: int = CHUNK) -> None:
         salt, prefix = os.urandom(16), os.urandom(7)
@@ -136,35 +137,50 @@ class SealWriter:
         self._aad = self._header + context
         self._aead = key._aead(salt)
         self._prefix, self._chunk, self._out = prefix, chunk, out
-        self._buf = bytearray()
+        self._partial = bytearray()
+        self._held: bytes | None = None
         self._index = 0
         self.bytes_out = len(self._header)
         out.write(self._header)
 
-    def _emit(self, plain: bytes | bytearray | memoryview, last: bool) -> None:
+    def _emit(self, plain: bytes, last: bool) -> None:
         if self._index >= 0xFFFFFFFF:
             raise OdooOpsError("BACKUP_OBJECT_TOO_LARGE", "a backup part exceeds 4 PiB", "split the database")
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), bytes(plain), self._aad)
+        sealed = self._aead.encrypt(_nonce(self._prefix, self._index, last), plain, self._aad)
         self._out.write(sealed)
         self.bytes_out += len(sealed)
         self._index += 1
 
+    def _full(self, chunk: bytes) -> None:
+        if self._held is not None:
+            self._emit(self._held, last=False)
+        self._held = chunk
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
-        if len(self._buf) <= self._chunk:
-            return
-        view = memoryview(self._buf)
-        full = (len(self._buf) - 1) // self._chunk  # keep at least one byte back: it may be the last chunk
-        for i in range(full):
-            self._emit(view[i * self._chunk:(i + 1) * self._chunk], last=False)
-        rest = bytes(view[full * self._chunk:])
-        view.release()
-        self._buf = bytearray(rest)
+        view = memoryview(data)
+        if self._partial:
+            need = self._chunk - len(self._partial)
+            self._partial += view[:need]
+            view = view[need:]
+            if len(self._partial) < self._chunk:
+                return
+            self._full(bytes(self._partial))
+            self._partial = bytearray()
+        while len(view) >= self._chunk:
+            self._full(bytes(view[:self._chunk]))
+            view = view[self._chunk:]
+        if len(view):
+            self._partial += view
 
     def close(self) -> int:
-        """Seal what is left as the last chunk (an empty one for empty content); returns the bytes written."""
-        self._emit(self._buf, last=True)
-        self._buf = bytearray()
+        """Seal what is left, the last chunk flagged (an empty one for empty content); returns the bytes written."""
+        if self._partial:
+            if self._held is not None:
+                self._emit(self._held, last=False)
+            self._emit(bytes(self._partial), last=True)
+        else:
+            self._emit(self._held if self._held is not None else b"", last=True)
+        self._partial, self._held = bytearray(), None
         return self.bytes_out
 
 

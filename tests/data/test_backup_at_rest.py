@@ -226,7 +226,7 @@ def test_sealed_stream_round_trip(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     blob = _seal(key, data)
     assert _open(key, blob) == data
-    assert not size or data not in blob[43:]
+    assert size < 16 or data not in blob[43:]  # (a few random bytes may occur in any ciphertext by chance)
     assert _seal(key, data) != blob  # a fresh salt and nonce prefix per object
 
 
