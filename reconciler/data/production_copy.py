@@ -82,9 +82,8 @@ def _copy_lock(ctx: DataContext, env: str) -> Iterator[None]:
 def restore_newest(ctx: DataContext, env: str, filestore: Path, share_files: bool = True) -> RestoredBackup:
     """env's newest verified backup within the age limit (or a new, then verified, one) restored into a
     new `oo_restore_*` database, its files placed in `filestore`. Production's database is only read by
-    pg_dump, and only when a new backup is needed. On failure nothing is left behind. Without `share_files`
-    the files are copies (a masked copy shares no inode with the store, whose objects may be production's
-    own files)."""
+    pg_dump, and only when a new backup is needed. On failure nothing is left behind. The files are always
+    copies, decrypted out of the store (`share_files` no longer links: see restore.check_and_fetch)."""
     store = store_for(ctx.host, ctx.secrets)
     limit = max_age_s()
     with _copy_lock(ctx, env):
