@@ -2,6 +2,8 @@
 
 import os
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["ODOOOPS_MAIL_CATCHER_PORT"] = str(11025 + int(re.sub(r"\D", "", worker_id) or "0"))
     else:
         os.environ.setdefault("ODOOOPS_MAIL_CATCHER_PORT", "11124")  # one process: one catcher of its own
+    # The audit and backup keys of a test process live in a directory of their own, not in the user's
+    # ~/.config/odooops (tests that need a particular key set the variable themselves).
+    keys = Path(tempfile.mkdtemp(prefix="odooops-test-keys-"))
+    os.environ.setdefault("ODOOOPS_AUDIT_KEY_FILE", str(keys / "audit.key"))
+    os.environ.setdefault("ODOOOPS_BACKUP_KEY_FILE", str(keys / "backup.key"))
