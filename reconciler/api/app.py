@@ -20,8 +20,8 @@ from reconciler.api import rest, webhooks
 from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
-from reconciler.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from reconciler.errors import OdooOpsError
+from reconciler.platform.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
 

@@ -56,8 +56,8 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
     policy_name = str(policy_file) if policy_file else "default"
     terraform: dict[str, Any] = {}
     if infra:
-        from reconciler.controller.host import HostSettings
         from reconciler.controller.infra_plan import terraform_summaries
+        from reconciler.platform.host import HostSettings
 
         assert project is not None
         terraform = terraform_summaries(project, HostSettings.from_env(project.state_dir), outcome)

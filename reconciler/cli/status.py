@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def collect(project: Project) -> list[dict[str, Any]]:
-    from reconciler.controller.host import HostSettings
+    from reconciler.platform.host import HostSettings
 
     entries = project.store.entries()
     observed = project.observed()

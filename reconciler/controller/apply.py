@@ -22,8 +22,6 @@ import pygit2
 
 from reconciler.controller import files
 from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
-from reconciler.controller.env_lock import env_lock, is_busy
-from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core import odoo_log
@@ -38,6 +36,8 @@ from reconciler.executors.docker_runtime import DockerRuntime
 from reconciler.executors.health import wait_healthy
 from reconciler.executors.router import CaddyRouter
 from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
+from reconciler.platform.env_lock import env_lock, is_busy
+from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 from reconciler.sources.notes import push_notes, write_env_entry

@@ -16,11 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import psycopg
 
-from reconciler.api.metrics import Metrics, NotesRetryCounter
-from reconciler.controller.env_lock import is_busy
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, observed_key, project_id, ttl_deadline
-from reconciler.controller.state_store import StateStore
 from reconciler.controller.workqueue import (
     Backoff,
     Claims,
@@ -35,6 +31,10 @@ from reconciler.controller.workqueue import (
 from reconciler.core.change_requests import CLOSING, REOPENING, head_ref, is_change_request
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.errors import OdooOpsError
+from reconciler.platform.env_lock import is_busy
+from reconciler.platform.host import HostSettings
+from reconciler.platform.metrics import Metrics, NotesRetryCounter
+from reconciler.platform.state_store import StateStore
 from reconciler.sources.git import redact_url
 
 if TYPE_CHECKING:

@@ -13,13 +13,13 @@ from urllib.parse import urlparse
 import psycopg
 import pygit2
 
-from reconciler.atomic import write_atomic
-from reconciler.controller.host import HostSettings
 from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import export_tree
 from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import HostSettings
 from reconciler.sources.git import GitSource
 
 

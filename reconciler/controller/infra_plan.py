@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from reconciler.controller.credentials import db_logins
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 

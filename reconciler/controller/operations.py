@@ -21,8 +21,8 @@ from reconciler.sources.git import redact_url, scrub
 from reconciler.sources.notes import iter_notes
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 CONFIG_FILE = ".odooops.yaml"
 MAX_EXEC_S = 600.0

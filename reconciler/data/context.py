@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reconciler.controller.host import HostSettings
-from reconciler.controller.state_store import StateStore
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.host import HostSettings
+from reconciler.platform.state_store import StateStore
 from reconciler.secrets import SecretStore
 
 if TYPE_CHECKING:

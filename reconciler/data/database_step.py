@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.controller import files
-from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import (
     ModuleChanges,
     db_now,
@@ -47,6 +46,7 @@ from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, k
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 
 if TYPE_CHECKING:

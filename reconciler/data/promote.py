@@ -20,8 +20,8 @@ from reconciler.sources.notes import iter_notes, push_notes, read_note, write_en
 from reconciler.sources.pins import publish_ref
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 SIGNATURE = ("OdooOps", "odooops@localhost")
 

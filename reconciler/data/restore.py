@@ -252,8 +252,8 @@ def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any],
 def restore(ctx: DataContext, env: str, backup_id: str, target_env: str | None = None, *,
             confirm: bool = False, keep_old: bool = False) -> dict[str, Any]:
     """The whole workflow under the target's lock: confirmation, scratch restore (verified), swap."""
-    from reconciler.controller.env_lock import env_lock
     from reconciler.data.swap import require_confirmation, swap_in
+    from reconciler.platform.env_lock import env_lock
 
     target = target_env or env
     store = store_for(ctx.host, ctx.secrets)

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 import pygit2
 from psycopg import sql
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.core.data_copy import describe_age
 from reconciler.errors import OdooOpsError
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
 from reconciler.sources.pins import delete_pin, pin_document, pin_ref, publish_ref, read_pins, write_pin
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
     from reconciler.data.context import DataContext
+    from reconciler.platform.host import HostSettings
 
 SIGNATURE = ("OdooOps", "odooops@localhost")
 # The seed contract keeps the last ten versions selectable; older healthy commits are not offered.

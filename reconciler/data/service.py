@@ -9,16 +9,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data import backup as backups
 from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 # A backup waits this long for an apply/restore of the same environment; the data ones wait longer
 # because the user asked for exactly this operation and would rather wait than retry.

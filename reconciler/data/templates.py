@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler.atomic import write_atomic
 from reconciler.core.model import digest
 from reconciler.envvars import env_number
+from reconciler.platform.atomic import write_atomic
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres

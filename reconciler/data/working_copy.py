@@ -25,8 +25,8 @@ from reconciler.data.swap import Undo, swap_databases, swap_filestores, undo_all
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.executors.postgres import Postgres
+    from reconciler.platform.host import HostSettings
 
 
 @dataclass
