@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, handle_errors, state_dir_option
-from reconciler.cli.plan_output import human, plan_json
+from reconciler.cli.plan_output import human
 from reconciler.controller import plan_snapshot as snapshot
+from reconciler.controller.plan_json import plan_json
 from reconciler.controller.plan_snapshot import default_state_dir, project_id, snapshot_key
 from reconciler.core.resources import read_text
 

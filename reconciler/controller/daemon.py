@@ -38,8 +38,8 @@ from reconciler.platform.state_store import StateStore
 from reconciler.sources.git import redact_url
 
 if TYPE_CHECKING:
-    from reconciler.api.webhooks import Hint
     from reconciler.controller.backup_schedule import BackupScheduler
+    from reconciler.core.hints import Hint
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pygit2
 
 from reconciler.controller.credentials import DB_PASSWORD
+from reconciler.controller.plan_json import plan_json
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
@@ -151,7 +152,6 @@ class Operations:
         return sorted(out, key=lambda d: float(d.get("updated_at") or 0), reverse=True)
 
     def plan(self, branch: str | None = None) -> dict[str, Any]:
-        from reconciler.cli.plan_output import plan_json
         from reconciler.controller.planning import compute_plan
 
         project = self.project
