@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               int(args.size_mb * 1e6), progress=progress)
                 out["growth"] = growth.to_json()
                 if args.backup:
-                    from reconciler.data.service import DataService
+                    from reconciler.service.data import DataService
 
                     t0 = time.perf_counter()
                     backup = DataService(bench.project(), host).backup("production", verify=True)

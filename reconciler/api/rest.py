@@ -24,8 +24,8 @@ from reconciler.api.jobs import Job, JobRegistry
 from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal, roles_for
 from reconciler.api.ratelimit import RateLimiter, limited
 from reconciler.api.token_registry import TokenRegistry
-from reconciler.controller.operations import Actor, Operations
 from reconciler.errors import OdooOpsError
+from reconciler.service.operations import Actor, Operations
 
 PREFIX = "/api/v1"
 ENV_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"

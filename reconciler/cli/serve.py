@@ -119,9 +119,9 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
-    from reconciler.controller.operations import Operations
     from reconciler.controller.planning import default_state_dir
     from reconciler.platform.host import HostSettings
+    from reconciler.service.operations import Operations
     from reconciler.sources.audit_anchors import GitAnchors
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,

@@ -141,7 +141,7 @@ class DataService:
         """Gates, a fast-forward of TARGET's branch, then its deploy (with the pre-deploy backup when
         production's modules change), recorded in the note. The daemon, which sees the same push,
         waits on the environment's lock and then finds nothing left to do."""
-        from reconciler.data.promote import promote
+        from reconciler.service.promote import promote
 
         return promote(self.project, self.host, source, target, confirm=confirm, actor=actor)
 
@@ -149,13 +149,13 @@ class DataService:
                  code_only: bool = False) -> dict[str, Any]:
         """Refused (ROLLBACK_NEEDS_CONFIRMATION) when it would discard data written since the pre-deploy
         backup and `confirm` is not set; `code_only` keeps the data when the modules allow it."""
-        from reconciler.data.rollback import rollback
+        from reconciler.service.rollback import rollback
 
         return rollback(self.project, self.host, env, to_commit=to_commit, actor=actor, confirm=confirm,
                         code_only=code_only)
 
     def clear_pin(self, env: str, actor: str) -> dict[str, Any]:
-        from reconciler.data.rollback import clear_pin
+        from reconciler.service.rollback import clear_pin
 
         result = clear_pin(self.project, env, actor)
         if result.get("cleared") and self.enqueue is not None:
