@@ -24,10 +24,10 @@ from reconciler.controller import files
 from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
 from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.planning import PlanOutcome, Project
+from reconciler.controller.steps.database import DatabaseStep, StepFailed
 from reconciler.core import odoo_log
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
 from reconciler.data import mail
-from reconciler.data.database_step import DatabaseStep, StepFailed
 from reconciler.data.odoo_cli import run_tests_command
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
