@@ -18,8 +18,8 @@ from reconciler.controller.plan_json import plan_json
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import redact_url, scrub
 from reconciler.sources.notes import iter_notes
+from reconciler.sources.remote import redact_url, scrub
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
