@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
-from reconciler.data.backup import create_backup, verify_backup
+from reconciler.data.backup import create_backup
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.context import DataContext
 from reconciler.data.restore import restore_to_scratch
 from reconciler.platform.host import HostSettings

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data import backup as backups
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.platform.env_lock import env_lock
@@ -68,7 +69,7 @@ class DataService:
         return self._record_verification(env, backup_id)
 
     def _record_verification(self, env: str, backup_id: str) -> dict[str, Any]:
-        result = backups.verify_backup(self.ctx, env, backup_id)
+        result = verify_backup(self.ctx, env, backup_id)
         recorded = backups.record_verification(self.ctx, env, result["backup"], result)
         return {**result, "id": result["backup"], **recorded}
 

@@ -347,7 +347,8 @@ class Operations:
         from datetime import UTC, datetime, timedelta
 
         try:
-            from reconciler.data.backup import list_backups, verify_backup
+            from reconciler.data.backup import list_backups
+            from reconciler.data.backup_check import verify_backup
             from reconciler.data.context import DataContext
         except ImportError as exc:  # a build without the data layer cannot prove a backup exists
             raise OdooOpsError("BACKUP_REQUIRED", f"backups of {env} cannot be checked by this server",
