@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import __version__
-from reconciler.api import rest, webhooks
+from reconciler.api import rest, routes, webhooks
 from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
@@ -111,7 +111,7 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
                   description="REST API of the OdooOps reconciler; see docs/api.md.")
     app.router.redirect_slashes = False  # a stray "/" is a 404 JSON error, never a redirect elsewhere
     app.add_middleware(RequestIdMiddleware)
-    rest.install(app, api)
+    routes.install(app, api)
     secrets = SecretSource(secret_file)
     retention = journal.retention if journal is not None else DEFAULT_RETENTION
     if retention < max_age:
