@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.core.model import EnvSpec, Plan, digest
 from reconciler.core.resources import data_dir
+from reconciler.render.artifacts import Renderer
 
 
 class LazyRenderer:
@@ -23,8 +24,6 @@ class LazyRenderer:
 
     def render(self, spec: EnvSpec) -> dict[str, str]:
         if self._renderer is None:
-            from reconciler.render.artifacts import Renderer
-
             self._renderer = Renderer()
         return dict(self._renderer.render(spec))
 

@@ -25,8 +25,10 @@ from reconciler.data.backup_check import (
     pg_restore,
 )
 from reconciler.data.scratch import scratch_name
+from reconciler.data.swap import require_confirmation, swap_in
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import store_for
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
@@ -102,9 +104,6 @@ def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any],
 def restore(ctx: DataContext, env: str, backup_id: str, target_env: str | None = None, *,
             confirm: bool = False, keep_old: bool = False) -> dict[str, Any]:
     """The whole workflow under the target's lock: confirmation, scratch restore (verified), swap."""
-    from reconciler.data.swap import require_confirmation, swap_in
-    from reconciler.platform.env_lock import env_lock
-
     target = target_env or env
     store = store_for(ctx.host, ctx.secrets)
     full_id = resolve(ctx, env, backup_id, store)

@@ -15,9 +15,12 @@ import pygit2
 
 from reconciler.controller.credentials import DB_PASSWORD
 from reconciler.controller.plan_json import plan_json
+from reconciler.controller.planning import compute_plan
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
+from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.secrets import SecretStore
 from reconciler.sources.notes import iter_notes
 from reconciler.sources.remote import redact_url, scrub
 
@@ -152,8 +155,6 @@ class Operations:
         return sorted(out, key=lambda d: float(d.get("updated_at") or 0), reverse=True)
 
     def plan(self, branch: str | None = None) -> dict[str, Any]:
-        from reconciler.controller.planning import compute_plan
-
         project = self.project
         if branch is not None and branch not in {h.branch for h in project.heads()}:
             raise OdooOpsError("BRANCH_NOT_FOUND", f"no branch {branch[:100]!r} in {redact_url(project.location)}",
@@ -172,8 +173,6 @@ class Operations:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings (Docker, PostgreSQL)",
                                "start odooops serve with the ODOOOPS_* settings loaded")
         if self._runtime is None:
-            from reconciler.executors.docker_runtime import DockerRuntime
-
             self._runtime = DockerRuntime(self.host.docker_host)
         return self._runtime
 
@@ -372,8 +371,6 @@ class Operations:
     # ------------------------------------------------------------------ secrets
 
     def secret_store(self) -> Any:
-        from reconciler.secrets import SecretStore
-
         state = self.host.state_dir if self.host is not None else self.project.state_dir
         return SecretStore(state / "secrets")
 
