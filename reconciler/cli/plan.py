@@ -48,6 +48,7 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
             outcome = snapshot.load(state / "projects" / project_id(repo), key, time.time())
     project = None
     if outcome is None:
+        # Imported when used (startup time): a plan read from the snapshot never loads the planning pipeline.
         from reconciler.controller.planning import Project, compute_plan
 
         project = Project.open(repo, state_dir=state, policy_file=policy_file)
@@ -57,6 +58,7 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
     policy_name = str(policy_file) if policy_file else "default"
     terraform: dict[str, Any] = {}
     if infra:
+        # Imported when used (startup time): only --infra needs Terraform.
         from reconciler.controller.infra_plan import terraform_summaries
         from reconciler.platform.host import HostSettings
 

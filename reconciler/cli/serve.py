@@ -111,6 +111,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     """
     import uvicorn
 
+    # Imported when used (startup time): only `serve` loads the API, the daemon and their dependencies.
     from reconciler.api.app import create_app
     from reconciler.api.audit import AuditKey, AuditLog, PeriodicAnchor, default_audit_key_file
     from reconciler.api.auth import KeyRing
