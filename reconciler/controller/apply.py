@@ -1,7 +1,7 @@
 """Apply a plan on one host: per environment an idempotent sequence of steps that is safe to re-run.
 
 create/update/redeploy: secrets -> build (artifact) -> infra (Terraform) -> files (odoo.conf, mail
-catcher) -> database (data/database_step.py: production clone, template clone, install or module
+catcher) -> database (controller/steps/database.py: production clone, template clone, install or module
 update; pre-deploy backup of production) -> tests -> runtime (Docker) -> route (Caddy) -> health ->
 status (state + note). The running version is only replaced after the database and tests steps passed, and is put
 back when the new one fails its health gate. destroy: runtime -> route -> infra -> files -> status.
