@@ -13,7 +13,6 @@ from typing import Any
 
 from reconciler.core.model import EnvSpec, Plan, digest
 from reconciler.core.resources import data_dir
-from reconciler.render.artifacts import Renderer
 
 
 class LazyRenderer:
@@ -24,6 +23,9 @@ class LazyRenderer:
 
     def render(self, spec: EnvSpec) -> dict[str, str]:
         if self._renderer is None:
+            # Imported on first use, not at the top: the one lazy load outside cli/ (see the class docstring).
+            from reconciler.render.artifacts import Renderer
+
             self._renderer = Renderer()
         return dict(self._renderer.render(spec))
 
