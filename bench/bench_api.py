@@ -49,7 +49,7 @@ def serve(port: int, state: Path, repo: str, key_file: Path, rate: str) -> None:
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
-    from reconciler.controller.operations import Operations
+    from reconciler.service.operations import Operations
 
     daemon = Daemon(DaemonConfig(repo=repo, state_dir=state, poll_interval=3600), None)
     ops = Operations(daemon, None)

@@ -20,12 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.controller.apply import Applier
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
-from reconciler.data.backup import create_backup, verify_backup
+from reconciler.data.backup import create_backup
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.context import DataContext
 from reconciler.data.restore import restore_to_scratch
+from reconciler.platform.host import HostSettings
 from tests.example_repo import build_example, git
 from tests.services import load_services_env
 

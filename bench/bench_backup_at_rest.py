@@ -33,13 +33,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reconciler.controller.apply import Applier
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.data import backup
 from reconciler.data.backup_crypto import BackupKey, unseal
 from reconciler.data.context import DataContext
 from reconciler.executors.storage import LocalStore
+from reconciler.platform.host import HostSettings
 from tests.example_repo import build_example, git
 from tests.services import load_services_env
 

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from psycopg import sql  # noqa: E402
 
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.data.filestore import link_tree, shared_bytes  # noqa: E402
 from reconciler.data.masking import DEFAULT_RULES, apply_masking  # noqa: E402
 from reconciler.executors.postgres import Postgres  # noqa: E402
+from reconciler.platform.host import HostSettings  # noqa: E402
 from tests.services import load_services_env  # noqa: E402
 
 ROW_BYTES = 210  # on-disk size of one generated row (tuple header + bigint + 3 x md5 text + numeric + ts)

@@ -45,13 +45,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.realdata import conninfo_from_env, grow  # noqa: E402
 from reconciler.controller.apply import Applier, ApplyReport  # noqa: E402
-from reconciler.controller.env_lock import env_lock  # noqa: E402
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
 from reconciler.core.model import Action, ActionKind  # noqa: E402
 from reconciler.data import mail  # noqa: E402
 from reconciler.data.templates import TemplateRegistry  # noqa: E402
 from reconciler.executors.postgres import Postgres  # noqa: E402
+from reconciler.platform.env_lock import env_lock  # noqa: E402
+from reconciler.platform.host import HostSettings  # noqa: E402
 from tests.example_repo import git  # noqa: E402
 from tests.services import load_services_env  # noqa: E402
 
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               int(args.size_mb * 1e6), progress=progress)
                 out["growth"] = growth.to_json()
                 if args.backup:
-                    from reconciler.data.service import DataService
+                    from reconciler.service.data import DataService
 
                     t0 = time.perf_counter()
                     backup = DataService(bench.project(), host).backup("production", verify=True)

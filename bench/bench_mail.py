@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.data import mail  # noqa: E402
 from reconciler.executors.docker_runtime import DockerRuntime  # noqa: E402
+from reconciler.platform.host import HostSettings  # noqa: E402
 from reconciler.secrets import SecretStore  # noqa: E402
 
 

@@ -46,12 +46,12 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_plan import bench_policy  # noqa: E402
 from bench.harness import example_host  # noqa: E402
 from reconciler.controller.apply import Applier, EnvReport  # noqa: E402
-from reconciler.controller.host import HostSettings  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
 from reconciler.core.model import Action, ActionKind  # noqa: E402
 from reconciler.data import mail  # noqa: E402
 from reconciler.data.templates import TemplateRegistry  # noqa: E402
 from reconciler.executors.postgres import Postgres  # noqa: E402
+from reconciler.platform.host import HostSettings  # noqa: E402
 from tests.example_repo import git  # noqa: E402
 from tests.services import load_services_env  # noqa: E402
 

@@ -8,7 +8,7 @@ Needs `bash scripts/services.sh start` and .work/services.env. One run:
   2. take the pre-deploy backup (timed, reported apart: it belongs to the deploy, not to the rollback);
   3. deploy commit B (a module update) and leave a table behind as B's "migration";
   4. record the pre-deploy backup in B's state entry exactly as the apply's database step does for
-     production (tier production), then time `reconciler.data.rollback.rollback` end to end.
+     production (tier production), then time `reconciler.service.rollback.rollback` end to end.
 The environment is a uniquely named one with the production tier recorded, not the `production`
 database itself: the shared PostgreSQL of these machines holds other helpers' `production`.
 Target (issue 5): <= 60 s for a 1 GB database.
@@ -35,7 +35,7 @@ from reconciler.controller.planning import Project, compute_plan  # noqa: E402
 from reconciler.core.model import Action, ActionKind  # noqa: E402
 from reconciler.data.backup import create_backup  # noqa: E402
 from reconciler.data.context import DataContext  # noqa: E402
-from reconciler.data.rollback import rollback  # noqa: E402
+from reconciler.service.rollback import rollback  # noqa: E402
 from tests.example_repo import commit_file, git  # noqa: E402
 
 ROW_BYTES = 270  # one row of 224 characters of md5 text plus tuple overhead, as stored (not TOASTed)

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from reconciler.controller.host import HostSettings
+from reconciler.platform.host import HostSettings
 from tests.example_repo import build_example
 from tests.services import load_services_env
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
+from reconciler.platform.atomic import write_atomic
 
 
 def default_key_file() -> Path:

@@ -18,7 +18,7 @@ class _NoDaemon:
     """The document only needs the routes; no daemon runs while generating it."""
 
     def __init__(self) -> None:
-        from reconciler.api.metrics import Metrics
+        from reconciler.platform.metrics import Metrics
 
         self.metrics = Metrics()
 

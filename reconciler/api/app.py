@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reconciler import __version__
-from reconciler.api import rest, webhooks
+from reconciler.api import rest, routes, webhooks
 from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
-from reconciler.api.metrics import CONTENT_TYPE_LATEST, Metrics
+from reconciler.core.hints import Hint
 from reconciler.errors import OdooOpsError
+from reconciler.platform.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Reconciler(Protocol):
     metrics: Metrics
     dir: Path  # the project's state directory (the webhook delivery journal lives there)
 
-    def hint(self, hint: webhooks.Hint) -> None: ...
+    def hint(self, hint: Hint) -> None: ...
 
     def is_ready(self) -> bool: ...
 
@@ -110,7 +111,7 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
                   description="REST API of the OdooOps reconciler; see docs/api.md.")
     app.router.redirect_slashes = False  # a stray "/" is a 404 JSON error, never a redirect elsewhere
     app.add_middleware(RequestIdMiddleware)
-    rest.install(app, api)
+    routes.install(app, api)
     secrets = SecretSource(secret_file)
     retention = journal.retention if journal is not None else DEFAULT_RETENTION
     if retention < max_age:
@@ -264,7 +265,7 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         if about is None:
             return {"status": "ignored", "delivery": delivery, "event": event}
         branches, action = about
-        daemon.hint(webhooks.Hint(provider, event, delivery, branches, action, received, head))
+        daemon.hint(Hint(provider, event, delivery, branches, action, received, head))
         return {"status": "accepted", "delivery": delivery, "event": event, "branches": list(branches)}
 
     return app

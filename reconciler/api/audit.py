@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from reconciler.atomic import write_atomic
 from reconciler.core.audit_anchor import Anchor
 from reconciler.errors import OdooOpsError
 from reconciler.keyfiles import default_key_path, load_key
+from reconciler.platform.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 
 from reconciler.api.errors import ApiError
-from reconciler.atomic import write_atomic
+from reconciler.platform.atomic import write_atomic
 
 ISSUER = "odooops"
 AUDIENCE = "odooops-api"

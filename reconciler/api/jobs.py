@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.api.errors import error_body, status_for
-from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
+from reconciler.platform.atomic import write_atomic
 from reconciler.progress import reporting
 
 log = logging.getLogger("odooops.jobs")

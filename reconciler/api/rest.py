@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -24,8 +24,8 @@ from reconciler.api.jobs import Job, JobRegistry
 from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal, roles_for
 from reconciler.api.ratelimit import RateLimiter, limited
 from reconciler.api.token_registry import TokenRegistry
-from reconciler.controller.operations import Actor, Operations
 from reconciler.errors import OdooOpsError
+from reconciler.service.operations import Actor, Operations
 
 PREFIX = "/api/v1"
 ENV_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -344,38 +344,3 @@ def run_operation(request: Request, action: str, target: str, arguments: dict[st
     job = ctx.jobs.submit(action, target, who.subject, fn, done, request_id=request_id)
     return JSONResponse(job.to_json(), status_code=202,
                         headers={"Location": f"{PREFIX}/jobs/{job.id}", "Preference-Applied": "respond-async"})
-
-
-def install(app: FastAPI, ctx: ApiContext | None) -> None:
-    from reconciler.api import rest_admin, rest_data, rest_envs, rest_jobs
-
-    app.state.api = ctx
-    for module in (rest_envs, rest_data, rest_admin, rest_jobs):
-        app.include_router(module.router, prefix=PREFIX)
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = tidy_openapi(generate())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def tidy_openapi(doc: dict[str, Any]) -> dict[str, Any]:
-    """Validation problems answer 400 with the error body, not FastAPI's 422 shape: document that."""
-    for item in doc.get("paths", {}).values():
-        for operation in item.values():
-            responses = operation.get("responses", {})
-            for code, response in responses.items():
-                if code >= "400" and "text/plain" in response.get("content", {}):
-                    # errors are JSON even where success is text (logs)
-                    response["content"] = {"application/json": response["content"].pop("text/plain")}
-            if responses.pop("422", None) is not None:
-                responses.setdefault("400", {"description": _ERROR_TEXT[400],
-                                             "content": {"application/json": {
-                                                 "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
-    schemas = doc.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
-    return doc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,9 +18,7 @@ from reconciler.api.rest import (
 )
 from reconciler.api.rest_jobs import JobModel
 from reconciler.errors import OdooOpsError
-
-if TYPE_CHECKING:
-    from reconciler.data.service import DataService
+from reconciler.service.data import DataService
 
 router = APIRouter(tags=["data"])
 EnvName = Path(..., pattern=ENV_PATTERN, description="Environment name, or a tier name matching one environment.")
@@ -29,8 +27,6 @@ BackupId = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def data_service(request: Request) -> DataService:
     """The data layer for this request (imported on first use: psycopg and Docker only when needed)."""
-    from reconciler.data.service import DataService
-
     ops = ctx_of(request).ops
     if ops.host is None:
         raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings",

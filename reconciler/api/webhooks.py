@@ -7,7 +7,6 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,6 @@ DOCS = "docs/webhooks.md"
 # A string (possessive, and an unterminated one runs to the end: the scan stays linear) or a bracket.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
-
-@dataclass(frozen=True)
-class Hint:
-    """What a valid delivery says: something changed on these branches (or tags, ignored)."""
-
-    provider: str
-    event: str
-    delivery: str
-    branches: tuple[str, ...]
-    action: str | None = None
-    received_at: float = 0.0
-    # The request's head commit the event names (pull/merge request events): the daemon acts on an
-    # open/close only once the mirror's refs/pull/N/head is at this commit.
-    head: str | None = None
 
 
 class WebhookError(OdooOpsError):

@@ -14,10 +14,10 @@ import click
 from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, state_dir_option
 from reconciler.cli.plan_output import human
 from reconciler.controller.apply import Applier, ApplyReport, EnvReport
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan
 from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import HostSettings
 
 _MARK = {"ok": "✓", "changed": "✓", "skipped": "-", "failed": "✗"}
 

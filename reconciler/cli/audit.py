@@ -58,6 +58,7 @@ def audit_verify(log_file: Path | None, key_file: Path | None, repo: str | None,
 
 
 def _verify_local(log_file: Path, key_file: Path | None, repo: str | None) -> dict[str, Any]:
+    # Imported when used (startup time): only a local verification reads the log and its key.
     from reconciler.api.audit import AuditKey, AuditLog, default_audit_key_file
     from reconciler.sources.audit_anchors import GitAnchors
 

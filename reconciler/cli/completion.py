@@ -17,6 +17,7 @@ def completion_command(shell: str) -> None:
     """
     from click.shell_completion import get_completion_class
 
+    # Imported when used: main loads this module lazily by name (cli.main's command table).
     from reconciler.cli.main import main
 
     cls = get_completion_class(shell)

@@ -44,6 +44,7 @@ def short(envs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True)
 def login_command(server: str, token_stdin: bool, no_verify: bool, as_json: bool) -> None:
     """Save SERVER and the token from stdin in ~/.config/odooops/config.json (mode 0600)."""
+    # Imported when used (startup time): the HTTP client loads only for commands that talk to a server.
     from reconciler.cli.client import fail
 
     try:

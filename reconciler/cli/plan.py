@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from reconciler.cli.common import EXIT_CHANGES, EXIT_OK, handle_errors, state_dir_option
-from reconciler.cli.plan_output import human, plan_json
+from reconciler.cli.plan_output import human
 from reconciler.controller import plan_snapshot as snapshot
+from reconciler.controller.plan_json import plan_json
 from reconciler.controller.plan_snapshot import default_state_dir, project_id, snapshot_key
 from reconciler.core.resources import read_text
 
@@ -47,6 +48,7 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
             outcome = snapshot.load(state / "projects" / project_id(repo), key, time.time())
     project = None
     if outcome is None:
+        # Imported when used (startup time): a plan read from the snapshot never loads the planning pipeline.
         from reconciler.controller.planning import Project, compute_plan
 
         project = Project.open(repo, state_dir=state, policy_file=policy_file)
@@ -56,8 +58,9 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
     policy_name = str(policy_file) if policy_file else "default"
     terraform: dict[str, Any] = {}
     if infra:
-        from reconciler.controller.host import HostSettings
+        # Imported when used (startup time): only --infra needs Terraform.
         from reconciler.controller.infra_plan import terraform_summaries
+        from reconciler.platform.host import HostSettings
 
         assert project is not None
         terraform = terraform_summaries(project, HostSettings.from_env(project.state_dir), outcome)

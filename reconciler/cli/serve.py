@@ -111,6 +111,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     """
     import uvicorn
 
+    # Imported when used (startup time): only `serve` loads the API, the daemon and their dependencies.
     from reconciler.api.app import create_app
     from reconciler.api.audit import AuditKey, AuditLog, PeriodicAnchor, default_audit_key_file
     from reconciler.api.auth import KeyRing
@@ -119,9 +120,9 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
-    from reconciler.controller.host import HostSettings
-    from reconciler.controller.operations import Operations
     from reconciler.controller.planning import default_state_dir
+    from reconciler.platform.host import HostSettings
+    from reconciler.service.operations import Operations
     from reconciler.sources.audit_anchors import GitAnchors
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,

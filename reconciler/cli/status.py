@@ -18,12 +18,13 @@ if TYPE_CHECKING:
 
 
 def collect(project: Project) -> list[dict[str, Any]]:
-    from reconciler.controller.host import HostSettings
+    from reconciler.platform.host import HostSettings
 
     entries = project.store.entries()
     observed = project.observed()
     runtime: dict[str, Any] = {}
     try:
+        # Imported when used (startup time): the Docker SDK loads only for a local status.
         from reconciler.executors.docker_runtime import DockerRuntime
 
         host = HostSettings.from_env(project.state_dir)
@@ -32,6 +33,7 @@ def collect(project: Project) -> list[dict[str, Any]]:
     except OdooOpsError:
         runtime = {}
     blocked: dict[str, dict[str, Any]] = {}
+    # Imported when used (startup time): pygit2 loads only for a local status.
     from reconciler.sources.notes import iter_notes
 
     heads = {h.commit for h in project.heads()}
@@ -97,6 +99,7 @@ def status_command(repo: str | None, server: str | None, as_json: bool, state_di
     if repo is None:
         server_status(server, as_json)
         return
+    # Imported when used (startup time): the planning pipeline loads only for a local status.
     from reconciler.controller.planning import Project
 
     project = Project.open(repo, state_dir=state_dir)
@@ -130,6 +133,7 @@ def status_command(repo: str | None, server: str | None, as_json: bool, state_di
 
 def server_status(server: str | None, as_json: bool) -> None:
     """GET /api/v1/status and /api/v1/environments: what runs and what the daemon is doing."""
+    # Imported when used (startup time): the HTTP client loads only for a server's status.
     from reconciler.cli.client import Client, client_command, emit, table
 
     @client_command

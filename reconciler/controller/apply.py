@@ -1,7 +1,7 @@
 """Apply a plan on one host: per environment an idempotent sequence of steps that is safe to re-run.
 
 create/update/redeploy: secrets -> build (artifact) -> infra (Terraform) -> files (odoo.conf, mail
-catcher) -> database (data/database_step.py: production clone, template clone, install or module
+catcher) -> database (controller/steps/database.py: production clone, template clone, install or module
 update; pre-deploy backup of production) -> tests -> runtime (Docker) -> route (Caddy) -> health ->
 status (state + note). The running version is only replaced after the database and tests steps passed, and is put
 back when the new one fails its health gate. destroy: runtime -> route -> infra -> files -> status.
@@ -22,22 +22,23 @@ import pygit2
 
 from reconciler.controller import files
 from reconciler.controller.credentials import PREVIOUS, DbLogins, db_logins
-from reconciler.controller.env_lock import env_lock, is_busy
-from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.planning import PlanOutcome, Project
+from reconciler.controller.steps.database import DatabaseStep, StepFailed
 from reconciler.core import odoo_log
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
-from reconciler.data import mail
-from reconciler.data.database_step import DatabaseStep, StepFailed
+from reconciler.data import access_sweep, mail
 from reconciler.data.odoo_cli import run_tests_command
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import Artifact, ArtifactInputs, ArtifactStore, export_tree
 from reconciler.executors.docker_runtime import DockerRuntime
 from reconciler.executors.health import wait_healthy
+from reconciler.executors.postgres import Postgres
 from reconciler.executors.router import CaddyRouter
-from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
+from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner, render_backend
+from reconciler.platform.env_lock import env_lock, is_busy
+from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 from reconciler.sources.notes import push_notes, write_env_entry
@@ -169,8 +170,6 @@ class Applier:
         """Before anything deploys: no database of this project's environments (nor any oo_* copy) may be
         reachable by a role other than its own (data.access_sweep repairs it; one catalogue query when
         nothing is wrong). A sweep that cannot run is reported and leaves the deploys to fail on their own."""
-        from reconciler.data import access_sweep
-
         try:
             report = access_sweep.sweep(self._pg(), set(self.project.store.entries()))
         except OdooOpsError as exc:
@@ -357,8 +356,6 @@ class Applier:
                ctx: dict[str, Any]) -> tuple[str, str]:
         root = json.loads(fill(rendered["main.tf.json"], self._platform(spec, ctx)))
         if self.host.tf_backend is not None:
-            from reconciler.executors.terraform import render_backend
-
             root["terraform"]["backend"] = render_backend(spec.name, dict(self.host.tf_backend))
         ctx["tf_root"] = root
         variables = ctx["logins"].terraform_vars()
@@ -460,8 +457,6 @@ class Applier:
             copy.undo(self._pg())
 
     def _pg(self) -> Any:
-        from reconciler.executors.postgres import Postgres
-
         return Postgres.from_host(self.host)
 
     def _swap_in_working_copy(self, ctx: dict[str, Any]) -> str:

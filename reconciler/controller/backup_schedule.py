@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from reconciler.api.metrics import Metrics
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.core.retention import plan_retention
 from reconciler.core.schedule import due, next_run
 from reconciler.data.backup import backup_ids, create_backup, id_time, prune, retention_for
 from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import store_for
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
+from reconciler.platform.metrics import Metrics
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project

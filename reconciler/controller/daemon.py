@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import psycopg
 
-from reconciler.api.metrics import Metrics, NotesRetryCounter
-from reconciler.controller.env_lock import is_busy
-from reconciler.controller.host import HostSettings
+from reconciler.controller.apply import Applier
+from reconciler.controller.backup_schedule import BackupScheduler
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan, observed_key, project_id, ttl_deadline
-from reconciler.controller.state_store import StateStore
 from reconciler.controller.workqueue import (
     Backoff,
     Claims,
@@ -34,12 +32,20 @@ from reconciler.controller.workqueue import (
 )
 from reconciler.core.change_requests import CLOSING, REOPENING, head_ref, is_change_request
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
+from reconciler.data import access_sweep, scratch
 from reconciler.errors import OdooOpsError
+from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.executors.postgres import Postgres
+from reconciler.executors.router import CaddyRouter
+from reconciler.platform.env_lock import is_busy
+from reconciler.platform.host import HostSettings
+from reconciler.platform.metrics import Metrics, NotesRetryCounter
+from reconciler.platform.state_store import StateStore
 from reconciler.sources.git import redact_url
+from reconciler.sources.notes import push_notes
 
 if TYPE_CHECKING:
-    from reconciler.api.webhooks import Hint
-    from reconciler.controller.backup_schedule import BackupScheduler
+    from reconciler.core.hints import Hint
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +162,6 @@ class Daemon:
         self.backups: BackupScheduler | None = None
         self._backup_thread: threading.Thread | None = None
         if host is not None:  # without a host there is no data layer to back up with
-            from reconciler.controller.backup_schedule import BackupScheduler
-
             self.backups = BackupScheduler(self._project, host, clock, self.metrics)
 
     # ------------------------------------------------------------------ lifecycle
@@ -261,8 +265,6 @@ class Daemon:
         return applier
 
     def _real_applier(self, project: Project) -> ApplierLike:
-        from reconciler.controller.apply import Applier
-
         if self.host is None:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the daemon has no host settings",
                                "set -a && . .work/services.env && set +a")
@@ -434,7 +436,6 @@ class Daemon:
         pending, next_try, delay = self._notes_retry
         if not pending or time.monotonic() < next_try or not project.source.is_mirror:
             return
-        from reconciler.sources.notes import push_notes
 
         try:
             push_notes(project.source.repo, self.config.repo)
@@ -566,7 +567,6 @@ class Daemon:
     def _runtime(self) -> Any:
         if self.host is None:
             return None
-        from reconciler.executors.docker_runtime import DockerRuntime
 
         runtime = getattr(self._local, "runtime", None)
         if runtime is None:
@@ -574,8 +574,6 @@ class Daemon:
         return runtime
 
     def _routes(self) -> dict[str, Any] | None:
-        from reconciler.executors.router import CaddyRouter
-
         assert self.host is not None
         try:
             return CaddyRouter(self.host.caddy_admin, server=self.host.caddy_server).routes()
@@ -647,8 +645,6 @@ class Daemon:
             log.warning("%s: %s; repairing", name, why)
             self.queue.submit(obs.branch, "runtime drift", Work(drift=True))
         if project.source.is_mirror and project.source.notes_ahead_of(project.source.remote_refs()):
-            from reconciler.sources.notes import push_notes
-
             try:  # retries are counted from push_notes' log records (NotesRetryCounter)
                 push_notes(project.source.repo, self.config.repo)
             except OdooOpsError as exc:
@@ -663,9 +659,6 @@ class Daemon:
     def sweep_access(self, project: Project) -> list[str]:
         """Databases of this project's environments (and the platform's oo_* copies) that roles other than
         their own could reach: repaired (data.access_sweep); returns their names."""
-        from reconciler.data import access_sweep
-        from reconciler.executors.postgres import Postgres
-
         assert self.host is not None
         try:
             report = access_sweep.sweep(Postgres.from_host(self.host), set(project.store.entries()))
@@ -681,9 +674,6 @@ class Daemon:
 
     def sweep_scratch(self) -> list[str]:
         """Scratch databases and filestores that a killed clone, restore or backup check left (data.scratch)."""
-        from reconciler.data import scratch
-        from reconciler.executors.postgres import Postgres
-
         assert self.host is not None
         try:
             report = scratch.sweep(Postgres.from_host(self.host), self.host)

@@ -13,13 +13,14 @@ from urllib.parse import urlparse
 import psycopg
 import pygit2
 
-from reconciler.atomic import write_atomic
-from reconciler.controller.host import HostSettings
 from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
+from reconciler.executors.ansible import prepare_host
 from reconciler.executors.artifacts import export_tree
 from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import HostSettings
 from reconciler.sources.git import GitSource
 
 
@@ -30,8 +31,6 @@ def _tree_digest(root: Path) -> str:
 
 def prepare_host_once(host: HostSettings, progress: Callable[[str, str, str, str], None]) -> bool:
     """Run the Ansible host playbook when its inputs changed since the last successful run."""
-    from reconciler.executors.ansible import prepare_host
-
     docker_socket = host.docker_host.removeprefix("unix://")
     listen = urlparse(host.router_http).netloc
     variables: dict[str, Any] = {

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from reconciler.controller.credentials import db_logins
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
+from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 
@@ -26,8 +27,6 @@ def terraform_summaries(project: Project, host: HostSettings, outcome: PlanOutco
 
     Writes only under the state directory (the environment's Terraform root); touches no resource.
     """
-    from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
-
     runner = TerraformRunner(host.state_dir / "terraform", binary=host.terraform_binary,
                              secret_env={PG_ADMIN_PASSWORD_ENV: host.pg_admin_password})
     secrets = SecretStore(host.state_dir / "secrets")

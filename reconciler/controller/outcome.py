@@ -23,6 +23,7 @@ class LazyRenderer:
 
     def render(self, spec: EnvSpec) -> dict[str, str]:
         if self._renderer is None:
+            # Imported on first use, not at the top: the one lazy load outside cli/ (see the class docstring).
             from reconciler.render.artifacts import Renderer
 
             self._renderer = Renderer()

@@ -12,7 +12,6 @@ from typing import Any
 from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, sha256_text, templates_digest
 from reconciler.controller.plan_snapshot import default_state_dir, project_id
-from reconciler.controller.state_store import StateStore, merge_observed
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S, production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
@@ -22,6 +21,7 @@ from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
 from reconciler.envvars import env_number
+from reconciler.platform.state_store import StateStore, merge_observed
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import NOTES_REF, GitSource
 from reconciler.sources.notes import iter_notes

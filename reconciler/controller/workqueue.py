@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.atomic import write_atomic
 from reconciler.errors import OdooOpsError
+from reconciler.platform.atomic import write_atomic
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import PlanOutcome

@@ -459,13 +459,6 @@ def sweep(store: ObjectStore) -> list[str]:
     return garbage
 
 
-def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
-    """Checksums of every part, then a restore into a scratch database that is checked and dropped."""
-    from reconciler.data.restore import verify_backup as verify
-
-    return verify(ctx, env, backup_id)
-
-
 def is_verified(m: Manifest) -> bool:
     """A backup whose restore was checked (`record_verification`) and passed."""
     check = m.extra.get("verification")
@@ -511,4 +504,4 @@ def newest_verified(ctx: DataContext, env: str, max_age_s: float, now: datetime 
 
 __all__ = ["Manifest", "backup_ids", "backup_key", "create_backup", "id_time", "is_verified", "list_backups",
            "load_manifest", "newest_verified", "prune", "read_part", "reading_key", "record_verification", "resolve",
-           "sweep", "verify_backup"]
+           "sweep"]

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from reconciler.controller.host import HostSettings
-from reconciler.controller.state_store import StateStore
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.host import HostSettings
+from reconciler.platform.state_store import StateStore
 from reconciler.secrets import SecretStore
 
-if TYPE_CHECKING:
-    from reconciler.controller.planning import Project
+
+class ProjectRef(Protocol):
+    """What a data workflow needs of a project (controller.planning.Project has it): its id and state."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def store(self) -> StateStore: ...
 
 
 @dataclass
@@ -28,7 +35,7 @@ class DataContext:
     project_id: str
 
     @classmethod
-    def for_project(cls, project: Project, host: HostSettings) -> DataContext:
+    def for_project(cls, project: ProjectRef, host: HostSettings) -> DataContext:
         # Same secret store as the Applier: environment credentials and the masking key live together.
         return cls(host=host, pg=Postgres.from_host(host), secrets=SecretStore(host.state_dir / "secrets"),
                    runtime=DockerRuntime(host.docker_host), store=project.store, project_id=project.id)

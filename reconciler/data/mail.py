@@ -32,11 +32,11 @@ from typing import Any
 import docker.errors
 from docker.types import LogConfig, Mount
 
-from reconciler.atomic import write_atomic
-from reconciler.controller.host import HostSettings
 from reconciler.core.naming import PRODUCTION_NAME, is_valid_env_name
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import L_MANAGED, L_ROLE, DockerRuntime
+from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 
 CATCHER_NAME = "odooops-mail-catcher"

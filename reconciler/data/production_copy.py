@@ -24,15 +24,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.backup import Manifest, create_backup, database_facts, newest_verified, record_verification
-from reconciler.data.restore import _chown_tree, _owner_of, _scratch_dir, check_and_fetch, facts_problems, pg_restore
+from reconciler.data.backup_check import (
+    _chown_tree,
+    _owner_of,
+    _scratch_dir,
+    check_and_fetch,
+    facts_problems,
+    pg_restore,
+)
 from reconciler.data.scratch import scratch_name
 from reconciler.envvars import env_number
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, store_for
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import phase
 
 if TYPE_CHECKING:

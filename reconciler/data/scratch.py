@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reconciler.controller.env_lock import is_busy
 from reconciler.envvars import env_number
+from reconciler.platform.env_lock import is_busy
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.executors.postgres import Postgres
+    from reconciler.platform.host import HostSettings
 
 SWEPT = ("clone", "restore", "verify")
 KINDS = (*SWEPT, "old")

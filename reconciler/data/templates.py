@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from reconciler.atomic import write_atomic
 from reconciler.core.model import digest
+from reconciler.data.filestore import link_tree
 from reconciler.envvars import env_number
+from reconciler.platform.atomic import write_atomic
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres
@@ -247,8 +248,6 @@ def keep_copy(pg: Postgres, registry: TemplateRegistry, source_db: str, source_f
     The copy is owned by the platform (the env's role may be dropped while the template lives on)
     and nobody else may connect; `prepare(db)` runs on it before it is registered. On any failure
     nothing is kept and the error is raised."""
-    from reconciler.data.filestore import link_tree
-
     db = registry.new_db_name()
     fs = registry.filestore_dir(db)
     try:

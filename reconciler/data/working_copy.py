@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.data.filestore import link_tree
 from reconciler.data.scratch import old_name, scratch_name
 from reconciler.data.swap import Undo, swap_databases, swap_filestores, undo_all
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.executors.postgres import Postgres
+    from reconciler.platform.host import HostSettings
 
 
 @dataclass
@@ -61,8 +62,6 @@ class WorkingCopy:
              wait_s: float = 30) -> WorkingCopy:
         """FILE_COPY clone of the env's live database (its sessions are refused and ended for the copy,
         which takes well under a second per GB; Odoo reconnects) plus a hardlinked filestore."""
-        from reconciler.data.filestore import link_tree
-
         copy = cls(env=env, db=scratch_name("clone"), filestore=Path(), live_filestore=host.filestore_dir(env))
         copy.filestore = host.filestore_dir(env, copy.db)
         t = time.monotonic()

@@ -14,7 +14,7 @@ from psycopg import sql
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
+    from reconciler.platform.host import HostSettings
 
 APPLICATION_NAME = "odooops"
 # Schemas PostgreSQL owns itself: their objects are never reassigned.

@@ -20,9 +20,9 @@ from pygit2.enums import FileMode, RepositoryOpenFlag
 
 from reconciler.core.audit_anchor import Anchor
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import AuthenticationFailed, Callbacks, ensure_network_timeouts, git_error, redact_url
 from reconciler.sources.notes import _ref_target
 from reconciler.sources.pins import publish_ref
+from reconciler.sources.remote import AuthenticationFailed, Callbacks, ensure_network_timeouts, git_error, redact_url
 
 ANCHOR_REF = "refs/odooops/audit-anchors"
 ANCHOR_FILE = "anchor.json"

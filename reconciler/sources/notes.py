@@ -18,7 +18,7 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag
 
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import (
+from reconciler.sources.remote import (
     NOTES_REF,
     AuthenticationFailed,
     Callbacks,

@@ -24,9 +24,9 @@ from reconciler.api.auth import SCOPES, KeyRing, issue_token
 from reconciler.api.ratelimit import RateLimiter
 from reconciler.api.rest import ApiContext
 from reconciler.controller.daemon import Daemon, DaemonConfig
-from reconciler.controller.host import HostSettings
-from reconciler.controller.operations import Operations
-from reconciler.controller.state_store import StateStore
+from reconciler.platform.host import HostSettings
+from reconciler.platform.state_store import StateStore
+from reconciler.service.operations import Operations
 from tests.daemon.gitserve import free_port, git, git_daemon, wait_for
 from tests.example_repo import build_example
 

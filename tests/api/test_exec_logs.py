@@ -14,11 +14,11 @@ from reconciler.api.rest import ApiContext
 from reconciler.api.token_registry import TokenRegistry
 from reconciler.controller.apply import Applier
 from reconciler.controller.daemon import Daemon, DaemonConfig
-from reconciler.controller.operations import Operations
 from reconciler.controller.planning import compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
 from reconciler.core.resources import read_text
+from reconciler.service.operations import Operations
 from tests.api.conftest import ApiServer, serve_app
 from tests.daemon.gitserve import git
 

@@ -71,11 +71,11 @@ def destroy_everything(repo: str, state: Path, env: dict[str, str]) -> None:
     """Whatever a test left running is destroyed with the real applier; production (which Terraform
     refuses to destroy, by design) and the platform's scratch and template databases by hand."""
     from reconciler.controller.apply import Applier
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
     from reconciler.core.model import Action, ActionKind
     from reconciler.data.templates import TemplateRegistry
     from reconciler.executors.postgres import Postgres
+    from reconciler.platform.host import HostSettings
 
     host = HostSettings.from_env(state, env)
     pg = Postgres.from_host(host)

@@ -18,8 +18,8 @@ import httpx
 import psycopg
 import pytest
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.core.naming import env_name_for_branch
+from reconciler.platform.env_lock import env_lock
 from tests.cli import test_client_workflow as workflow
 from tests.controller.test_data_apply import SHARED_LOCKS
 from tests.daemon import conftest as daemon_conftest

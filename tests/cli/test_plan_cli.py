@@ -75,7 +75,7 @@ def test_detailed_exitcode_and_no_changes_after_recorded_apply(example: Path, tm
 def test_status_notes_count_as_observed_state(example: Path, tmp_path: Path) -> None:
     import pygit2
 
-    from reconciler.controller.state_store import entry_for
+    from reconciler.platform.state_store import entry_for
     from reconciler.sources.notes import write_env_entry
 
     project = Project.open(str(example), state_dir=tmp_path / "s")

@@ -9,7 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.cli.plan_output import human, plan_json
+from reconciler.cli.plan_output import human
+from reconciler.controller.plan_json import plan_json
 from reconciler.controller.planning import Project, compute_plan
 from tests.example_repo import ROOT, build_example
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller.host import HostSettings
+from reconciler.platform.host import HostSettings
 from tests.example_repo import build_example, git
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.api.metrics import Metrics
 from reconciler.controller.backup_schedule import BackupScheduler, id_time
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.data.backup import OBJECTS, create_backup, list_backups, load_manifest
 from reconciler.data.context import DataContext
 from reconciler.executors.storage import ObjectStore, store_for
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
+from reconciler.platform.metrics import Metrics
 from tests.daemon.gitserve import wait_for
 from tests.data.backup_fixtures import mounted_tmpfs
 from tests.example_repo import build_example, commit_file, git

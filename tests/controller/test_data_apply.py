@@ -18,12 +18,12 @@ import pygit2
 import pytest
 
 from reconciler.controller.apply import Applier, ApplyReport
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.data.templates import TemplateKey, TemplateRegistry
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
 from reconciler.sources.notes import read_note
 from tests.example_repo import build_example, commit_file, git
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.env_lock import env_lock, lock_path
 from reconciler.errors import OdooOpsError
+from reconciler.platform.env_lock import env_lock, lock_path
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from reconciler.controller.env_lock import env_lock
+from reconciler.platform.env_lock import env_lock
 with env_lock(Path(sys.argv[1]), "staging", "restore"):
     print("held", flush=True)
     sys.stdin.read()
@@ -44,7 +44,7 @@ def test_second_holder_is_refused_with_the_holder_named(tmp_path: Path) -> None:
 def test_holder_thread_may_take_it_again_other_threads_wait(tmp_path: Path) -> None:
     import threading
 
-    from reconciler.controller.env_lock import is_busy
+    from reconciler.platform.env_lock import is_busy
 
     assert not is_busy(tmp_path, "staging")
     with env_lock(tmp_path, "staging", "rollback"):
@@ -67,14 +67,14 @@ def test_holder_thread_may_take_it_again_other_threads_wait(tmp_path: Path) -> N
         assert outcome == ["busy", "ENV_BUSY"]
     # Released after the outer block only; another process sees it free.
     probe = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                            "from reconciler.controller.env_lock import is_busy; "
+                            "from reconciler.platform.env_lock import is_busy; "
                             "print(is_busy(Path(sys.argv[1]), 'staging'))", str(tmp_path)],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "False"
 
 
 def test_busy_is_seen_from_another_process(tmp_path: Path) -> None:
-    from reconciler.controller.env_lock import is_busy
+    from reconciler.platform.env_lock import is_busy
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)

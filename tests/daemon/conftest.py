@@ -16,9 +16,9 @@ import uvicorn
 
 from reconciler.api.app import create_app
 from reconciler.controller.daemon import Daemon, DaemonConfig
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project
 from reconciler.core.model import Action, ActionKind, Plan
+from reconciler.platform.host import HostSettings
 from tests.daemon.gitserve import free_port, git, git_daemon, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

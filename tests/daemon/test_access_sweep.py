@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler.controller.host import HostSettings
 from reconciler.data.scratch import scratch_name
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.host import HostSettings
 from tests.daemon.conftest import DaemonFactory
 from tests.daemon.gitserve import wait_for
 

@@ -25,12 +25,12 @@ import psycopg
 import pytest
 
 from reconciler.controller.daemon import Daemon
-from reconciler.controller.host import HostSettings
-from reconciler.controller.state_store import StateStore
 from reconciler.controller.workqueue import Backoff
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import HostSettings
+from reconciler.platform.state_store import StateStore
 from tests.daemon.conftest import ROOT, DaemonFactory, destroy_leftovers, push_branch, serve_api, unique_branch
 from tests.daemon.faults import SocketRelay
 from tests.daemon.gitserve import free_port, git, github_pr, sign_github, wait_for

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.api.webhooks import Hint
 from reconciler.controller.daemon import Daemon
+from reconciler.core.hints import Hint
 from tests.daemon.conftest import DaemonFactory, push_branch, serve_api, unique_branch
 from tests.daemon.gitserve import git, github_pr, github_push, wait_for
 from tests.daemon.test_webhooks import SECRET, RecordingApplier, assert_error, gh, post

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from reconciler.controller.host import HostSettings
+from reconciler.platform.host import HostSettings
 from tests.controller.test_s3_backend import s3_endpoint
 from tests.example_repo import build_example, git
 

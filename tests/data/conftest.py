@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler.controller.host import HostSettings
-from reconciler.controller.state_store import StateStore
 from reconciler.data.context import DataContext
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.host import HostSettings
+from reconciler.platform.state_store import StateStore
 from reconciler.secrets import SecretStore
 
 

@@ -20,8 +20,8 @@ from reconciler.data.backup import (
     resolve,
     save_manifest,
     sha256_file,
-    verify_backup,
 )
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.context import DataContext
 from reconciler.data.restore import restore_to_scratch
 from reconciler.errors import OdooOpsError

@@ -26,8 +26,8 @@ from reconciler.data.backup import (
     part_key,
     read_part,
     reading_key,
-    verify_backup,
 )
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.backup_crypto import MAGIC, BackupKey, SealBroken, SealKeyMismatch, unseal
 from reconciler.data.context import DataContext
 from reconciler.data.restore import restore_to_scratch

@@ -22,10 +22,10 @@ from typing import Any
 import docker
 import pytest
 
-from reconciler.controller.host import HostSettings
 from reconciler.data import mail
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import L_ROLE, DockerRuntime
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 from tests.data.conftest import env_name
 

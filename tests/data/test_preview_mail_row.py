@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.controller.host import HostSettings
 from reconciler.data import mail
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 
 

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from reconciler.data.backup import create_backup, is_verified, load_manifest, record_verification, verify_backup
+from reconciler.data.backup import create_backup, is_verified, load_manifest, record_verification
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.clone import CloneResult, clone_to_scratch
 from reconciler.data.context import DataContext
 from reconciler.data.production_copy import MAX_AGE_ENV

@@ -11,11 +11,11 @@ from typing import Any
 import pygit2
 import pytest
 
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project
 from reconciler.core.naming import env_name_for_branch
-from reconciler.data.promote import check_gates, promote
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import HostSettings
+from reconciler.service.promote import check_gates, promote
 from reconciler.sources.notes import push_notes, write_env_entry
 from tests.controller.conftest import world as world_fixture  # noqa: F401  (the apply tests' `world`)
 from tests.example_repo import build_example, commit_file, git

@@ -16,8 +16,8 @@ import pytest
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
-from reconciler.data.rollback import choose_target, clear_pin, healthy_history, rollback
 from reconciler.errors import OdooOpsError
+from reconciler.service.rollback import choose_target, clear_pin, healthy_history, rollback
 from reconciler.sources.notes import write_env_entry
 from reconciler.sources.pins import pin_ref
 from tests.controller.conftest import world as world_fixture  # noqa: F401  (the apply tests' `world`)

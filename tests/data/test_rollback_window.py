@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from reconciler.data.backup import create_backup
-from reconciler.data.rollback import backup_time, code_only_refusal, data_loss_window, describe_window
+from reconciler.service.rollback import backup_time, code_only_refusal, data_loss_window, describe_window
 from tests.data.test_production_copy import mark_production
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.data.context import DataContext
 from reconciler.data.scratch import old_name, parse, scratch_name, sweep
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.env_lock import env_lock
 
 pytestmark = pytest.mark.integration
 

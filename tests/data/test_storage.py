@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.host import HostSettings
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import LocalStore, ObjectStore, S3Store, store_for
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 from tests.data.backup_fixtures import *  # noqa: F403  (fixtures)
 

@@ -15,12 +15,12 @@ import httpx
 from psycopg import sql
 
 from reconciler.controller.apply import Applier, ApplyReport
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.data.templates import TemplateRegistry
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 from tests.example_repo import git
 

@@ -24,8 +24,8 @@ from reconciler.api.auth import KeyRing, issue_token
 from reconciler.api.rest import ApiContext
 from reconciler.cli.main import main
 from reconciler.controller.daemon import Daemon, DaemonConfig
-from reconciler.controller.operations import Operations
 from reconciler.data.admin_password import SECRET_NAME
+from reconciler.service.operations import Operations
 from tests.daemon.gitserve import free_port, wait_for
 from tests.realodoo.platform_project import PlatformProject, explain, platform_project
 

@@ -24,13 +24,13 @@ from psycopg import sql
 
 from reconciler.cli.plan_output import human
 from reconciler.controller.apply import Applier, ApplyReport
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import read_database
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.data.templates import TemplateRegistry
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 from tests.example_repo import git
 

@@ -28,17 +28,17 @@ import pytest
 from psycopg import sql
 
 from reconciler.controller.apply import Applier, ApplyReport
-from reconciler.controller.env_lock import env_lock
-from reconciler.controller.host import HostSettings
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.naming import env_name_for_branch
 from reconciler.data import mail
-from reconciler.data.rollback import rollback
 from reconciler.data.templates import TemplateRegistry
 from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
+from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
+from reconciler.service.rollback import rollback
 from tests.example_repo import git
 
 pytestmark = [pytest.mark.integration, pytest.mark.realodoo]

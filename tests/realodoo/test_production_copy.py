@@ -19,7 +19,8 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from reconciler.data.backup import create_backup, record_verification, verify_backup
+from reconciler.data.backup import create_backup, record_verification
+from reconciler.data.backup_check import verify_backup
 from reconciler.data.clone import clone_to_scratch
 from reconciler.data.production_copy import MAX_AGE_ENV
 from reconciler.executors.postgres import Postgres

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from reconciler.data.backup import create_backup
-from reconciler.data.rollback import backup_time, code_only_refusal, data_loss_window, describe_window
 from reconciler.executors.postgres import Postgres
+from reconciler.service.rollback import backup_time, code_only_refusal, data_loss_window, describe_window
 from tests.data.conftest import data_context
 from tests.realodoo.conftest import RealOdoo
 

@@ -9,16 +9,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.controller.env_lock import env_lock
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data import backup as backups
+from reconciler.data.backup_check import verify_backup
+from reconciler.data.clone import clone_to_scratch
 from reconciler.data.context import DataContext
+from reconciler.data.mail import catcher_login, list_messages
+from reconciler.data.restore import restore
+from reconciler.data.swap import swap_in
 from reconciler.errors import OdooOpsError
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import phase
+from reconciler.service.promote import promote
+from reconciler.service.rollback import clear_pin, rollback
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 # A backup waits this long for an apply/restore of the same environment; the data ones wait longer
 # because the user asked for exactly this operation and would rather wait than retry.
@@ -68,7 +75,7 @@ class DataService:
         return self._record_verification(env, backup_id)
 
     def _record_verification(self, env: str, backup_id: str) -> dict[str, Any]:
-        result = backups.verify_backup(self.ctx, env, backup_id)
+        result = verify_backup(self.ctx, env, backup_id)
         recorded = backups.record_verification(self.ctx, env, result["backup"], result)
         return {**result, "id": result["backup"], **recorded}
 
@@ -81,17 +88,12 @@ class DataService:
                 "kept": [m.id for m in backups.list_backups(self.ctx, env)]}
 
     def restore(self, env: str, backup_id: str, to_env: str | None = None, confirm: bool = False) -> dict[str, Any]:
-        from reconciler.data.restore import restore
-
         return restore(self.ctx, env, backup_id, to_env, confirm=confirm)
 
     # ------------------------------------------------------------------ clone
 
     def clone(self, source: str, target: str, neutralize: bool = True, mask: bool = True) -> dict[str, Any]:
         """SOURCE's data into the deployed TARGET: a verified, neutralized (and masked) copy swapped in."""
-        from reconciler.data.clone import clone_to_scratch
-        from reconciler.data.swap import swap_in
-
         src_entry, dst_entry = self.ctx.entry(source), self.ctx.entry(target)
         if source == target:
             raise OdooOpsError("CLONE_INVALID", f"{source} cannot be cloned into itself",
@@ -109,8 +111,6 @@ class DataService:
         settings = dst_entry.get("settings") or {}
         mail_server = None
         if settings.get("mail_catcher"):
-            from reconciler.data.mail import catcher_login
-
             mail_server = catcher_login(self.host, self.ctx.secrets, target, dst_entry.get("container_spec"))
         with env_lock(self.host.state_dir, target, f"clone of {source}", wait_s=DATA_LOCK_WAIT_S):
             result = clone_to_scratch(self.ctx, source, target, neutralize=neutralize, mask=mask,
@@ -141,22 +141,16 @@ class DataService:
         """Gates, a fast-forward of TARGET's branch, then its deploy (with the pre-deploy backup when
         production's modules change), recorded in the note. The daemon, which sees the same push,
         waits on the environment's lock and then finds nothing left to do."""
-        from reconciler.data.promote import promote
-
         return promote(self.project, self.host, source, target, confirm=confirm, actor=actor)
 
     def rollback(self, env: str, to_commit: str | None = None, actor: str = "api", confirm: bool = False,
                  code_only: bool = False) -> dict[str, Any]:
         """Refused (ROLLBACK_NEEDS_CONFIRMATION) when it would discard data written since the pre-deploy
         backup and `confirm` is not set; `code_only` keeps the data when the modules allow it."""
-        from reconciler.data.rollback import rollback
-
         return rollback(self.project, self.host, env, to_commit=to_commit, actor=actor, confirm=confirm,
                         code_only=code_only)
 
     def clear_pin(self, env: str, actor: str) -> dict[str, Any]:
-        from reconciler.data.rollback import clear_pin
-
         result = clear_pin(self.project, env, actor)
         if result.get("cleared") and self.enqueue is not None:
             branch = str((self.ctx.store.entries().get(env) or {}).get("branch") or env)
@@ -166,8 +160,6 @@ class DataService:
     # ------------------------------------------------------------------ mail
 
     def mail(self, env: str, limit: int = 100) -> dict[str, Any]:
-        from reconciler.data.mail import list_messages
-
         self.ctx.entry(env)
         return {"env": env, "messages": list_messages(self.host, env, limit=limit)}
 

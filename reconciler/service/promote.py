@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pygit2
 
+from reconciler.controller.apply import Applier
+from reconciler.controller.planning import compute_plan
 from reconciler.core.model import Tier
 from reconciler.core.promotion import Evidence, Gate, Subject, evaluate
 from reconciler.errors import OdooOpsError
@@ -20,16 +22,14 @@ from reconciler.sources.notes import iter_notes, push_notes, read_note, write_en
 from reconciler.sources.pins import publish_ref
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 SIGNATURE = ("OdooOps", "odooops@localhost")
 
 
 def _envs(project: Project) -> dict[str, dict[str, Any]]:
     """name -> {branch, tier, commit (desired)} of every environment the plan knows."""
-    from reconciler.controller.planning import compute_plan
-
     plan = compute_plan(project, refresh=False).plan
     out = {s.name: {"branch": s.branch, "tier": str(s.tier), "commit": s.commit} for s in plan.environments}
     for a in plan.actions:  # blocked environments still name their branch and tier
@@ -173,9 +173,6 @@ def promote(project: Project, host: HostSettings, source: str, target: str, *, c
 
 
 def _apply(project: Project, host: HostSettings, branch: str, target: str) -> dict[str, Any]:
-    from reconciler.controller.apply import Applier
-    from reconciler.controller.planning import compute_plan
-
     outcome = compute_plan(project, branches=[branch], refresh=False)
     result = Applier(project, host, deploy_progress).apply(outcome)
     mine = [e for e in result.environments if e.env == target]

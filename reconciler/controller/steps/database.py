@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.controller import files
-from reconciler.controller.host import HostSettings
 from reconciler.controller.modules import (
     ModuleChanges,
     db_now,
@@ -40,19 +39,27 @@ from reconciler.controller.modules import (
 from reconciler.core import odoo_log
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import PRODUCTION_NAME
+from reconciler.data import snapshots
 from reconciler.data.admin_password import ensure_admin_password
+from reconciler.data.backup import create_backup
+from reconciler.data.clone import clone_to_scratch
+from reconciler.data.context import DataContext
+from reconciler.data.filestore import link_tree
+from reconciler.data.mail import catcher_login
 from reconciler.data.odoo_cli import install_command, update_command
+from reconciler.data.restore import restore_to_scratch
 from reconciler.data.scratch import scratch_name
+from reconciler.data.swap import swap_in
 from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.docker_runtime import DockerRuntime, RunResult
+from reconciler.executors.postgres import Postgres
+from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
-    from reconciler.data.context import DataContext
-    from reconciler.executors.postgres import Postgres
 
 
 class StepFailed(Exception):
@@ -103,14 +110,10 @@ class DatabaseStep:
     @property
     def pg(self) -> Postgres:
         if self._pg is None:
-            from reconciler.executors.postgres import Postgres
-
             self._pg = Postgres.from_host(self.host)
         return self._pg
 
     def data_context(self) -> DataContext:
-        from reconciler.data.context import DataContext
-
         return DataContext(host=self.host, pg=self.pg, secrets=self.secrets, runtime=self.runtime,
                            store=self.project.store, project_id=self.project.id)
 
@@ -250,9 +253,6 @@ class DatabaseStep:
     def restore_pre_deploy_backup(self, backup: dict[str, Any], failed: StepFailed) -> None:
         """A failed update of production: its pre-deploy backup is restored (verified, then swapped in)
         and the previous version restarted on it, so code and data are as before the deploy."""
-        from reconciler.data.restore import restore_to_scratch
-        from reconciler.data.swap import swap_in
-
         ctx = self.data_context()
         self.progress(f"the update failed: restoring the pre-deploy backup {backup['id']}")
         t = time.monotonic()
@@ -284,8 +284,6 @@ class DatabaseStep:
 
     def _pre_deploy_backup(self, old_commit: str | None) -> dict[str, Any]:
         """Production data is never migrated without a backup of the version that ran before."""
-        from reconciler.data.backup import create_backup
-
         self.progress("pre-deploy backup")
         try:
             manifest = create_backup(self.data_context(), self.env, reason="pre-deploy", commit=old_commit)
@@ -314,14 +312,10 @@ class DatabaseStep:
     def _catcher_row(self) -> dict[str, Any] | None:
         if not self.spec["mail_catcher"]:
             return None
-        from reconciler.data.mail import catcher_login
 
         return catcher_login(self.host, self.secrets, self.env, self.container_spec)
 
     def _from_production(self, prod: dict[str, Any]) -> DatabaseOutcome:
-        from reconciler.data import snapshots
-        from reconciler.data.clone import clone_to_scratch
-
         prod_commit = str(prod.get("running_commit") or prod.get("commit"))
         registry = TemplateRegistry(self.host.state_dir) if str(self.spec.tier) in snapshots.SNAPSHOT_TIERS else None
         if registry is not None and (registry.cap_count == 0 or snapshots.max_age_s() == 0):
@@ -504,8 +498,6 @@ class DatabaseStep:
 
     def _link_filestore(self, src: Path, dst: Path) -> None:
         """Hardlink/reflink a filestore (Odoo never rewrites its files in place, so sharing is safe)."""
-        from reconciler.data.filestore import link_tree
-
         if dst.exists():
             shutil.rmtree(dst)  # left by a crashed attempt: the database it belonged to is gone
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -25,17 +25,23 @@ from typing import TYPE_CHECKING, Any
 import pygit2
 from psycopg import sql
 
-from reconciler.controller.env_lock import env_lock
+from reconciler.controller.apply import Applier
+from reconciler.controller.planning import compute_plan
 from reconciler.core.data_copy import describe_age
+from reconciler.data.backup import database_facts, load_manifest
+from reconciler.data.context import DataContext
+from reconciler.data.restore import restore_to_scratch
+from reconciler.data.swap import swap_in
 from reconciler.errors import OdooOpsError
+from reconciler.executors.storage import store_for
+from reconciler.platform.env_lock import env_lock
 from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
 from reconciler.sources.pins import delete_pin, pin_document, pin_ref, publish_ref, read_pins, write_pin
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
-    from reconciler.data.context import DataContext
+    from reconciler.platform.host import HostSettings
 
 SIGNATURE = ("OdooOps", "odooops@localhost")
 # The seed contract keeps the last ten versions selectable; older healthy commits are not offered.
@@ -126,9 +132,6 @@ def _technical(table: str) -> bool:
 
 def backup_time(ctx: DataContext, env: str, restore: dict[str, Any]) -> float:
     """When the pre-deploy backup's dump started: its manifest's created_at (to the microsecond)."""
-    from reconciler.data.backup import load_manifest
-    from reconciler.executors.storage import store_for
-
     return load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).created.timestamp()
 
 
@@ -179,9 +182,6 @@ def describe_window(window: dict[str, Any], backup_id: str) -> str:
 def code_only_refusal(ctx: DataContext, env: str, restore: dict[str, Any], since: float) -> str | None:
     """Why the previous code cannot run on today's database (None: it can). Conservative: any module
     installed, removed, changed in version or updated in place since the pre-deploy backup refuses."""
-    from reconciler.data.backup import database_facts, load_manifest
-    from reconciler.executors.storage import store_for
-
     then = load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).modules
     now = database_facts(ctx, env)["modules"]
     reasons = []
@@ -227,8 +227,6 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
     restore = _restore_plan(entry, current, target)
     window: dict[str, Any] | None = None
     if restore is not None:
-        from reconciler.data.context import DataContext
-
         data_ctx = DataContext.for_project(project, host)
         since = backup_time(data_ctx, env, restore)
         refusal = code_only_refusal(data_ctx, env, restore, since)
@@ -279,9 +277,6 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
         ctx = None
         try:
             if restore is not None:
-                from reconciler.data.context import DataContext
-                from reconciler.data.restore import restore_to_scratch
-
                 ctx = DataContext.for_project(project, host)
                 t = time.perf_counter()
                 db, filestore = restore_to_scratch(ctx, env, restore["id"], env)
@@ -294,8 +289,6 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
                 report["apply"] = _apply(project, host, branch, env, target)
                 phases["apply"] = time.perf_counter() - t
             if scratch is not None and ctx is not None:
-                from reconciler.data.swap import swap_in
-
                 t = time.perf_counter()
                 swapped = swap_in(ctx, env, scratch[0], Path(scratch[1]), confirm_production=True)
                 scratch = None
@@ -316,9 +309,6 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
 
 def _apply(project: Project, host: HostSettings, branch: str, env: str, target: str) -> dict[str, Any]:
     """Reconcile the env's branch now (the pin makes its desired commit the target) with the real Applier."""
-    from reconciler.controller.apply import Applier
-    from reconciler.controller.planning import compute_plan
-
     outcome = compute_plan(project, branches=[branch], refresh=False)
     action = next((a for a in outcome.plan.actions if a.env == env), None)
     if action is None or action.commit != target:

@@ -14,15 +14,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pygit2
 
 from reconciler.controller.credentials import DB_PASSWORD
+from reconciler.controller.plan_json import plan_json
+from reconciler.controller.planning import compute_plan
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import redact_url, scrub
+from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.secrets import SecretStore
 from reconciler.sources.notes import iter_notes
+from reconciler.sources.remote import redact_url, scrub
 
 if TYPE_CHECKING:
-    from reconciler.controller.host import HostSettings
     from reconciler.controller.planning import Project
+    from reconciler.platform.host import HostSettings
 
 CONFIG_FILE = ".odooops.yaml"
 MAX_EXEC_S = 600.0
@@ -151,9 +155,6 @@ class Operations:
         return sorted(out, key=lambda d: float(d.get("updated_at") or 0), reverse=True)
 
     def plan(self, branch: str | None = None) -> dict[str, Any]:
-        from reconciler.cli.plan_output import plan_json
-        from reconciler.controller.planning import compute_plan
-
         project = self.project
         if branch is not None and branch not in {h.branch for h in project.heads()}:
             raise OdooOpsError("BRANCH_NOT_FOUND", f"no branch {branch[:100]!r} in {redact_url(project.location)}",
@@ -172,8 +173,6 @@ class Operations:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings (Docker, PostgreSQL)",
                                "start odooops serve with the ODOOOPS_* settings loaded")
         if self._runtime is None:
-            from reconciler.executors.docker_runtime import DockerRuntime
-
             self._runtime = DockerRuntime(self.host.docker_host)
         return self._runtime
 
@@ -347,7 +346,8 @@ class Operations:
         from datetime import UTC, datetime, timedelta
 
         try:
-            from reconciler.data.backup import list_backups, verify_backup
+            from reconciler.data.backup import list_backups
+            from reconciler.data.backup_check import verify_backup
             from reconciler.data.context import DataContext
         except ImportError as exc:  # a build without the data layer cannot prove a backup exists
             raise OdooOpsError("BACKUP_REQUIRED", f"backups of {env} cannot be checked by this server",
@@ -371,8 +371,6 @@ class Operations:
     # ------------------------------------------------------------------ secrets
 
     def secret_store(self) -> Any:
-        from reconciler.secrets import SecretStore
-
         state = self.host.state_dir if self.host is not None else self.project.state_dir
         return SecretStore(state / "secrets")
 

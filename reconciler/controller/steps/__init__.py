@@ -1,0 +1,1 @@
+"""Apply steps: each one stage of a deploy, sequenced by controller.apply."""

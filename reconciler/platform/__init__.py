@@ -1,0 +1,1 @@
+"""Platform plumbing: host settings, state store, environment locks, metrics registry, atomic writes."""
