@@ -131,6 +131,10 @@ ERRORS: dict[str, ErrorEntry] = {
         'transient',
         what="unknown host variables: JOIN; or: host preparation failed at task 'TASK': MSG",
         fix='use only: JOIN; or: fix the cause named above, then re-run: the playbook is idempotent (artifacts: PDD)',
+        why=(
+            'host preparation (Ansible) failed; it is idempotent and often fails on a passing condition (a '
+            'package mirror, a lock), so the work queue retries'
+        ),
     ),
     'API_KEY_FILE_MISSING': ErrorEntry(
         'invalid',
@@ -345,8 +349,8 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'BACKUP_STORE_CREDENTIALS_MISSING': ErrorEntry(
         'invalid',
-        what='the S3 backup store needs JOIN',
-        fix='...',
+        what='the S3 backup store needs NAMES (its access key id and secret access key secrets)',
+        fix='odooops secrets set NAME --project  # for each name the message lists',
     ),
     'BACKUP_STORE_ERROR': ErrorEntry(
         'failed',
@@ -620,7 +624,7 @@ ERRORS: dict[str, ErrorEntry] = {
     'DOCKER_UNREACHABLE': ErrorEntry(
         'transient',
         what='cannot reach the Docker engine at BASE_URL: EXC; or: the Docker engine does not answer (EXC)',
-        fix='...; or: start dockerd (bash scripts/services.sh start) or point DOCKER_HOST at a running engine',
+        fix='start the Docker engine or point DOCKER_HOST at a running one; the work queue retries',
     ),
     'ENV_AMBIGUOUS': ErrorEntry(
         'conflict',
@@ -629,8 +633,9 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'ENV_BLOCKED': ErrorEntry(
         'refused',
-        what='NAME is STATE: MESSAGE',
-        fix='...',
+        what='NAME is STATE: MESSAGE (a gate or a policy holds the environment back)',
+        fix='`odooops env show NAME` shows the blocking step; `odooops logs NAME` its output',
+        why='the server refused to deploy the environment (a gate failed or a policy holds it), so `--wait` stops',
     ),
     'ENV_BUSY': ErrorEntry(
         'busy',
@@ -645,7 +650,8 @@ ERRORS: dict[str, ErrorEntry] = {
     'ENV_FAILED': ErrorEntry(
         'failed',
         what='NAME is STATE: MESSAGE',
-        fix='...',
+        fix='`odooops env show NAME` shows the failing step; `odooops logs NAME` its output',
+        why='the deploy of the environment failed on the server, so `--wait` stops',
     ),
     'ENV_NAME_INVALID': ErrorEntry(
         'invalid',
@@ -772,6 +778,7 @@ ERRORS: dict[str, ErrorEntry] = {
         'failed',
         what="<the HTTP error's detail>",
         fix='see the endpoints in docs/api.md and docs/daemon.md',
+        why='the HTTP layer refused the request before any endpoint ran (its status is the one the layer chose)',
         dynamic=True,
     ),
     'IMAGE_BUILD_FAILED': ErrorEntry(
@@ -796,11 +803,18 @@ ERRORS: dict[str, ErrorEntry] = {
         'internal',
         what='the server failed to handle this request',
         fix='retry; if it persists, report request id RID to the operator (the server log holds the details)',
+        why='an error nobody anticipated: a bug in OdooOps',
     ),
     'IP_NOT_ALLOWED': ErrorEntry(
         'forbidden',
-        what='...',
-        fix='...',
+        what=(
+            'production operations are not allowed from ADDRESS; or: production operations need a known '
+            'client address and the request came through a proxy that is not a --trusted-proxy'
+        ),
+        fix=(
+            'run it from an allowed network (odooops serve --allow-ip CIDR; the default is this host only); '
+            'or: start the server with --trusted-proxy PROXY (the proxy must set X-Forwarded-For)'
+        ),
     ),
     'JOB_FAILED': ErrorEntry(
         'failed',
@@ -881,6 +895,7 @@ ERRORS: dict[str, ErrorEntry] = {
         'busy',
         what='Could not write the status note of ENV on COMMIT: the notes ref kept changing.',
         fix='Check that no process rewrites refs/notes/odooops in a loop, then retry.',
+        why='another writer moved the notes ref while this one wrote; the next attempt reads the new ref',
     ),
     'NOT_FOUND': ErrorEntry(
         'not_found',
@@ -1004,7 +1019,11 @@ ERRORS: dict[str, ErrorEntry] = {
     'PROMOTION_GATE_FAILED': ErrorEntry(
         'refused',
         what='promotion SOURCE -> TARGET refused: gate NAME failed (DETAIL)',
-        fix='...',
+        fix=(
+            'fix what the failing gate names (its remediation is in the error), or check the source: odooops '
+            'status SOURCE'
+        ),
+        why='a promotion gate (health, tests, age) of the target tier did not pass on the source environment',
     ),
     'PROMOTION_NEEDS_CONFIRMATION': ErrorEntry(
         'refused',
@@ -1014,7 +1033,7 @@ ERRORS: dict[str, ErrorEntry] = {
     'PROMOTION_NOT_FAST_FORWARD': ErrorEntry(
         'failed',
         what="BRANCH (HEAD) has commits that SOURCE's COMMIT does not contain: promotion only fast-forwards",
-        fix='...',
+        fix='merge TARGET into SOURCE (or reset TARGET) so that the promotion is a fast-forward, then promote again',
     ),
     'PROMOTION_SOURCE_NOT_DEPLOYED': ErrorEntry(
         'conflict',
@@ -1276,15 +1295,19 @@ ERRORS: dict[str, ErrorEntry] = {
     'SERVER_UNREACHABLE': ErrorEntry(
         'unavailable',
         what='cannot reach the OdooOps server at SERVER: STRERROR',
-        fix='...',
+        fix='start the server with `odooops serve --repo URL` or pass the right --server / ODOOOPS_SERVER',
     ),
     'TERRAFORM_FAILED': ErrorEntry(
         'failed',
         what=(
-            'terraform OP failed for environment ENV: FIRST; or: no root module for environment ENV in D; or:'
-            ' another OdooOps run is using D'
+            'terraform OP failed for environment ENV: FIRST LINE OF ITS OUTPUT; or: no root module for '
+            'environment ENV in DIR; or: another OdooOps run is using DIR'
         ),
-        fix='...; or: render and write the root module first (TerraformRunner.write_root)',
+        fix=(
+            'follow the remediation in the error (it names the cause Terraform gave); wait for another run '
+            'holding the state lock and retry'
+        ),
+        why='Terraform failed; a failure on its state lock is retried by the work queue, any other is not',
     ),
     'TERRAFORM_INPUT_INVALID': ErrorEntry(
         'invalid',
@@ -1293,7 +1316,7 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'TESTS_FAILED': ErrorEntry(
         'failed',
-        what='...',
+        what="the tests of ENV failed on COMMIT (the message names the first failing test from Odoo's log)",
         fix='fix the failing tests on BRANCH and push',
     ),
     'TIMEOUT_INVALID': ErrorEntry(
@@ -1314,7 +1337,10 @@ ERRORS: dict[str, ErrorEntry] = {
     'TOKEN_EXPIRED': ErrorEntry(
         'unauthorized',
         what='the bearer token has expired',
-        fix='see the message',
+        fix=(
+            'get a new token: odooops token create --key-file KEY --subject YOU --role developer (or ask an '
+            "admin), then send it as 'Authorization: Bearer TOKEN'"
+        ),
     ),
     'TOKEN_EXPIRY_NOT_ALLOWED': ErrorEntry(
         'forbidden',
@@ -1327,15 +1353,18 @@ ERRORS: dict[str, ErrorEntry] = {
     'TOKEN_INVALID': ErrorEntry(
         'unauthorized',
         what=(
-            "the token's algorithm GET is not accepted; or: the token carries unknown scopes; or: the bearer "
-            'token is not a JWT'
+            'the bearer token is not a JWT, its algorithm is not accepted, its signature does not verify, or '
+            'it carries unknown scopes or non-numeric exp/iat'
         ),
-        fix='see the message',
+        fix=(
+            'get a token: odooops token create --key-file KEY --subject YOU --role developer (or ask an '
+            "admin), then send it as 'Authorization: Bearer TOKEN'"
+        ),
     ),
     'TOKEN_LIFETIME_EXCEEDED': ErrorEntry(
         'unauthorized',
-        what="the token lives INTs, longer than this server's --max-token-ttl (INTs)",
-        fix='see the message',
+        what="the token lives SECONDS, longer than this server's --max-token-ttl",
+        fix='get a shorter-lived token: odooops token create ... --ttl SECONDS',
     ),
     'TOKEN_MISSING': ErrorEntry(
         'unauthorized',
@@ -1353,7 +1382,7 @@ ERRORS: dict[str, ErrorEntry] = {
     'TOKEN_REVOKED': ErrorEntry(
         'unauthorized',
         what='the bearer token JTI was revoked',
-        fix='see the message',
+        fix='get a new token: odooops token create --key-file KEY --subject YOU --role developer (or ask an admin)',
     ),
     'TOKEN_SCOPE_NOT_ALLOWED': ErrorEntry(
         'forbidden',
@@ -1482,3 +1511,11 @@ ERRORS: dict[str, ErrorEntry] = {
         fix='re-run the deploy (odooops apply --retry-failed); ENV is unchanged',
     ),
 }
+
+
+def describe(code: str) -> dict[str, object]:
+    """The entry of a known code with what its kind means (for `odooops explain --json` and the reference)."""
+    found = ERRORS[code]
+    kind = KINDS[found.kind]
+    return {"code": code, "kind": found.kind, "what": found.what, "why": found.cause, "fix": found.fix,
+            "http_status": kind.http_status, "audit": kind.audit, "exit_code": kind.exit_code, "retry": kind.retry}
