@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-DOCS_BASE = "https://odooops.dev/docs/errors/"
+from reconciler.core.error_codes import anchor
+
+# The error reference generated from the error table (scripts/error_reference.py). The default is the page's
+# path in the repository, which resolves in a checkout and on the repository's web view; an installation
+# that publishes its docs elsewhere sets ODOOOPS_ERROR_DOCS to that page's URL. `odooops explain CODE`
+# prints the same entry offline.
+DOCS_PAGE = "docs/errors.md"
+DOCS_ENV = "ODOOOPS_ERROR_DOCS"
+
+
+def docs_link(code: str) -> str:
+    return f"{os.environ.get(DOCS_ENV) or DOCS_PAGE}#{anchor(code)}"
 
 
 @dataclass
@@ -22,7 +34,7 @@ class OdooOpsError(Exception):
 
     @property
     def docs(self) -> str:
-        return DOCS_BASE + self.code
+        return docs_link(self.code)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -13,27 +13,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconciler.core.error_codes import http_status
 from reconciler.errors import OdooOpsError
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("odooops_request_id", default="")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-# Exact codes first, then suffixes: the HTTP status of an OdooOpsError raised below the API.
-_EXACT = {
-    "BAD_REQUEST": 400, "USAGE": 400, "ENV_NAME_INVALID": 400, "NOT_FOUND": 404, "METHOD_NOT_ALLOWED": 405,
-    "FORBIDDEN": 403, "SCOPE_REQUIRED": 403, "IP_NOT_ALLOWED": 403, "RATE_LIMITED": 429,
-    "HOST_NOT_CONFIGURED": 503, "NOT_READY": 503, "DAEMON_STALLED": 503, "NOT_IMPLEMENTED": 501,
-}
-_SUFFIX = (
-    ("_NOT_FOUND", 404), ("_NEEDS_CONFIRMATION", 409), ("_CONFIRMATION_REQUIRED", 409), ("_REFUSED", 409),
-    ("_CONFLICT", 409), ("_BLOCKED", 409), ("_GATE_FAILED", 409), ("_NOT_DEPLOYED", 409), ("_BUSY", 409),
-    ("_AMBIGUOUS", 409), ("_REQUIRED", 409), ("_INVALID", 400), ("_UNKNOWN", 400), ("_MISSING", 400),
-    ("_TOO_LARGE", 413), ("DISK_FULL", 507), ("_FULL", 507),
-    ("_UNREACHABLE", 503), ("_UNAVAILABLE", 503), ("_NOT_CONFIGURED", 503), ("_TIMEOUT", 504),
-)
-
 
 @dataclass
 class ApiError(OdooOpsError):
@@ -49,14 +35,10 @@ def status_for(err: OdooOpsError) -> int:
     status = getattr(err, "status", None)  # webhook errors carry theirs
     if isinstance(status, int) and 400 <= status < 600:
         return status
-    if err.code in _EXACT:
-        return _EXACT[err.code]
-    for suffix, code in _SUFFIX:
-        if err.code.endswith(suffix):
-            return code
-    # Any other OdooOpsError is an explained failure of the operation (a corrupt backup, a clone that
-    # failed verification, a module update that failed), not a server bug: 500 is for the unexpected.
-    return 422
+    # The error table's kind decides (reconciler/core/error_codes.py); a code outside it is an explained
+    # failure of the operation (a corrupt backup, a failed module update), not a server bug: 500 is for the
+    # unexpected.
+    return http_status(err.code)
 
 
 def error_body(err: OdooOpsError) -> dict[str, Any]:

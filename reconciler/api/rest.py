@@ -24,6 +24,7 @@ from reconciler.api.jobs import Job, JobRegistry
 from reconciler.api.permissions import Permission, named_envs, permission, production_in, refusal, roles_for
 from reconciler.api.ratelimit import RateLimiter, limited
 from reconciler.api.token_registry import TokenRegistry
+from reconciler.core.error_codes import audit_outcome
 from reconciler.errors import OdooOpsError
 from reconciler.service.operations import Actor, Operations
 
@@ -283,12 +284,6 @@ def audit(request: Request, action: str, target: str, arguments: dict[str, Any],
                      request_id=REQUEST_ID.get() or None, secrets=ctx.known_secrets())
 
 
-def _failure(code: str) -> str:
-    kind = "refused" if code.endswith(("_NEEDS_CONFIRMATION", "_REFUSED", "_REQUIRED", "_NOT_ALLOWED",
-                                       "_INVALID", "_NOT_FOUND", "_CONFLICT", "_DISABLED")) else "failed"
-    return f"{kind}:{code}"
-
-
 @contextlib.contextmanager
 def audited(request: Request, action: str, target: str, arguments: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Audit the operation's outcome: ok (with what the handler put in the yielded dict), refused or failed."""
@@ -305,7 +300,7 @@ def audited_refusal(request: Request, action: str, target: str, arguments: dict[
     try:
         yield
     except OdooOpsError as err:
-        audit(request, action, target, arguments, _failure(err.code))
+        audit(request, action, target, arguments, audit_outcome(err.code))
         raise
     except Exception:
         audit(request, action, target, arguments, "failed:INTERNAL")
@@ -337,7 +332,7 @@ def run_operation(request: Request, action: str, target: str, arguments: dict[st
         if job.state == "succeeded":
             result: Any = {"status": "ok", "job": job.id, **(summary(job.result or {}) if summary else {})}
         else:
-            result = _failure(str((job.error or {}).get("error") or "INTERNAL"))
+            result = audit_outcome(str((job.error or {}).get("error") or "INTERNAL"))
         ctx.audit.append(actor=who.subject, scopes=sorted(who.scopes), action=action, target=target,
                          arguments=arguments, result=result, request_id=request_id, secrets=ctx.known_secrets())
 

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
+from reconciler.core.error_codes import exit_code as error_exit_code
 from reconciler.errors import OdooOpsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,11 +32,10 @@ EXIT_PENDING = 2  # --wait timed out: changes pending / not yet healthy
 EXIT_REFUSED = 3  # refused by a gate or needs --confirm
 EXIT_AUTH = 4  # 401/403
 
-# Server answers that mean "refused by a gate or needs confirmation" rather than "broken". The
-# server sends 409 for these but also for busy/not-deployed, so the error code decides.
+# HTTP answers that mean "refused" whatever the code (a proxy may send them). Otherwise the error code's
+# kind in the error table decides (reconciler/core/error_codes.py): the server sends 409 for refusals but
+# also for busy/not-deployed.
 REFUSED_STATUSES = {412, 428}
-# Same notion of "refused" as the server's audit (reconciler/api/rest.py: audited), e.g. BACKUP_REQUIRED.
-REFUSED_SUFFIXES = ("NEEDS_CONFIRMATION", "_REQUIRED", "_REFUSED", "_BLOCKED", "GATE_FAILED", "_NOT_ALLOWED")
 SERVE_HINT = "start the server with `odooops serve --repo URL` or pass the right --server / ODOOOPS_SERVER"
 LOGIN_HINT = "run `odooops login --server URL --token-stdin` or set ODOOOPS_TOKEN"
 
@@ -44,9 +44,9 @@ class ClientError(OdooOpsError):
     """An error found on the client side, with the exit code it maps to."""
 
     def __init__(self, code: str, message: str, remediation: str, details: dict[str, Any] | None = None,
-                 exit_code: int = EXIT_ERROR) -> None:
+                 exit_code: int | None = None) -> None:
         super().__init__(code, message, remediation, details or {})
-        self.exit_code = exit_code
+        self.exit_code = error_exit_code(code) if exit_code is None else exit_code
 
 
 class ApiError(ClientError):
@@ -57,8 +57,10 @@ class ApiError(ClientError):
         exit_code = EXIT_ERROR
         if status in (401, 403):
             exit_code = EXIT_AUTH
-        elif status in REFUSED_STATUSES or code.endswith(REFUSED_SUFFIXES) or code.startswith("GATE_"):
+        elif status in REFUSED_STATUSES:
             exit_code = EXIT_REFUSED
+        else:
+            exit_code = error_exit_code(code)
         super().__init__(code, str(body.get("message") or f"HTTP {status}"),
                          str(body.get("remediation") or "see the server log for this request id"),
                          exit_code=exit_code)

@@ -35,6 +35,7 @@ COMMANDS = {
     "jobs": "reconciler.cli.jobs:jobs_command",
     "image": "reconciler.cli.image:image_group",
     "completion": "reconciler.cli.completion:completion_command",
+    "explain": "reconciler.cli.explain:explain_command",
 }
 
 # One-line help per command, so `odooops --help` and shell completion need not import every module.
@@ -61,6 +62,7 @@ SHORT_HELP = {
     "jobs": "Long data operations: their phases, results and errors.",
     "image": "Build the odoo:<version> image from Odoo's source (no registry needed).",
     "completion": "Print the shell completion script (bash, zsh, fish).",
+    "explain": "What an error code means and how to fix it (offline).",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.core.error_codes import retryable
 from reconciler.errors import OdooOpsError
 from reconciler.platform.atomic import write_atomic
 
@@ -21,23 +22,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Failures of the infrastructure around an apply, not of the branch: worth another try later.
-TRANSIENT_CODES = frozenset({
-    "DOCKER_UNREACHABLE", "POSTGRES_UNREACHABLE", "GIT_REMOTE_UNREACHABLE", "GIT_MIRROR_BUSY",
-    "ROUTER_UNREACHABLE", "NOTE_WRITE_CONFLICT", "ANSIBLE_FAILED",
-    "ENV_BUSY",  # a long restore or rollback of the environment: apply once it is done
-})
-
-
 def is_transient(error: OdooOpsError | dict[str, Any] | None) -> bool:
-    """True for error codes worth a retry with backoff (a Terraform state lock counts too)."""
+    """True for error codes worth a retry with backoff: the error table's kinds `transient` and `busy`
+    (reconciler/core/error_codes.py), and a Terraform state lock, which only the message tells apart."""
     if error is None:
         return False
     if isinstance(error, OdooOpsError):
         code, message = error.code, error.message
     else:
         code, message = str(error.get("error", "")), str(error.get("message", ""))
-    if code in TRANSIENT_CODES:
+    if retryable(code):
         return True
     return code == "TERRAFORM_FAILED" and "lock" in message.lower()
 
