@@ -25,10 +25,10 @@ def collect(project: Project) -> list[dict[str, Any]]:
     runtime: dict[str, Any] = {}
     try:
         # Imported when used (startup time): the Docker SDK loads only for a local status.
-        from reconciler.executors.docker_runtime import DockerRuntime
+        from reconciler.executors.runtimes import open_runtime
 
         host = HostSettings.from_env(project.state_dir)
-        runtime = {name: rt for name, rt in DockerRuntime(host.docker_host).observe().items()
+        runtime = {name: rt for name, rt in open_runtime(host).observe().items()
                    if any(c.project == project.id for c in rt.containers)}
     except OdooOpsError:
         runtime = {}

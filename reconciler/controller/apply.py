@@ -32,10 +32,11 @@ from reconciler.data.odoo_cli import run_tests_command
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.artifacts import Artifact, ArtifactInputs, ArtifactStore, export_tree
-from reconciler.executors.docker_runtime import DockerRuntime
 from reconciler.executors.health import wait_healthy
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.router import CaddyRouter
+from reconciler.executors.runtime import Runtime
+from reconciler.executors.runtimes import open_runtime
 from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner, render_backend
 from reconciler.platform.env_lock import env_lock, is_busy
 from reconciler.platform.host import HostSettings
@@ -112,16 +113,16 @@ class Applier:
         self.host = host
         self.progress = progress or (lambda *_: None)
         self.secrets = SecretStore(host.state_dir / "secrets")
-        self._runtime: DockerRuntime | None = None
+        self._runtime: Runtime | None = None
         self._router: CaddyRouter | None = None
         self._tf: TerraformRunner | None = None
         self.artifacts = ArtifactStore(host.state_dir / "artifacts")
 
     # Executors connect lazily: a no-op apply touches nothing but Docker's label listing.
     @property
-    def runtime(self) -> DockerRuntime:
+    def runtime(self) -> Runtime:
         if self._runtime is None:
-            self._runtime = DockerRuntime(self.host.docker_host)
+            self._runtime = open_runtime(self.host)
         return self._runtime
 
     @property
@@ -428,7 +429,7 @@ class Applier:
 
     def _host_cpus(self) -> int:
         if not hasattr(self, "_cpus"):
-            self._cpus = int(self.runtime.client.info().get("NCPU") or 1)
+            self._cpus = self.runtime.cpu_count()
         return self._cpus
 
     def _database(self, spec: EnvSpec, previous: dict[str, Any], report: EnvReport,

@@ -34,9 +34,9 @@ from reconciler.core.change_requests import CLOSING, REOPENING, head_ref, is_cha
 from reconciler.core.model import Action, ActionKind, ObservedEnv, Plan, digest
 from reconciler.data import access_sweep, scratch
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import DockerRuntime
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.router import CaddyRouter
+from reconciler.executors.runtimes import open_runtime
 from reconciler.platform.env_lock import is_busy
 from reconciler.platform.host import HostSettings
 from reconciler.platform.metrics import Metrics, NotesRetryCounter
@@ -570,7 +570,7 @@ class Daemon:
 
         runtime = getattr(self._local, "runtime", None)
         if runtime is None:
-            runtime = self._local.runtime = DockerRuntime(self.host.docker_host)
+            runtime = self._local.runtime = open_runtime(self.host)
         return runtime
 
     def _routes(self) -> dict[str, Any] | None:
@@ -594,7 +594,7 @@ class Daemon:
             for c in obs.containers:
                 if env in mine and c.oneshot and c.project in (None, project.id):
                     with contextlib.suppress(Exception):
-                        runtime.client.containers.get(c.id).remove(force=True)
+                        runtime.force_remove(c.id)
                         removed.append(c.name)
         if removed:
             log.warning("removed %d one-shot containers of an interrupted apply: %s", len(removed),

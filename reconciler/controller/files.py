@@ -18,7 +18,7 @@ from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 from reconciler.executors.ansible import prepare_host
 from reconciler.executors.artifacts import export_tree
-from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.executors.runtime import ODOO_USER
 from reconciler.platform.atomic import write_atomic
 from reconciler.platform.host import HostSettings
 from reconciler.sources.git import GitSource

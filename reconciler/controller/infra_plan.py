@@ -9,7 +9,7 @@ from reconciler.controller.credentials import db_logins
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.core.model import ActionKind
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import ODOO_USER
+from reconciler.executors.runtime import ODOO_USER
 from reconciler.executors.terraform import PG_ADMIN_PASSWORD_ENV, TerraformRunner
 from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill

@@ -31,7 +31,7 @@ from reconciler.data.production_copy import RestoredBackup, is_production, resto
 from reconciler.data.scratch import scratch_name
 from reconciler.data.verify import check_identity, check_neutralized, summarize
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import RunResult
+from reconciler.executors.runtime import RunResult
 from reconciler.progress import phase
 
 RunOdoo = Callable[[list[str]], RunResult]

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.executors.postgres import Postgres
+from reconciler.executors.runtime import RunResult, Runtime
+from reconciler.executors.runtimes import open_runtime
 from reconciler.platform.host import HostSettings
 from reconciler.platform.state_store import StateStore
 from reconciler.secrets import SecretStore
@@ -30,7 +31,7 @@ class DataContext:
     host: HostSettings
     pg: Postgres
     secrets: SecretStore
-    runtime: DockerRuntime
+    runtime: Runtime
     store: StateStore
     project_id: str
 
@@ -38,7 +39,7 @@ class DataContext:
     def for_project(cls, project: ProjectRef, host: HostSettings) -> DataContext:
         # Same secret store as the Applier: environment credentials and the masking key live together.
         return cls(host=host, pg=Postgres.from_host(host), secrets=SecretStore(host.state_dir / "secrets"),
-                   runtime=DockerRuntime(host.docker_host), store=project.store, project_id=project.id)
+                   runtime=open_runtime(host), store=project.store, project_id=project.id)
 
     def entry(self, env: str) -> dict[str, Any]:
         """The state entry of a deployed environment (its settings and filled container spec)."""

@@ -29,12 +29,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-from docker.types import LogConfig, Mount
-
 from reconciler.core.naming import PRODUCTION_NAME, is_valid_env_name
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import L_MANAGED, L_ROLE, DockerRuntime
+from reconciler.executors.runtime import L_MANAGED, L_ROLE, CatcherContainer, CatcherSpec, Runtime
 from reconciler.platform.atomic import write_atomic
 from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
@@ -112,7 +109,7 @@ def _locked(host: HostSettings) -> contextlib.AbstractContextManager[None]:
     return _flocked(directory / ".lock")
 
 
-def _engine_locked(runtime: DockerRuntime, name: str) -> contextlib.AbstractContextManager[None]:
+def _engine_locked(runtime: Runtime, name: str) -> contextlib.AbstractContextManager[None]:
     """Serialise changes to one catcher container across every process on this machine.
 
     The container is a singleton of the Docker engine (one name, one address), while `_locked`
@@ -182,7 +179,7 @@ def _container_args(max_size: int, quota: int) -> list[str]:
             "--quota", str(quota)]
 
 
-def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretStore, image: str,
+def ensure_catcher(host: HostSettings, runtime: Runtime, secrets: SecretStore, image: str,
                    envs: Iterable[str] | None = None, *, name: str = CATCHER_NAME,
                    memory_bytes: int = 128 * 1024 * 1024, max_size: int = 25 * 1024 * 1024,
                    quota: int = 1000, wait_s: float = 30.0) -> tuple[str, int]:
@@ -205,7 +202,7 @@ def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretSt
             write_atomic(conf / "server.py", script, 0o644, owner=catcher_user(), dir_mode=None)
         wanted = sorted(set(secret_envs(secrets) if envs is None else envs))
         _write_credentials(host, {env: _hash_for(secrets, env) for env in wanted})
-        with _engine_locked(runtime, name), runtime._engine(f"mail catcher {name}"):
+        with _engine_locked(runtime, name), runtime.engine(f"mail catcher {name}"):
             image_id = runtime.image_id(image)
             args = _container_args(max_size, quota)
             config = {"script": hashlib.sha256(script).hexdigest(), "image": image_id,
@@ -214,70 +211,44 @@ def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretSt
             config_digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
             info = _inspect(runtime, name)
             if info is not None:
-                labels = info["Config"].get("Labels") or {}
+                labels = info.labels
                 if labels.get(L_MANAGED) != "true" or labels.get(L_ROLE) != ROLE:
                     raise OdooOpsError("MAIL_CATCHER_FAILED", f"container {name} exists and is not a mail catcher",
                                        f"remove or rename it (docker rm -f {name}) if it is stale",
                                        {"container": name})
                 if labels.get(L_CONFIG) == config_digest:
-                    if not info["State"].get("Running"):
-                        runtime.api.start(info["Id"])  # stopped by hand: same config, just start it
+                    if not info.running:
+                        runtime.start_container(info.id)  # stopped by hand: same config, just start it
                     _wait_banner(host, runtime, name, wait_s)
                     return host.mail_catcher_host, host.mail_catcher_port
-                _remove(runtime, info["Id"])
+                _remove(runtime, info.id)
             # The internal networks of environments that run untrusted code reach the catcher there: keep them.
-            networks = ((info or {}).get("NetworkSettings") or {}).get("Networks") or {}
+            networks = info.networks if info is not None else ()
             joined = sorted(n for n in networks if n != "bridge")
-            kwargs = _create_kwargs(host, image, name, args, config_digest, (uid, gid), memory_bytes)
-            try:
-                container = runtime.client.containers.create(**kwargs)
-                container.start()
-                for network in joined:
-                    with contextlib.suppress(docker.errors.APIError):  # removed meanwhile with its environment
-                        runtime.api.connect_container_to_network(container.id, network)
-            except docker.errors.APIError as exc:
-                with contextlib.suppress(docker.errors.APIError):
-                    runtime.api.remove_container(name, v=True, force=True)
-                raise OdooOpsError(
-                    "MAIL_CATCHER_FAILED", f"the mail catcher could not start on "
-                    f"{host.mail_catcher_host}:{host.mail_catcher_port}: {exc.explanation or exc}",
-                    "free that address or choose another with ODOOOPS_MAIL_CATCHER_HOST / "
-                    "ODOOOPS_MAIL_CATCHER_PORT, then re-run the apply",
-                    {"container": name, "image": image}) from exc
+            runtime.run_catcher(_catcher_spec(host, image, name, args, config_digest, (uid, gid), memory_bytes),
+                                joined)
             _wait_banner(host, runtime, name, wait_s)
     return host.mail_catcher_host, host.mail_catcher_port
 
 
-def _create_kwargs(host: HostSettings, image: str, name: str, args: list[str], config_digest: str,
-                   user: tuple[int, int], memory_bytes: int) -> dict[str, Any]:
-    return {
-        "image": image, "name": name, "command": args,
+def _catcher_spec(host: HostSettings, image: str, name: str, args: list[str], config_digest: str,
+                  user: tuple[int, int], memory_bytes: int) -> CatcherSpec:
+    return CatcherSpec(
+        name=name, image=image, command=args,
         # Our own entrypoint: the image's would wait for PostgreSQL or start Odoo.
-        "entrypoint": ["python3", "-B", f"{CONF_MOUNT}/server.py"],
-        "labels": {L_MANAGED: "true", L_ROLE: ROLE, L_CONFIG: config_digest},
-        "user": f"{user[0]}:{user[1]}", "init": True,  # python as PID 1 would ignore SIGTERM
-        "restart_policy": {"Name": "unless-stopped"},
-        "mem_limit": memory_bytes, "memswap_limit": memory_bytes, "pids_limit": 256,
-        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True,
-        "mounts": [Mount(CONF_MOUNT, str(conf_dir(host)), type="bind", read_only=True),
-                   Mount(SPOOL_MOUNT, str(spool_dir(host)), type="bind", read_only=False)],
-        "ports": {f"{CONTAINER_PORT}/tcp": (host.mail_catcher_host, host.mail_catcher_port)},
-        "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
-    }
+        entrypoint=["python3", "-B", f"{CONF_MOUNT}/server.py"],
+        labels={L_MANAGED: "true", L_ROLE: ROLE, L_CONFIG: config_digest},
+        user=f"{user[0]}:{user[1]}", memory_bytes=memory_bytes,
+        conf_dir=str(conf_dir(host)), conf_mount=CONF_MOUNT, spool_dir=str(spool_dir(host)), spool_mount=SPOOL_MOUNT,
+        container_port=CONTAINER_PORT, address=host.mail_catcher_host, port=host.mail_catcher_port)
 
 
-def _remove(runtime: DockerRuntime, container_id: str) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        runtime.api.stop(container_id, timeout=10)  # SIGTERM: the server closes its listener
-        # v=True: the image's VOLUME lines (/var/lib/odoo, ...) gave it anonymous volumes; drop them.
-        runtime.api.remove_container(container_id, v=True, force=True)
+def _remove(runtime: Runtime, container_id: str) -> None:
+    runtime.remove_catcher(container_id)
 
 
-def _inspect(runtime: DockerRuntime, name: str) -> dict[str, Any] | None:
-    try:
-        return runtime.api.inspect_container(name)
-    except docker.errors.NotFound:
-        return None
+def _inspect(runtime: Runtime, name: str) -> CatcherContainer | None:
+    return runtime.inspect_catcher(name)
 
 
 def banner(address: str, port: int, timeout_s: float = 3.0) -> str | None:
@@ -290,18 +261,15 @@ def banner(address: str, port: int, timeout_s: float = 3.0) -> str | None:
     return line.strip() if line.startswith("220 ") else None
 
 
-def _wait_banner(host: HostSettings, runtime: DockerRuntime, name: str, wait_s: float) -> None:
+def _wait_banner(host: HostSettings, runtime: Runtime, name: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     while True:
         if banner(host.mail_catcher_host, host.mail_catcher_port) is not None:
             return
         info = _inspect(runtime, name)
-        running = bool(info and info["State"].get("Running"))
+        running = bool(info and info.running)
         if not running or time.monotonic() > deadline:
-            try:
-                tail = runtime.api.logs(name, stdout=True, stderr=True, tail=30).decode("utf-8", "replace")
-            except docker.errors.APIError:
-                tail = ""
+            tail = runtime.catcher_log_tail(name, 30)
             state = "exited" if info and not running else "running" if running else "missing"
             raise OdooOpsError(
                 "MAIL_CATCHER_FAILED",
@@ -312,12 +280,12 @@ def _wait_banner(host: HostSettings, runtime: DockerRuntime, name: str, wait_s: 
         time.sleep(0.2)  # polling a condition with a deadline, not a fixed wait
 
 
-def remove_catcher(runtime: DockerRuntime, name: str = CATCHER_NAME) -> bool:
+def remove_catcher(runtime: Runtime, name: str = CATCHER_NAME) -> bool:
     """Stop and remove the catcher container (the stored mail stays); True when one existed."""
     info = _inspect(runtime, name)
-    if info is None or (info["Config"].get("Labels") or {}).get(L_ROLE) != ROLE:
+    if info is None or info.labels.get(L_ROLE) != ROLE:
         return False
-    _remove(runtime, info["Id"])
+    _remove(runtime, info.id)
     return True
 
 

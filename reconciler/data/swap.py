@@ -37,7 +37,7 @@ def _stop(ctx: DataContext, env: str) -> list[str]:
     stopped = []
     for c in ctx.runtime.observe_env(env).containers:
         if not c.oneshot and c.running:
-            ctx.runtime.api.stop(c.id, timeout=20)
+            ctx.runtime.stop_container(c.id, 20)
             stopped.append(c.name)
     return stopped
 

@@ -8,8 +8,8 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -20,136 +20,43 @@ from docker.types import LogConfig, Mount
 from reconciler.core.model import digest
 from reconciler.core.resources import read_text
 from reconciler.errors import OdooOpsError
+from reconciler.executors import mail_catcher
+from reconciler.executors.runtime import (  # noqa: F401  the records and labels also import from here
+    IDENTITY,
+    L_ARTIFACT,
+    L_CDIGEST,
+    L_COMMIT,
+    L_EGRESS,
+    L_ENV,
+    L_GEVENT,
+    L_HTTP,
+    L_MANAGED,
+    L_ONESHOT,
+    L_PROJECT,
+    L_ROLE,
+    L_SPEC,
+    L_TIER,
+    NEXT,
+    ODOO_USER,
+    CatcherContainer,
+    CatcherSpec,
+    EnsureResult,
+    Handover,
+    LogStream,
+    ObservedContainer,
+    ObservedRuntime,
+    RemoveResult,
+    RunResult,
+)
 
-L_ENV, L_TIER, L_COMMIT = "odooops.env", "odooops.tier", "odooops.commit"
-L_SPEC, L_ARTIFACT = "odooops.spec-digest", "odooops.artifact"
-L_MANAGED, L_ROLE, L_CDIGEST = "odooops.managed", "odooops.role", "odooops.container-digest"
-L_ONESHOT, L_HTTP, L_GEVENT = "odooops.oneshot", "odooops.http-port", "odooops.gevent-port"
-L_PROJECT = "odooops.project"
-# "none" on containers of an internal network (no route out): the router reaches them at their address.
-L_EGRESS = "odooops.egress"
-# A container is left alone only when all of these match what the spec asks for.
-IDENTITY = (L_COMMIT, L_SPEC, L_ARTIFACT, L_CDIGEST)
 _SECRET_FLAGS = re.compile(r"^(-w|--db_password|--db-password|--admin_passwd|--smtp_password)(=.*)?$")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-# A replacement started beside the container it replaces (blue/green) carries this suffix until promoted.
-NEXT = "-next"
 _UNREACHABLE_FIX = "start dockerd (bash scripts/services.sh start) or point DOCKER_HOST at a running engine"
-# The uid:gid Odoo runs as, whatever user the image names: no host account has it (Debian's useradd hands
-# out at most 60000), so a process that escapes its container owns no file of a host user (the official
-# image's uid 101 is `postgres` on a Debian host). The filestore and odoo.conf are owned by it.
-ODOO_USER = "61000:61000"
 # Every container runs with these: no capabilities (Odoo binds ports above 1024 and needs none), no
 # privilege gain through setuid files, and a read-only root file system. Odoo writes its data directory
 # (a mount) and temporary files (uploads, reports, tests): /tmp is a tmpfs, counted in the memory limit.
 HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True,
                              "tmpfs": {"/tmp": "rw,nosuid,nodev,mode=1777"}}
-
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    """One container as the engine reports it; identity comes from its labels only."""
-
-    name: str
-    id: str
-    role: str
-    state: str  # created | running | restarting | exited | paused | dead
-    health: str | None  # healthy | unhealthy | starting | None (no healthcheck)
-    commit: str | None
-    spec_digest: str | None
-    artifact: str | None
-    container_digest: str | None
-    image: str
-    http_host_port: int | None
-    gevent_host_port: int | None
-    oneshot: bool = False
-    project: str | None = None  # odooops.project: which repository's environment this is
-    # host:port the router and health checks use: 127.0.0.1 and the published port, or (internal network,
-    # nothing published) the container's address on its network and the container port.
-    http_upstream: str | None = None
-    gevent_upstream: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-
-@dataclass(frozen=True)
-class ObservedRuntime:
-    """Everything the engine holds for one environment."""
-
-    env: str
-    containers: tuple[ObservedContainer, ...] = ()
-    networks: tuple[str, ...] = ()
-    volumes: tuple[str, ...] = ()
-
-    def container(self, role: str) -> ObservedContainer | None:
-        return next((c for c in self.containers if c.role == role and not c.oneshot), None)
-
-    @property
-    def web_upstream(self) -> str | None:
-        """`127.0.0.1:PORT` of the web container (its address on an internal network), what the router proxies to."""
-        web = self.container("web")
-        return web.http_upstream if web else None
-
-    @property
-    def websocket_upstream(self) -> str | None:
-        web = self.container("web")
-        return web.gevent_upstream if web else None
-
-
-@dataclass(frozen=True)
-class Handover:
-    """A new container running beside the one it replaces: the old one keeps serving until promote()."""
-
-    name: str  # the name the new container takes once promoted
-    old_id: str
-    new_id: str
-    old_upstream: str | None  # 127.0.0.1:PORT of each, what the router proxies to
-    new_upstream: str | None
-    stop_timeout_s: int
-    old_websocket: str | None = None  # 127.0.0.1:PORT of each one's gevent (websocket) port, if published
-    new_websocket: str | None = None
-
-
-@dataclass(frozen=True)
-class EnsureResult:
-    env: str
-    created: tuple[str, ...]
-    replaced: tuple[str, ...]
-    unchanged: tuple[str, ...]
-    removed: tuple[str, ...]  # containers of the env that the spec no longer lists
-    network_created: bool
-    volumes_created: tuple[str, ...]
-    observed: ObservedRuntime
-    duration_s: float
-    handovers: tuple[Handover, ...] = ()  # replacements still waiting for promote() or abandon()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.created or self.replaced or self.removed or self.network_created
-                    or self.volumes_created)
-
-
-@dataclass(frozen=True)
-class RemoveResult:
-    env: str
-    containers: tuple[str, ...]
-    networks: tuple[str, ...]
-    volumes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    container: str
-    exit_code: int | None  # None when it timed out and was killed
-    timed_out: bool
-    logs: str  # the tail, stdout and stderr interleaved
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 @functools.cache
@@ -196,6 +103,10 @@ class DockerRuntime:
 
     def close(self) -> None:
         self.client.close()
+
+    def engine(self, what: str) -> AbstractContextManager[None]:
+        """A block whose engine failures become OdooOpsError naming `what`."""
+        return self._engine(what)
 
     @contextmanager
     def _engine(self, what: str) -> Iterator[None]:
@@ -545,6 +456,43 @@ class DockerRuntime:
         with self._engine(f"logs {what or container_id[:12]}"):
             raw = self.api.logs(container_id, stdout=True, stderr=True, tail=tail)
         return raw.decode("utf-8", "replace")
+
+    def follow_logs(self, container_id: str, tail: int) -> LogStream:
+        """One container's output from its last `tail` lines on, as it comes, until closed or it stops."""
+        stream: LogStream = self.api.logs(container_id, stdout=True, stderr=True, tail=tail, stream=True,
+                                          follow=True, until=None)
+        return stream
+
+    # ------------------------------------------------------------------ single containers
+
+    def cpu_count(self) -> int:
+        """The engine host's CPUs (a container's CPU limit may not exceed them)."""
+        return int(self.client.info().get("NCPU") or 1)
+
+    def stop_container(self, container_id: str, timeout_s: int) -> None:
+        """Stop (not remove) one container: SIGTERM, then SIGKILL after timeout_s."""
+        self.api.stop(container_id, timeout=timeout_s)
+
+    def start_container(self, container_id: str) -> None:
+        self.api.start(container_id)
+
+    def force_remove(self, container_id: str) -> None:
+        """Remove one container at once, running or not (its anonymous volumes stay)."""
+        self.client.containers.get(container_id).remove(force=True)
+
+    # ------------------------------------------------------------------ the host's mail catcher
+
+    def inspect_catcher(self, name: str) -> CatcherContainer | None:
+        return mail_catcher.inspect(self.client, name)
+
+    def run_catcher(self, spec: CatcherSpec, networks: list[str]) -> None:
+        mail_catcher.run(self.client, spec, networks)
+
+    def remove_catcher(self, container_id: str) -> None:
+        mail_catcher.remove(self.client, container_id)
+
+    def catcher_log_tail(self, name: str, tail: int) -> str:
+        return mail_catcher.log_tail(self.client, name, tail)
 
 
 def _from_summary(s: dict[str, Any]) -> ObservedContainer:

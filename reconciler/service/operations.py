@@ -19,7 +19,7 @@ from reconciler.controller.planning import compute_plan
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.executors.runtimes import open_runtime
 from reconciler.secrets import SecretStore
 from reconciler.sources.notes import iter_notes
 from reconciler.sources.remote import redact_url, scrub
@@ -173,7 +173,7 @@ class Operations:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings (Docker, PostgreSQL)",
                                "start odooops serve with the ODOOOPS_* settings loaded")
         if self._runtime is None:
-            self._runtime = DockerRuntime(self.host.docker_host)
+            self._runtime = open_runtime(self.host)
         return self._runtime
 
     def logs(self, name: str, tail: int = 200, role: str = "web") -> str:
@@ -189,8 +189,7 @@ class Operations:
         if obs is None:
             raise OdooOpsError("CONTAINER_NOT_FOUND", f"environment {env} has no {role} container",
                                f"odooops status {env}  # is the environment deployed?")
-        stream = self.runtime.api.logs(obs.id, stdout=True, stderr=True, tail=tail, stream=True, follow=True,
-                                       until=None)
+        stream = self.runtime.follow_logs(obs.id, tail)
 
         def gen() -> Iterator[bytes]:
             # A quiet container sends nothing: closing the stream from a timer ends the iteration

@@ -53,8 +53,8 @@ from reconciler.data.swap import swap_in
 from reconciler.data.templates import Template, TemplateKey, TemplateRegistry, keep_copy
 from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
-from reconciler.executors.docker_runtime import DockerRuntime, RunResult
 from reconciler.executors.postgres import Postgres
+from reconciler.executors.runtime import RunResult, Runtime
 from reconciler.platform.host import HostSettings
 from reconciler.secrets import SecretStore
 
@@ -88,7 +88,7 @@ class DatabaseStep:
 
     project: Project
     host: HostSettings
-    runtime: DockerRuntime
+    runtime: Runtime
     secrets: SecretStore
     spec: EnvSpec
     previous: dict[str, Any]

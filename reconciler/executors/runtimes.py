@@ -1,0 +1,12 @@
+"""Pick the container engine a host runs its environments on."""
+
+from __future__ import annotations
+
+from reconciler.executors.docker_runtime import DockerRuntime
+from reconciler.executors.runtime import Runtime
+from reconciler.platform.host import HostSettings
+
+
+def open_runtime(host: HostSettings) -> Runtime:
+    """The runtime of this host: a Docker Engine at DOCKER_HOST (the only implementation so far)."""
+    return DockerRuntime(host.docker_host)
