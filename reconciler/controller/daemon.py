@@ -41,8 +41,8 @@ from reconciler.platform.env_lock import is_busy
 from reconciler.platform.host import HostSettings
 from reconciler.platform.metrics import Metrics, NotesRetryCounter
 from reconciler.platform.state_store import StateStore
-from reconciler.sources.git import redact_url
 from reconciler.sources.notes import push_notes
+from reconciler.sources.remote import redact_url
 
 if TYPE_CHECKING:
     from reconciler.core.hints import Hint
@@ -250,8 +250,8 @@ class Daemon:
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.
-            project.heads = lambda refs=None: [  # type: ignore[method-assign]
-                h for h in all_heads(refs) if h.branch not in self._closed]
+            project.heads = lambda refs_digest=None: [  # type: ignore[method-assign]
+                h for h in all_heads(refs_digest) if h.branch not in self._closed]
             self._local.project = project
         if getattr(self._local, "closed", None) is not self._closed:
             project.memo = None  # the memo is keyed by refs, which a closure does not change
@@ -480,9 +480,10 @@ class Daemon:
         outcome = self._branch_plan(project, item.key)
         active = [a for a in outcome.plan.actions if a.action in ACTIVE]
         if not active:
-            outcome = self._fallback(project, item.key, work, outcome)
-            if outcome is None:
+            fallback = self._fallback(project, item.key, work, outcome)
+            if fallback is None:
                 return Result("noop")
+            outcome = fallback
             active = [a for a in outcome.plan.actions if a.action in ACTIVE] or list(outcome.plan.actions)
         self.claims.claim({a.env: (a.branch, a.tier) for a in active if a.action is not ActionKind.DESTROY})
         for action in active:

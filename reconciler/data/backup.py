@@ -313,9 +313,9 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, key: BackupKey, entr
         save_manifest(store, key, env, backup_id, manifest.to_json())
     except BaseException:
         # No manifest references what this backup stored: remove it so nothing partial stays behind.
-        for key in created:
+        for created_key in created:
             with suppress(OdooOpsError):
-                store.delete(key)
+                store.delete(created_key)
         raise
     return manifest
 

@@ -27,7 +27,7 @@ from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docker.errors
 from docker.types import LogConfig, Mount
@@ -234,7 +234,7 @@ def ensure_catcher(host: HostSettings, runtime: DockerRuntime, secrets: SecretSt
                 container.start()
                 for network in joined:
                     with contextlib.suppress(docker.errors.APIError):  # removed meanwhile with its environment
-                        runtime.api.connect_container_to_network(container.id, network)
+                        runtime.api.connect_container_to_network(cast(str, container.id), network)
             except docker.errors.APIError as exc:
                 with contextlib.suppress(docker.errors.APIError):
                     runtime.api.remove_container(name, v=True, force=True)

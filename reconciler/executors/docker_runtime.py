@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -257,9 +257,9 @@ class DockerRuntime:
             all_labels = {c["name"]: self._container_labels(spec, c) for c in spec["containers"]}
             network_created, volumes_created = self._ensure_network_and_volumes(spec)
             current = self._settle_handovers(env, all_labels)
-            for name, obs in current.items():
+            for name, stale in current.items():
                 if name not in all_labels:
-                    self._stop_and_remove(obs.id, 10)
+                    self._stop_and_remove(stale.id, 10)
                     removed.append(name)
             for c in spec["containers"]:
                 labels = all_labels[c["name"]]
@@ -528,7 +528,7 @@ class DockerRuntime:
                     one.kill()
                 logs = one.logs(stdout=True, stderr=True, tail=tail).decode("utf-8", "replace")
             finally:
-                self._stop_and_remove(one.id, 0)
+                self._stop_and_remove(cast(str, one.id), 0)
         return RunResult(kwargs["name"], exit_code, exit_code is None, logs,
                          time.monotonic() - started)
 
