@@ -250,7 +250,7 @@ class Daemon:
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.
-            project.heads = lambda refs_digest=None: [  # type: ignore[method-assign]
+            project.heads = lambda refs_digest=None: [  # type: ignore[method-assign]  # minus closed requests
                 h for h in all_heads(refs_digest) if h.branch not in self._closed]
             self._local.project = project
         if getattr(self._local, "closed", None) is not self._closed:
@@ -638,7 +638,7 @@ class Daemon:
             if web is None or not web.running:
                 why = f"its web container is {'missing' if web is None else web.state}"
             elif routes is not None and (route is None or (route.upstream, route.websocket_upstream)
-                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]
+                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]  # web => rt
                 why = "its route is missing or points elsewhere (Caddy or dockerd restarted?)"
             else:
                 continue

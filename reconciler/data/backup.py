@@ -181,10 +181,11 @@ def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str], key
     with store.staging_file(".dump") as tmp:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg_environ(ctx))
         assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
         try:
             with open(tmp, "wb") as out:
                 sealer = key.sealer(out, OBJECT_CONTEXT)
-                for chunk in iter(lambda: proc.stdout.read(_CHUNK), b""):  # type: ignore[union-attr]
+                for chunk in iter(lambda: stdout.read(_CHUNK), b""):
                     h.update(chunk)
                     size += len(chunk)
                     sealer.write(chunk)

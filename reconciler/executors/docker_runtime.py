@@ -231,7 +231,7 @@ class DockerRuntime:
             for item in items:
                 if env := (item.get("Labels") or {}).get(L_ENV):
                     entry = _from_summary(item) if kind == 0 else item["Name"]
-                    found.setdefault(env, ([], [], []))[kind].append(entry)  # type: ignore[arg-type]
+                    found.setdefault(env, ([], [], []))[kind].append(entry)  # type: ignore[arg-type]  # entry's type follows kind
         return {env: ObservedRuntime(env, tuple(sorted(c, key=lambda x: x.name)),
                                      tuple(sorted(n)), tuple(sorted(v)))
                 for env, (c, n, v) in sorted(found.items())}
