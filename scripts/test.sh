@@ -21,4 +21,5 @@ if [ -x scripts/services.sh ]; then
 fi
 echo "==> ruff"; ruff check .
 echo "==> import contracts"; lint-imports
+echo "==> mypy"; python -m mypy  # settings in pyproject.toml: strict for core, render, sources
 echo "==> pytest"; pytest -q -n "${PYTEST_WORKERS:-2}" "$@"

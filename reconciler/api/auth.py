@@ -6,6 +6,7 @@ import base64
 import secrets as pysecrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ class Principal:
         return "admin" in self.scopes
 
 
-def expand_scopes(scopes: list[str] | tuple[str, ...] | None = None, role: str | None = None) -> list[str]:
+def expand_scopes(scopes: Sequence[str] | None = None, role: str | None = None) -> list[str]:
     """The scopes a token gets: the role's bundle plus explicit scopes, validated and sorted."""
     out: set[str] = set()
     if role is not None:
@@ -116,7 +117,7 @@ class KeyRing:
 
         if b"PRIVATE KEY" in raw:
             private = serialization.load_pem_private_key(raw, password=None)
-            return cls("RS256", private, private.public_key())  # type: ignore[union-attr]
+            return cls("RS256", private, private.public_key())
         return cls("RS256", None, serialization.load_pem_public_key(raw))
 
 
@@ -201,7 +202,7 @@ def verify_token(key: KeyRing | Path | str | bytes, token: str, *, now: float | 
     if header.get("alg") != ring.algorithm:
         # Pinning the algorithm refuses `alg: none` and HS256 tokens signed with an RS256 public key.
         raise unauthorized("TOKEN_INVALID", f"the token's algorithm {header.get('alg')!r} is not accepted")
-    options: dict[str, Any] = {"require": ["exp", "iat", "sub", "jti", "iss", "aud", "scope"]}
+    options: jwt.types.Options = {"require": ["exp", "iat", "sub", "jti", "iss", "aud", "scope"]}
     if now is not None:
         options["verify_exp"] = False
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
@@ -96,7 +96,8 @@ def ctx_of(request: Request) -> ApiContext:
 
 
 def principal_of(request: Request) -> Principal:
-    return request.state.principal  # type: ignore[no-any-return]
+    who: Principal = request.state.principal
+    return who
 
 
 def actor_of(request: Request) -> Actor:
@@ -112,7 +113,7 @@ def client_ip(request: Request) -> IPAddress | None:
     """The client's address (X-Forwarded-For only from --trusted-proxy peers), None when unknown."""
     known = getattr(request.state, "client_ip", _UNKNOWN)
     if known is not _UNKNOWN:
-        return known  # type: ignore[no-any-return]
+        return cast("IPAddress | None", known)
     ctx: ApiContext | None = request.app.state.api
     headers = {k: request.headers[k] for k in client_address.PROXY_HEADERS if k in request.headers}
     ip = client_address.client_ip(request.client.host if request.client else None, headers,
@@ -132,7 +133,7 @@ def client_is_local(request: Request) -> bool:
     return ip is not None and ip.is_loopback
 
 
-def requires(operation: str, action: str | None, allow: Allow | None = None) -> Callable[..., Principal]:
+def requires(operation: str, action: str | None, allow: Allow | None = None) -> Callable[..., Awaitable[Principal]]:
     """The dependency of one operation: a valid bearer token (401), the rate limit (429), the scopes of the
     permission table (403). `allow`: a narrower grant checked when the scope is missing (a job's own actor
     may read it)."""

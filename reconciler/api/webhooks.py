@@ -215,7 +215,7 @@ def branches_of(provider: str, event: str, doc: Mapping[str, Any]) -> tuple[tupl
     if provider == "gitlab" and event == "merge_request":
         attrs = doc.get("object_attributes")
         iid = _number(attrs, "iid", event)
-        action = attrs.get("action") if isinstance(attrs.get("action"), str) else None  # type: ignore[union-attr]
+        action = attrs.get("action") if isinstance(attrs.get("action"), str) else None  # type: ignore[union-attr]  # _number() refused a non-mapping
         return (f"merge-requests/{iid}",), action
     return None
 

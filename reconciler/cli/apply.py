@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from reconciler.platform.host import HostSettings
 _MARK = {"ok": "✓", "changed": "✓", "skipped": "-", "failed": "✗"}
 
 
-def progress_printer(enabled: bool):  # type: ignore[no-untyped-def]
+def progress_printer(enabled: bool) -> Callable[[str, str, str, str], None]:
     started: dict[tuple[str, str], float] = {}
 
     def show(env: str, step: str, status: str, detail: str) -> None:

@@ -303,7 +303,7 @@ def client_command(f: F) -> F:
     wrapper = click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too, on stdout).")(wrapper)
     wrapper = click.option("--server", envvar="ODOOOPS_SERVER", metavar="URL",
                            help="OdooOps server [env ODOOOPS_SERVER; else the config file].")(wrapper)
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps() keeps f's signature; click adds the options
 
 
 def fail(exc: OdooOpsError, as_json: bool) -> None:

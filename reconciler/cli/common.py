@@ -41,4 +41,4 @@ def handle_errors(f: F) -> F:
                 click.echo(f"Error: {exc.message}\n  fix: {exc.remediation}\n  docs: {exc.docs}", err=True)
             sys.exit(EXIT_ERROR)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # wraps() keeps f's signature

@@ -25,9 +25,13 @@ def db_backup(env: str, verify: bool, server: str | None, as_json: bool) -> None
     client = Client.from_config(server)
     name = resolve_env(client, env)
     data = client.run(env_path(name, "backups"), {"verify": verify})
-    emit(data, as_json, lambda: (click.echo(f"{name}: backup {data.get('id')}"),
-                                 click.echo(f"verification  {verification_text(name, data)}"),
-                                 show_fields(data, RESULT_KEYS[5:])))
+
+    def human() -> None:
+        click.echo(f"{name}: backup {data.get('id')}")
+        click.echo(f"verification  {verification_text(name, data)}")
+        show_fields(data, RESULT_KEYS[5:])
+
+    emit(data, as_json, human)
 
 
 def verification_text(env: str, data: dict[str, Any]) -> str:
@@ -73,8 +77,12 @@ def db_restore(env: str, backup_id: str, to_env: str | None, confirm: bool, serv
     name = resolve_env(client, env)
     body = {"backup": backup_id, "to": resolve_env(client, to_env) if to_env else None, "confirm": confirm}
     data = client.run(env_path(name, "restore"), body)
-    emit(data, as_json, lambda: (click.echo(f"Restored {name} backup {backup_id} into {body['to'] or name}"),
-                                 show_fields(data, RESULT_KEYS)))
+
+    def human() -> None:
+        click.echo(f"Restored {name} backup {backup_id} into {body['to'] or name}")
+        show_fields(data, RESULT_KEYS)
+
+    emit(data, as_json, human)
 
 
 @db_group.command("clone")
@@ -87,11 +95,16 @@ def db_restore(env: str, backup_id: str, to_env: str | None, confirm: bool, serv
 def db_clone(source: str, target: str, neutralize: bool, mask: bool, server: str | None, as_json: bool) -> None:
     """Clone SOURCE's database and filestore into TARGET, neutralized and masked, verified before use."""
     client = Client.from_config(server)
-    body = {"source": resolve_env(client, source), "target": resolve_env(client, target),
-            "neutralize": neutralize, "mask": mask}
+    body: dict[str, Any] = {"source": resolve_env(client, source), "target": resolve_env(client, target),
+                            "neutralize": neutralize, "mask": mask}
     data = client.run("/api/v1/clones", body)
-    emit(data, as_json, lambda: (click.echo(f"Cloned {body['source']} -> {body['target']}"),
-                                 click.echo(source_text(body["source"], data)), show_fields(data, RESULT_KEYS)))
+
+    def human() -> None:
+        click.echo(f"Cloned {body['source']} -> {body['target']}")
+        click.echo(source_text(body["source"], data))
+        show_fields(data, RESULT_KEYS)
+
+    emit(data, as_json, human)
 
 
 def source_text(source: str, data: dict[str, Any]) -> str:

@@ -76,7 +76,7 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         command: Any = getattr(importlib.import_module(module), attr)
-        return command  # type: ignore[no-any-return]
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

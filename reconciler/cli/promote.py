@@ -36,5 +36,9 @@ def promote_command(source: str, target: str, confirm: bool, wait: bool, timeout
     if wait:
         data = {**data, "environment": wait_env(client, by_name(dst), fresh_record(data.get("commit")),
                                                 timeout, f"promote {src} -> {dst}")}
-    emit(data, as_json, lambda: (click.echo(f"Promoted {src} -> {dst}"),
-                                 show_fields(data, ["commit", "gates", "backup", "status"])))
+
+    def human() -> None:
+        click.echo(f"Promoted {src} -> {dst}")
+        show_fields(data, ["commit", "gates", "backup", "status"])
+
+    emit(data, as_json, human)

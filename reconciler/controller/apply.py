@@ -198,7 +198,7 @@ class Applier:
                     out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                                       commit=a.commit, old_commit=a.commit, reason="retry of a failed deploy"))
                 continue  # otherwise recorded once; retried when the branch moves, never in a loop
-            web = running.get(a.env).container("web") if a.env in running else None
+            web = running[a.env].container("web") if a.env in running else None
             recorded = entries.get(a.env, {}).get("credentials")
             if web is None or not web.running or web.commit != specs[a.env].commit:
                 what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"

@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import psycopg
@@ -106,12 +106,12 @@ def pinned_external(host: HostSettings, externals: list[dict[str, Any]], branch:
 
 def export_external(host: HostSettings, name: str, url: str, commit: str, dest: Path) -> None:
     repo = _addons_source(host, url).repo
-    export_tree(repo, str(repo.get(commit).peel(pygit2.Tree).id), dest)
+    export_tree(repo, str(cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree).id), dest)
 
 
 def blob_id(repo: pygit2.Repository, commit: str, path: str) -> str | None:
     try:
-        entry = repo.get(commit).peel(pygit2.Tree)[path]
+        entry = cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree)[path]
     except KeyError:
         return None
     return str(entry.id) if entry.type_str == "blob" else None

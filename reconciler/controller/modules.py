@@ -15,7 +15,7 @@ import ast
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pygit2
 
@@ -53,7 +53,7 @@ class DatabaseModules:
 def repo_modules(repo: pygit2.Repository, commit: str, addons_paths: list[str]) -> dict[str, tuple[str, str]]:
     """module name -> (tree id, manifest version) for every addon under the addons paths at commit."""
     out: dict[str, tuple[str, str]] = {}
-    tree = repo.get(commit).peel(pygit2.Tree)
+    tree = cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree)
     for path in addons_paths:
         try:
             sub = tree[path.strip("/")] if path.strip("/") else tree
@@ -62,16 +62,16 @@ def repo_modules(repo: pygit2.Repository, commit: str, addons_paths: list[str]) 
         if not isinstance(sub, pygit2.Tree):
             continue
         for entry in sub:
-            if entry.type_str != "tree" or "__manifest__.py" not in entry:
+            if entry.type_str != "tree" or "__manifest__.py" not in cast(pygit2.Tree, entry):
                 continue
-            manifest = entry["__manifest__.py"]
+            manifest = cast(pygit2.Tree, entry)["__manifest__.py"]
             version = ""
             try:
-                data = ast.literal_eval(repo.get(manifest.id).data.decode("utf-8", "replace"))
+                data = ast.literal_eval(cast(pygit2.Blob, repo.get(manifest.id)).data.decode("utf-8", "replace"))
                 version = str(data.get("version", "")) if isinstance(data, dict) else ""
             except (ValueError, SyntaxError):
                 version = ""
-            out[entry.name] = (str(entry.id), version)
+            out[cast(str, entry.name)] = (str(entry.id), version)
     return out
 
 

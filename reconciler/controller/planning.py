@@ -23,9 +23,10 @@ from reconciler.core.resources import read_text
 from reconciler.envvars import env_number
 from reconciler.platform.state_store import StateStore, merge_observed
 from reconciler.sources.blob_cache import BlobCache
-from reconciler.sources.git import NOTES_REF, GitSource
+from reconciler.sources.git import GitSource
 from reconciler.sources.notes import iter_notes
 from reconciler.sources.pins import pins_key, read_pins
+from reconciler.sources.remote import NOTES_REF
 
 
 @dataclass
@@ -187,9 +188,10 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
         cache_key = f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}"
         got = known.get(cache_key)
         if got is None:
-            got = project.cache.get_or_compute(
-                cache_key, lambda _data, env=env: {n: sha256_text(t) for n, t in artifacts[env].items()},
-                read=lambda _key: b"")
+            def digests(_data: bytes, env: str = env) -> dict[str, Any]:
+                return {n: sha256_text(t) for n, t in artifacts[env].items()}
+
+            got = project.cache.get_or_compute(cache_key, digests, read=lambda _key: b"")
         rendered[env] = got
     project._digests = {f"artifacts:{templates}:{s.spec_digest}:{s.commit}": rendered[e] for e, s in specs.items()}
     # The digest also covers the rendered artifacts, so a template change is a different plan.

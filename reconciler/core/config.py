@@ -56,7 +56,8 @@ _OVERRIDES: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(read_text("schemas", "odooops.schema.json"))
+    loaded: dict[str, Any] = json.loads(read_text("schemas", "odooops.schema.json"))
+    return loaded
 
 
 @cache

@@ -75,7 +75,7 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
         if route is None:
             matched = match_rule(rules, head)
             route = (matched, env_name(head, matched.tier) if matched is not None else "")
-        used[route_key] = route  # type: ignore[assignment]
+        used[route_key] = route
         rule, name = route
         if rule is None:
             ignored.append(head.branch)
@@ -90,7 +90,7 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
                                 f"({rule.describe()})"))
                 continue
             production_taken = head.branch
-        parsed = configs.get(head.config_blob) if head.config_blob else {"ok": True}
+        parsed: dict[str, Any] | None = configs.get(head.config_blob) if head.config_blob else {"ok": True}
         if parsed is None or not parsed.get("ok"):
             errs = (parsed or {}).get("errors") or [
                 {"line": 1, "column": 1, "pointer": "", "message": "configuration was not read",
@@ -147,8 +147,8 @@ def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy
 def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], policy: Policy,
              platform: PlatformConfig, pin: Pin | None = None) -> EnvSpec:
     layers: list[dict[str, tuple[Any, str]]] = [_defaults(platform), policy.tier_defaults[rule.tier]]
-    for index, layer in enumerate(_repo_layers(parsed, rule.tier, head, name)):
-        entries = {k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in layer.items()}
+    for index, repo_layer in enumerate(_repo_layers(parsed, rule.tier, head, name)):
+        entries = {k: (v, f"{CONFIG_FILE} {p}") for k, (v, p) in repo_layer.items()}
         if index == 0 and rule.tier is Tier.PRODUCTION:
             # The top-level mail_catcher is for non-production environments: production mail is
             # only captured when tiers.production or environments.production says so.

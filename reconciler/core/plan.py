@@ -53,8 +53,8 @@ def plan(desired: DesiredState, observed: Mapping[str, ObservedEnv], policy: Pol
         bhit = memo.get(bkey) if memo is not None else None
         if bhit is None:
             action = _blocked(b, obs)
-            bhit = (None, action, digest(action.to_json()))  # type: ignore[assignment]
-        used[bkey] = bhit  # type: ignore[assignment]
+            bhit = (None, action, digest(action.to_json()))
+        used[bkey] = bhit
         actions.append(bhit[1])
         digests[id(bhit[1])] = bhit[2]
     if memo is not None:
@@ -122,7 +122,7 @@ def _apply_quotas(desired: DesiredState, observed: Mapping[str, ObservedEnv],
 
 
 def _diff(spec: EnvSpec, obs: ObservedEnv | None, now: float | None) -> Action:
-    base = {"env": spec.name, "branch": spec.branch, "tier": str(spec.tier), "commit": spec.commit}
+    base: dict[str, Any] = {"env": spec.name, "branch": spec.branch, "tier": str(spec.tier), "commit": spec.commit}
     if obs is not None and obs.state == "expired":
         if obs.commit == spec.commit:
             return Action(action=ActionKind.BLOCKED, **base,
@@ -131,10 +131,10 @@ def _diff(spec: EnvSpec, obs: ObservedEnv | None, now: float | None) -> Action:
                           remediation=f"push a commit to {spec.branch}, or raise its ttl in .odooops.yaml")
         obs = None
     if obs is None:
-        changes = tuple(Change(k, None, spec.settings[k], spec.origins.get(k, "default")) for k in SETTINGS
+        created = tuple(Change(k, None, spec.settings[k], spec.origins.get(k, "default")) for k in SETTINGS
                         if k in spec.settings)
         what = "pull request" if spec.kind != "branch" else "branch"
-        return Action(action=ActionKind.CREATE, **base, changes=changes,
+        return Action(action=ActionKind.CREATE, **base, changes=created,
                       reason=f"{what} {spec.branch} has no environment yet; matched {spec.rule}")
     changes: list[Change] = []
     if obs.tier != str(spec.tier):

@@ -25,7 +25,7 @@ def _yaml() -> tuple[Any, Any, Any]:
     import yaml
 
     try:  # the C parser is ~10x faster; the pure one gives identical nodes and marks
-        loader = yaml.CSafeLoader
+        loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = yaml.CSafeLoader
     except AttributeError:  # pragma: no cover
         loader = yaml.SafeLoader
     return yaml, loader, yaml.constructor.SafeConstructor()

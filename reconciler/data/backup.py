@@ -181,10 +181,11 @@ def _dump(ctx: DataContext, store: ObjectStore, db: str, created: list[str], key
     with store.staging_file(".dump") as tmp:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg_environ(ctx))
         assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
         try:
             with open(tmp, "wb") as out:
                 sealer = key.sealer(out, OBJECT_CONTEXT)
-                for chunk in iter(lambda: proc.stdout.read(_CHUNK), b""):  # type: ignore[union-attr]
+                for chunk in iter(lambda: stdout.read(_CHUNK), b""):
                     h.update(chunk)
                     size += len(chunk)
                     sealer.write(chunk)
@@ -313,9 +314,9 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, key: BackupKey, entr
         save_manifest(store, key, env, backup_id, manifest.to_json())
     except BaseException:
         # No manifest references what this backup stored: remove it so nothing partial stays behind.
-        for key in created:
+        for created_key in created:
             with suppress(OdooOpsError):
-                store.delete(key)
+                store.delete(created_key)
         raise
     return manifest
 

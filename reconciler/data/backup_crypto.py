@@ -105,7 +105,7 @@ class BackupKey:
                 return len(b)
 
         buf = _Buf()
-        writer = self.sealer(buf, context)  # type: ignore[arg-type]
+        writer = self.sealer(buf, context)  # type: ignore[arg-type]  # SealWriter only calls write()
         writer.write(data)
         writer.close()
         return b"".join(buf.parts)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -249,16 +249,16 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     conn.execute("ALTER TABLE oo_p RENAME TO oo_pii")
     conn.execute("CREATE UNIQUE INDEX ON oo_pii (h)")
     conn.execute("ANALYZE oo_pii")
-    personal = int(conn.execute("SELECT count(*) FROM oo_pii").fetchone()[0])
+    personal = int(cast(tuple[Any, ...], conn.execute("SELECT count(*) FROM oo_pii").fetchone())[0])
     phases = {"source_values": time.monotonic() - started}
     # 3. Every text column of every table of the copy, against P (one hash semi-join per table).
     tables = _text_columns(conn)
     columns_scanned = 0
-    for table, cols in tables.items():
+    for table, text_cols in tables.items():
         if table.startswith("oo_"):
             continue
-        columns_scanned += len(cols)
-        sources = _table_sources(cols)
+        columns_scanned += len(text_cols)
+        sources = _table_sources(text_cols)
         names = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(x.name) for x in sources))
         for query in _forms(table, sources, None, table in dst_ids):
             # One scan of the table per form, hash-joined with the source's values.
@@ -273,15 +273,15 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     for tbl, col, row_id, _cell, _h in matches:
         if row_id is not None:
             by_cell.setdefault((tbl, col), []).append(int(row_id))
-    for (tbl, col), ids in by_cell.items():
+    for (tbl, col_name), ids in by_cell.items():
         types = dict(src_text.get(tbl, []))
-        if col not in types or tbl not in src_ids:
+        if col_name not in types or tbl not in src_ids:
             continue
-        item, v = _values(tbl, col, types[col])
+        item, v = _values(tbl, col_name, types[col_name])
         q = sql.SQL("SELECT t.id, x.h::text FROM {t} t, {i}, LATERAL ({e}) x WHERE t.id = ANY(%s)").format(
             t=sql.Identifier(tbl), i=item, e=_extract(v))
         for row_id, h in source.execute(q, (sorted(set(ids)),)).fetchall():
-            stayed.add((tbl, col, int(row_id), h))
+            stayed.add((tbl, col_name, int(row_id), h))
     # A cell stayed when the copy's cell holds a value its source cell held (the source's other values don't count).
     stayed &= {(t, c, int(i), h) for t, c, i, _cell, h in matches if i is not None}
     # Every row of a masked column (but the kept ones, whose values are not looked for) was rewritten by
@@ -305,22 +305,22 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     leaks: dict[str, int] = {}
     chance: dict[str, int] = {}
     examples: list[dict[str, Any]] = []
-    for (tbl, col, _cell), (verdict, row_id) in sorted(verdicts.items(), key=lambda kv: (kv[0], kv[1][1] or 0)):
-        where = f"{tbl}.{col}"
+    for (tbl, col_name, _cell), (verdict, row_id) in sorted(verdicts.items(), key=lambda kv: (kv[0], kv[1][1] or 0)):
+        place = f"{tbl}.{col_name}"
         bucket = chance if verdict == "chance" else leaks
-        bucket[where] = bucket.get(where, 0) + 1
+        bucket[place] = bucket.get(place, 0) + 1
         if verdict != "chance" and len(examples) < 20:
-            examples.append({"table": tbl, "column": col, "id": row_id, "reason": verdict})
+            examples.append({"table": tbl, "column": col_name, "id": row_id, "reason": verdict})
     # 5. Low-entropy columns, cell by cell.
     conn.execute("ANALYZE oo_low")
     for (table, column), col in sorted(dst_cols.items()):
         if col.rule.kind not in LOW_KINDS or table not in dst_ids:
             continue
-        n = int(conn.execute(sql.SQL(
+        n = int(cast(tuple[Any, ...], conn.execute(sql.SQL(
             "SELECT count(*) FROM {t} t JOIN oo_low l ON l.tbl = {tl} AND l.col = {cl} AND l.id = t.id "
             "WHERE t.{c} IS NOT NULL AND md5(lower(btrim(t.{c}::text)))::uuid = l.h").format(
             t=sql.Identifier(table), tl=sql.Literal(table), cl=sql.Literal(column),
-            c=sql.Identifier(column))).fetchone()[0])
+            c=sql.Identifier(column))).fetchone())[0])
         if n:
             leaks[f"{table}.{column}"] = leaks.get(f"{table}.{column}", 0) + n
             if len(examples) < 20:

@@ -338,7 +338,7 @@ def _bodies(msg: EmailMessage) -> tuple[str | None, str | None]:
             try:
                 content = part.get_content()
             except (LookupError, ValueError):
-                content = part.get_payload(decode=True).decode("utf-8", "replace")  # type: ignore[union-attr]
+                content = part.get_payload(decode=True).decode("utf-8", "replace")  # type: ignore[union-attr]  # bytes: a leaf part
             if kind == "plain":
                 text = content
             else:

@@ -346,7 +346,7 @@ def _has_id(conn: psycopg.Connection[Any], table: str) -> bool:
 
 
 def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
-                  keep: sql.Composable | None) -> sql.Composable:
+                  keep: sql.Composable | None) -> sql.Composed:
     """One UPDATE for the table: expressions for most kinds, a join with oo_phone_map for phones."""
     phones = [c for c in cols if c.rule.kind in PHONE_KINDS and c.data_type in TEXT_TYPES]
     if phones and not _has_id(conn, table):
@@ -362,6 +362,7 @@ def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
     sets: list[sql.Composable] = []
     for c in cols:
         ident = sql.Identifier(c.rule.column)
+        expr: sql.Composable
         if c in phones:
             if c.rule.kind == "phone":
                 value = sql.SQL("p.{}").format(sql.Identifier(f"oo_i{joined.index(c.rule.column)}"))
@@ -378,7 +379,7 @@ def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
     stmt = sql.SQL("UPDATE {t} SET {s}").format(t=t, s=sql.SQL(", ").join(sets))
     conds: list[sql.Composable] = []
     if joined:
-        outs = [sql.SQL("s.id AS oo_id")]
+        outs: list[sql.Composable] = [sql.SQL("s.id AS oo_id")]
         joins: list[sql.Composable] = []
         for i, name in enumerate(joined):
             m = sql.Identifier(f"m{i}")

@@ -5,7 +5,7 @@ The scan for the source's personal data is leakscan.py."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
@@ -45,11 +45,11 @@ def check_neutralized(conn: psycopg.Connection[Any], mail_server: Mapping[str, A
         "%s::text[]))) ORDER BY c.id", ([a[0] for a in allowed], [a[1] for a in allowed])).fetchall()
     checks["crons"] = {"ok": not crons, "active_not_allowed": [c[0] for c in crons]}
     if _table_exists(conn, "base_automation"):
-        n = conn.execute("SELECT count(*) FROM base_automation WHERE active").fetchone()[0]
+        n = cast(tuple[Any, ...], conn.execute("SELECT count(*) FROM base_automation WHERE active").fetchone())[0]
         checks["automation_rules"] = {"ok": n == 0, "active": n}
     if _table_exists(conn, "queue_job"):
-        n = conn.execute("SELECT count(*) FROM queue_job WHERE state IN ('pending', 'enqueued', 'started', "
-                         "'wait_dependencies')").fetchone()[0]
+        n = cast(tuple[Any, ...], conn.execute("SELECT count(*) FROM queue_job WHERE state IN ('pending', 'enqueued', "
+                                               "'started', 'wait_dependencies')").fetchone())[0]
         checks["queue_jobs"] = {"ok": n == 0, "pending": n}
     return checks
 

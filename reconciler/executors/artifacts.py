@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import pygit2
 from pygit2.enums import FileMode
@@ -153,7 +153,7 @@ class ArtifactStore:
     def verify(self, artifact_id: str) -> bool:
         """Recompute the bundle's content digest and compare it with the manifest."""
         found = self.get(artifact_id)
-        return bool(found) and content_digest(found.path) == found.content_digest
+        return found is not None and content_digest(found.path) == found.content_digest
 
     def gc(self, keep: set[str]) -> list[str]:
         """Delete artifacts not in `keep` (pass every id a container still mounts) and dead builds."""
@@ -254,19 +254,19 @@ def export_tree(repo: pygit2.Repository, tree_id: str, dest: Path) -> int:
     while stack:
         current, out, rel = stack.pop()
         for entry in current:
-            name = os.fsdecode(entry.raw_name)
+            name = os.fsdecode(cast(bytes, entry.raw_name))
             if name in (".", "..") or name.lower() == ".git" or "/" in name or "\0" in name:
                 raise _unsafe(rel / name, "reserved file name")
             target, mode = out / name, entry.filemode
             if mode == FileMode.TREE:
                 target.mkdir()
-                stack.append((repo[entry.id], target, rel / name))
+                stack.append((cast(pygit2.Tree, repo[entry.id]), target, rel / name))
             elif mode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
-                target.write_bytes(repo[entry.id].data)
+                target.write_bytes(cast(pygit2.Blob, repo[entry.id]).data)
                 target.chmod(0o755 if mode == FileMode.BLOB_EXECUTABLE else 0o644)
                 written += 1
             elif mode == FileMode.LINK:
-                link = os.fsdecode(repo[entry.id].data)
+                link = os.fsdecode(cast(pygit2.Blob, repo[entry.id]).data)
                 if link.startswith("/"):
                     raise _unsafe(rel / name, f"absolute symlink ({link})")
                 os.symlink(link, target)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -142,7 +142,7 @@ class DockerRuntime:
             for item in items:
                 if env := (item.get("Labels") or {}).get(L_ENV):
                     entry = _from_summary(item) if kind == 0 else item["Name"]
-                    found.setdefault(env, ([], [], []))[kind].append(entry)  # type: ignore[arg-type]
+                    found.setdefault(env, ([], [], []))[kind].append(entry)  # type: ignore[arg-type]  # entry's type follows kind
         return {env: ObservedRuntime(env, tuple(sorted(c, key=lambda x: x.name)),
                                      tuple(sorted(n)), tuple(sorted(v)))
                 for env, (c, n, v) in sorted(found.items())}
@@ -168,9 +168,9 @@ class DockerRuntime:
             all_labels = {c["name"]: self._container_labels(spec, c) for c in spec["containers"]}
             network_created, volumes_created = self._ensure_network_and_volumes(spec)
             current = self._settle_handovers(env, all_labels)
-            for name, obs in current.items():
+            for name, stale in current.items():
                 if name not in all_labels:
-                    self._stop_and_remove(obs.id, 10)
+                    self._stop_and_remove(stale.id, 10)
                     removed.append(name)
             for c in spec["containers"]:
                 labels = all_labels[c["name"]]
@@ -439,7 +439,7 @@ class DockerRuntime:
                     one.kill()
                 logs = one.logs(stdout=True, stderr=True, tail=tail).decode("utf-8", "replace")
             finally:
-                self._stop_and_remove(one.id, 0)
+                self._stop_and_remove(cast(str, one.id), 0)
         return RunResult(kwargs["name"], exit_code, exit_code is None, logs,
                          time.monotonic() - started)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import docker
 import docker.errors
@@ -213,16 +213,16 @@ def write_context(source: Path, files: Path, out: IO[bytes]) -> None:
             try:
                 with tarfile.open(source, "r|*") as tar:
                     for member in tar:
-                        rel = _strip_top(member.name)
-                        if rel is None or not (member.isfile() or member.isdir() or member.issym()):
+                        member_rel = _strip_top(member.name)
+                        if member_rel is None or not (member.isfile() or member.isdir() or member.issym()):
                             continue
-                        if "__pycache__" in rel.split("/") or rel.endswith(".pyc"):
+                        if "__pycache__" in member_rel.split("/") or member_rel.endswith(".pyc"):
                             continue
-                        member.name = f"src/{rel}"
+                        member.name = f"src/{member_rel}"
                         member.uid = member.gid = 0
                         member.uname = member.gname = "root"
                         ctx.addfile(member, tar.extractfile(member) if member.isfile() else None)
-                        seen.add(rel)
+                        seen.add(member_rel)
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise _source_error(source, f"cannot read the archive ({exc})") from exc
         if "LICENSE" not in seen:  # the Dockerfile copies it; an unpacked tree may lack it
@@ -369,12 +369,12 @@ def build_odoo_image(source: Path, tag: str | None = None, *, docker_host: str |
             labels = _labels_of(client, tag)
             if labels is not None and labels.get(L_DIGEST) == digest:
                 image = client.images.get(tag)
-                return ImageBuild(tag, image.id, digest, labels.get(L_VERSION, ""), True, True,
+                return ImageBuild(tag, cast(str, image.id), digest, labels.get(L_VERSION, ""), True, True,
                                   time.monotonic() - started)
             same = client.images.list(filters={"label": f"{L_DIGEST}={digest}"})
             if same:  # built before under another tag: tag it, build nothing
                 same[0].tag(tag)
-                return ImageBuild(tag, same[0].id, digest, same[0].labels.get(L_VERSION, ""), True, True,
+                return ImageBuild(tag, cast(str, same[0].id), digest, same[0].labels.get(L_VERSION, ""), True, True,
                                   time.monotonic() - started)
             version = version or read_version(source)
             old_id = client.images.get(tag).id if labels is not None else None
@@ -413,7 +413,7 @@ def _docker_build(client: docker.DockerClient, source: Path, files: Path, tag: s
                 tail = [*tail, text][-20:]
             aux = chunk.get("aux") or {}
             image_id = aux.get("ID", image_id)
-        return image_id or client.images.get(tag).id
+        return image_id or cast(str, client.images.get(tag).id)
 
 
 def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:

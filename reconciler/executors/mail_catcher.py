@@ -6,7 +6,7 @@ What the catcher is and when it changes is decided in data/mail.py; this module 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import docker
 import docker.errors
@@ -49,7 +49,7 @@ def run(client: docker.DockerClient, spec: CatcherSpec, networks: list[str]) -> 
         container.start()
         for network in networks:
             with contextlib.suppress(docker.errors.APIError):  # removed meanwhile with its environment
-                client.api.connect_container_to_network(container.id, network)
+                client.api.connect_container_to_network(cast(str, container.id), network)
     except docker.errors.APIError as exc:
         with contextlib.suppress(docker.errors.APIError):
             client.api.remove_container(spec.name, v=True, force=True)

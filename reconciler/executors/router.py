@@ -82,6 +82,7 @@ class CaddyRouter:
                     {"admin_url": self.admin_url, "id": route["@id"]})
             index = mine[0] if mine else None
             catch_all = next((i for i, r in enumerate(current) if not r.get("match")), None)
+            body: dict[str, Any] | list[dict[str, Any]]
             if index is not None:
                 if current[index] == route:
                     return attempted

@@ -207,8 +207,8 @@ class TerraformRunner:
         changes = tuple(ResourceChange(rc["address"], tuple(rc["change"]["actions"]))
                         for rc in shown.get("resource_changes", [])
                         if tuple(rc["change"]["actions"]) not in {("no-op",), ("read",)})
-        return TerraformPlan(env, *(sum(a in c.actions for c in changes) for a in ("create", "update", "delete")),
-                             changes)
+        add, change, destroy = (sum(a in c.actions for c in changes) for a in ("create", "update", "delete"))
+        return TerraformPlan(env, add, change, destroy, changes)
 
     def apply(self, env: str, on_event: Handler | None = None) -> TerraformResult:
         return self._change(env, "apply", on_event)
@@ -242,8 +242,8 @@ class TerraformRunner:
             self._init(env)
             events = self._locking(env, op, input=False, auto_approve=IsFlagged, json=IsFlagged,
                                    lock_timeout=f"{self.lock_timeout_s}s", on_event=on_event)
-        counts = next((e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {})
-        outputs = next((e["outputs"] for e in reversed(events) if e.get("type") == "outputs"), {})
+        counts: dict[str, Any] = next((e["changes"] for e in reversed(events) if e.get("type") == "change_summary"), {})
+        outputs: dict[str, Any] = next((e["outputs"] for e in reversed(events) if e.get("type") == "outputs"), {})
         values = {k: v.get("value") for k, v in outputs.items() if op == "apply" and not v.get("sensitive")}
         return TerraformResult(env, op, counts.get("add", 0), counts.get("change", 0), counts.get("remove", 0),
                                values, round(time.monotonic() - start, 3))

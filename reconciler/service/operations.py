@@ -9,7 +9,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pygit2
 
@@ -25,6 +25,7 @@ from reconciler.sources.notes import iter_notes
 from reconciler.sources.remote import redact_url, scrub
 
 if TYPE_CHECKING:
+    from reconciler.controller.daemon import DaemonConfig
     from reconciler.controller.planning import Project
     from reconciler.platform.host import HostSettings
 
@@ -42,6 +43,8 @@ _PUBLIC_FIELDS = ("steps", "tests", "modules", "error", "deployed_at", "running_
 
 
 class DaemonLike(Protocol):
+    config: DaemonConfig
+
     def project(self) -> Project: ...
 
     def enqueue(self, branch: str, reason: str) -> None: ...
@@ -266,7 +269,7 @@ class Operations:
                                "wait for the next poll (or push the branch), then retry")
         parent = repo[ref.target]
         tree = parent.tree
-        text = repo[tree[CONFIG_FILE].id].data.decode() if CONFIG_FILE in tree else "version: 1\n"
+        text = cast(pygit2.Blob, repo[tree[CONFIG_FILE].id]).data.decode() if CONFIG_FILE in tree else "version: 1\n"
         yaml = YAML()  # round-trip mode: comments, order and quoting survive
         yaml.preserve_quotes = True
         doc = yaml.load(text) or {}

@@ -31,7 +31,8 @@ SIGNATURE = ("OdooOps", "odooops@localhost")
 def _envs(project: Project) -> dict[str, dict[str, Any]]:
     """name -> {branch, tier, commit (desired)} of every environment the plan knows."""
     plan = compute_plan(project, refresh=False).plan
-    out = {s.name: {"branch": s.branch, "tier": str(s.tier), "commit": s.commit} for s in plan.environments}
+    out: dict[str, dict[str, Any]] = {s.name: {"branch": s.branch, "tier": str(s.tier), "commit": s.commit}
+                                      for s in plan.environments}
     for a in plan.actions:  # blocked environments still name their branch and tier
         out.setdefault(a.env, {"branch": a.branch, "tier": a.tier, "commit": a.commit})
     return out

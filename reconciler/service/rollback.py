@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pygit2
 from psycopg import sql
@@ -151,11 +151,11 @@ def data_loss_window(ctx: DataContext, env: str, since: float, now: float | None
             "AND c.column_name IN ('create_date', 'write_date') GROUP BY c.table_name HAVING count(*) = 2 "
             "ORDER BY 1").fetchall()]
         for name in names:
-            created, changed = conn.execute(sql.SQL(
+            created, changed = cast(tuple[int, int], conn.execute(sql.SQL(
                 "SELECT count(*) FILTER (WHERE create_date > %(t)s), count(*) FILTER (WHERE write_date > %(t)s "
                 "AND (create_date IS NULL OR create_date <= %(t)s)) FROM {} "
                 "WHERE create_date > %(t)s OR write_date > %(t)s").format(sql.Identifier(name)), {"t": stamp}
-            ).fetchone()
+            ).fetchone())
             if created or changed:
                 tables[name] = {"created": int(created), "changed": int(changed)}
     records = {k: v for k, v in tables.items() if not _technical(k)}

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pygit2
 from pygit2.enums import FileMode, RepositoryOpenFlag
@@ -61,8 +62,8 @@ class GitAnchors:
 
     def _parse(self, repo: pygit2.Repository, commit_id: str) -> Anchor:
         try:
-            commit = repo[commit_id]
-            doc = json.loads(repo[commit.tree[ANCHOR_FILE].id].data)
+            commit = cast(pygit2.Commit, repo[commit_id])
+            doc = json.loads(cast(pygit2.Blob, repo[commit.tree[ANCHOR_FILE].id]).data)
             seq, digest, when = int(doc["seq"]), str(doc["hash"]), float(doc["anchored_at"])
             if doc.get("schema") != SCHEMA or seq < 1 or len(digest) != 64:
                 raise ValueError(doc)

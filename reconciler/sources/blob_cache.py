@@ -50,7 +50,8 @@ class BlobCache:
                 text = self._from_disk(oid)
             if text is not None:
                 self.hits += 1
-                return json.loads(text)
+                cached: dict[str, Any] = json.loads(text)
+                return cached
         # Compute outside the lock: it may be slow (YAML parsing) and must not block readers.
         value = compute(read(oid))
         if not isinstance(value, dict):
@@ -60,7 +61,8 @@ class BlobCache:
             self.misses += 1
             self._mem[oid] = text
             self._store(oid, text)
-        return json.loads(text)
+        stored: dict[str, Any] = json.loads(text)
+        return stored
 
     def __contains__(self, oid: str) -> bool:
         with self._lock:
@@ -129,8 +131,9 @@ class BlobCache:
             return None
         if row is None:
             return None
-        self._mem[oid] = row[0]
-        return row[0]
+        text: str = row[0]
+        self._mem[oid] = text
+        return text
 
     def _store(self, oid: str, text: str) -> None:
         if self._db is None:

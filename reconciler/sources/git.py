@@ -276,7 +276,7 @@ class GitSource:
             heads = remote.list_heads(callbacks=Callbacks(self._url))
         except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
             raise git_error(exc, self._url, "fetch") from None
-        return {h.name: str(h.oid) for h in heads if _fetched(h.name) and not h.symref_target}
+        return {h.name: str(h.oid) for h in heads if h.name is not None and _fetched(h.name) and not h.symref_target}
 
     def local_refs(self) -> dict[str, str]:
         """The mirror's refs in the namespaces refresh() fetches (what remote_refs() compares to)."""
@@ -329,12 +329,14 @@ class GitSource:
             gone = sorted(k for k in before if _targeted(k) and k not in remote and before[k] == local.get(k))
             received = (0, 0)
             if moved:
-                fetcher = self._repo.remotes.create_anonymous(self._url)
+                url = self._url
+                assert url is not None  # refresh_if_changed() fetches heads only from a remote URL
+                fetcher = self._repo.remotes.create_anonymous(url)
                 try:
-                    stats = fetcher.fetch([f"+{k}:{k}" for k in moved], callbacks=Callbacks(self._url),
+                    stats = fetcher.fetch([f"+{k}:{k}" for k in moved], callbacks=Callbacks(url),
                                           message="odooops: refresh")
                 except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
-                    raise git_error(exc, self._url, "fetch") from None
+                    raise git_error(exc, url, "fetch") from None
                 received = (stats.received_objects, stats.received_bytes)
             for name in gone:
                 self._repo.references.delete(name)
@@ -405,12 +407,14 @@ class GitSource:
         return RefHead(name, kind[1], kind[0], kind[2], *info)
 
     def _inspect(self, target: pygit2.Oid) -> tuple[str, int, str | None] | None:
-        obj = self._repo.get(target)
-        if obj is None:
+        found = self._repo.get(target)
+        if found is None:
             return None
-        if not isinstance(obj, pygit2.Commit):
+        if isinstance(found, pygit2.Commit):
+            obj = found
+        else:
             try:
-                obj = obj.peel(pygit2.Commit)  # an annotated tag under refs/heads
+                obj = found.peel(pygit2.Commit)  # an annotated tag under refs/heads
             except (pygit2.GitError, ValueError, TypeError):
                 return None
         blob: str | None = None

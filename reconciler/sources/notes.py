@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag
@@ -75,7 +75,8 @@ def _note_bytes(repo: pygit2.Repository, commit: str, ref: str = NOTES_REF) -> b
         note = repo.lookup_note(commit, ref)
     except KeyError:
         return None
-    return repo[note.id].data
+    data: bytes = cast(pygit2.Blob, repo[note.id]).data
+    return data
 
 
 def read_note(repo: pygit2.Repository, commit: str) -> dict[str, Any] | None:
@@ -93,7 +94,7 @@ def iter_notes(repo: pygit2.Repository) -> Iterator[tuple[str, dict[str, Any]]]:
     if tip is None:
         return
     for commit, blob in sorted(_notes_map(repo, tip).items()):
-        doc = _parse(repo[blob].data)
+        doc = _parse(cast(pygit2.Blob, repo[blob]).data)
         if doc is not None:
             yield commit, doc
 
@@ -182,9 +183,10 @@ def _notes_map(repo: pygit2.Repository, notes_commit: str) -> dict[str, pygit2.O
     while stack:
         prefix, tree = stack.pop()
         for entry in tree:
-            name = prefix + entry.name
-            if entry.type_str == "tree" and len(name) < 40 and set(entry.name) <= _HEX:
-                stack.append((name, repo[entry.id]))
+            entry_name = cast(str, entry.name)  # always set on an entry read from a tree
+            name = prefix + entry_name
+            if entry.type_str == "tree" and len(name) < 40 and set(entry_name) <= _HEX:
+                stack.append((name, cast(pygit2.Tree, repo[entry.id])))
             elif entry.type_str == "blob" and len(name) == 40 and set(name) <= _HEX:
                 out[name] = entry.id
     return out
@@ -196,7 +198,8 @@ def _merged_tree(repo: pygit2.Repository, ours: str, theirs: str) -> pygit2.Oid:
     for commit in sorted(set(a) | set(b)):
         blob = a.get(commit) or b[commit]
         if commit in a and commit in b and a[commit] != b[commit]:
-            doc = merge_docs(_parse(repo[a[commit]].data), _parse(repo[b[commit]].data))
+            doc = merge_docs(_parse(cast(pygit2.Blob, repo[a[commit]]).data),
+                             _parse(cast(pygit2.Blob, repo[b[commit]]).data))
             blob = repo.create_blob(canonical_json(doc).encode())
         builder.insert(commit, blob, FileMode.BLOB)
     return builder.write()
@@ -277,9 +280,10 @@ def _copy_objects(src: pygit2.Repository, dst: pygit2.Repository, root: str) -> 
         stack.append((oid, True))
         obj = src[oid]
         if obj.type == ObjectType.COMMIT:
-            stack += [(obj.tree_id, False)] + [(p, False) for p in obj.parent_ids]
+            commit = cast(pygit2.Commit, obj)
+            stack += [(commit.tree_id, False)] + [(p, False) for p in commit.parent_ids]
         elif obj.type == ObjectType.TREE:
-            stack += [(e.id, False) for e in obj if e.filemode != FileMode.COMMIT]
+            stack += [(e.id, False) for e in cast(pygit2.Tree, obj) if e.filemode != FileMode.COMMIT]
 
 
 def _push_local(repo: pygit2.Repository, path: str, tip: str, expected: str | None) -> None:

@@ -18,18 +18,11 @@ from pygit2.enums import RepositoryOpenFlag
 
 from reconciler.core.model import Pin
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import (
-    CONFIG_FILE,
-    PINS,
-    AuthenticationFailed,
-    Callbacks,
-    ensure_network_timeouts,
-    git_error,
-    redact_url,
-)
+from reconciler.sources.git import CONFIG_FILE, PINS
 
 # The notes module already knows how to publish objects into a repository on this disk; reuse it.
 from reconciler.sources.notes import _copy_objects, _local_remote_path, _ref_target
+from reconciler.sources.remote import AuthenticationFailed, Callbacks, ensure_network_timeouts, git_error, redact_url
 
 PIN_PREFIX = PINS  # the mirror fetches this namespace (sources.git)
 PIN_SCHEMA = "odooops/pin/v1"

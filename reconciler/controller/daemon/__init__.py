@@ -35,7 +35,7 @@ from reconciler.core.model import Action
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import HostSettings
 from reconciler.platform.metrics import Metrics, NotesRetryCounter
-from reconciler.sources.git import redact_url
+from reconciler.sources.remote import redact_url
 
 __all__ = ["ACTIVE", "MAX_HINTED", "NOTES_RETRY_MAX_S", "ApplierLike", "Daemon", "DaemonConfig", "SharedStateStore",
            "branch_outcome"]
@@ -157,8 +157,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.
-            project.heads = lambda refs=None: [  # type: ignore[method-assign]
-                h for h in all_heads(refs) if h.branch not in self._closed]
+            project.heads = lambda refs_digest=None: [  # type: ignore[method-assign]  # minus closed requests
+                h for h in all_heads(refs_digest) if h.branch not in self._closed]
             self._local.project = project
         if getattr(self._local, "closed", None) is not self._closed:
             project.memo = None  # the memo is keyed by refs, which a closure does not change

@@ -12,8 +12,8 @@ from reconciler.controller.planning import PlanOutcome, Project, compute_plan, o
 from reconciler.controller.workqueue import Work
 from reconciler.core.model import ActionKind, ObservedEnv
 from reconciler.errors import OdooOpsError
-from reconciler.sources.git import redact_url
 from reconciler.sources.notes import push_notes
+from reconciler.sources.remote import redact_url
 
 if TYPE_CHECKING:
     import threading

@@ -84,9 +84,10 @@ class Scheduler:
         outcome = self._branch_plan(project, item.key)
         active = [a for a in outcome.plan.actions if a.action in ACTIVE]
         if not active:
-            outcome = self._fallback(project, item.key, work, outcome)
-            if outcome is None:
+            fallback = self._fallback(project, item.key, work, outcome)
+            if fallback is None:
                 return Result("noop")
+            outcome = fallback
             active = [a for a in outcome.plan.actions if a.action in ACTIVE] or list(outcome.plan.actions)
         self.claims.claim({a.env: (a.branch, a.tier) for a in active if a.action is not ActionKind.DESTROY})
         for action in active:

@@ -119,7 +119,7 @@ class Sweeper:
             if web is None or not web.running:
                 why = f"its web container is {'missing' if web is None else web.state}"
             elif routes is not None and (route is None or (route.upstream, route.websocket_upstream)
-                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]
+                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]  # web => rt
                 why = "its route is missing or points elsewhere (Caddy or dockerd restarted?)"
             else:
                 continue
