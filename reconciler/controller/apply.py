@@ -26,6 +26,7 @@ from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.controller.steps.database import DatabaseStep, StepFailed
 from reconciler.core import odoo_log
+from reconciler.core.drift import route_drift, web_drift
 from reconciler.core.model import Action, ActionKind, EnvSpec, digest
 from reconciler.data import access_sweep, mail
 from reconciler.data.odoo_cli import run_tests_command
@@ -200,8 +201,8 @@ class Applier:
                 continue  # otherwise recorded once; retried when the branch moves, never in a loop
             web = running[a.env].container("web") if a.env in running else None
             recorded = entries.get(a.env, {}).get("credentials")
-            if web is None or not web.running or web.commit != specs[a.env].commit:
-                what = "is missing" if web is None else f"is {web.state}" if not web.running else "runs another commit"
+            what = web_drift(web, specs[a.env].commit, compare_commit=True)
+            if what is not None:
                 out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                                   commit=a.commit, old_commit=a.commit,
                                   reason=f"runtime drift: the web container {what}"))
@@ -223,7 +224,7 @@ class Applier:
             route = routes.get(a.env)
             hosts = tuple(specs[a.env]["domains"])
             ws = rt.websocket_upstream if rt is not None else None
-            if route is None or (route.upstream, route.websocket_upstream, tuple(route.hosts)) != (upstream, ws, hosts):
+            if route_drift(route, upstream, ws, hosts):
                 self.router.set_route(a.env, list(hosts), upstream, ws)
                 self.progress(a.env, "route", "changed", f"repaired: {hosts[0]} -> {upstream}")
 

@@ -10,6 +10,7 @@ import psycopg
 
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.controller.workqueue import Work
+from reconciler.core.drift import route_drift, web_drift
 from reconciler.core.model import ActionKind
 from reconciler.data import access_sweep, scratch
 from reconciler.errors import OdooOpsError
@@ -116,10 +117,10 @@ class Sweeper:
             rt = labelled.get(name)
             web = rt.container("web") if rt is not None else None
             route = routes.get(name) if routes is not None else None
-            if web is None or not web.running:
-                why = f"its web container is {'missing' if web is None else web.state}"
-            elif routes is not None and (route is None or (route.upstream, route.websocket_upstream)
-                                         != (rt.web_upstream, rt.websocket_upstream)):  # type: ignore[union-attr]  # web => rt
+            what = web_drift(web)
+            if what is not None:
+                why = f"its web container {what}"
+            elif routes is not None and route_drift(route, rt.web_upstream, rt.websocket_upstream):  # type: ignore[union-attr]  # web => rt
                 why = "its route is missing or points elsewhere (Caddy or dockerd restarted?)"
             else:
                 continue
