@@ -18,6 +18,7 @@ the update fails (the rollback helper restores it later on request).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -35,6 +36,13 @@ from reconciler.controller.modules import (
     repo_modules,
     schema_gate,
     store_digests,
+)
+from reconciler.controller.steps.context import (
+    DeployContext,
+    StepFailed,
+    StepResult,
+    need,
+    platform_values,
 )
 from reconciler.core import odoo_log
 from reconciler.core.model import EnvSpec
@@ -56,19 +64,11 @@ from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.runtime import RunResult, Runtime
 from reconciler.platform.host import HostSettings
+from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
-
-
-class StepFailed(Exception):
-    """A step failed with an error for the user and the tail of the log that explains it."""
-
-    def __init__(self, error: OdooOpsError, log_excerpt: str = "") -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.log_excerpt = log_excerpt
 
 
 @dataclass
@@ -516,3 +516,40 @@ class DatabaseStep:
         else:
             dst.mkdir()
         self._chown(dst.parent, dst)
+
+
+def run(ctx: DeployContext) -> StepResult:
+    """The database step of a deploy: the container spec, then the database built or migrated (DatabaseStep)."""
+    p, spec, st = ctx.platform, ctx.spec, ctx.state
+    container_spec = _container_spec(ctx)
+    st.container_spec = container_spec
+    step = DatabaseStep(project=p.project, host=p.host, runtime=p.runtime, secrets=p.secrets,
+                        spec=spec, previous=ctx.previous, container_spec=container_spec, owner=need(st.owner, "owner"),
+                        image_id=need(st.image_id, "image_id"), external=st.external if st.external is not None else [],
+                        progress=lambda msg: p.progress(spec.name, "database", "start", msg))
+    try:
+        out = step.run()
+    finally:
+        # Even a failed step may have taken the pre-deploy backup: record it with the failure.
+        st.pre_deploy_backup = step.backup
+        st.database_step = step
+    ctx.report.modules = out.modules.to_json() if out.modules is not None else None
+    st.data = out.data
+    st.working_copy = out.working_copy
+    return StepResult(out.result, out.detail)
+
+
+def _container_spec(ctx: DeployContext) -> dict[str, Any]:
+    p, st = ctx.platform, ctx.state
+    doc: dict[str, Any] = json.loads(fill(ctx.rendered["container.json"], platform_values(ctx)))
+    host_cpus = p.host_cpus()
+    for c in doc["containers"]:
+        c["image"] = need(st.image, "image")
+        c["config_digest"] = st.config_digest
+        if c.get("cpus") and c["cpus"] > host_cpus:
+            # The engine refuses a limit above the host's CPUs; the tier's request is recorded
+            # in the plan and the limit becomes "all of this host".
+            note = f"{c['role']} CPU limit {c['cpus']:g} capped to the host's {host_cpus}"
+            st.notes.append(note)
+            c["cpus"] = float(host_cpus)
+    return doc
