@@ -195,6 +195,29 @@ class StateStore:
         return {name: observed_from_entry(e, "state") for name, e in self.entries().items()
                 if e.get("state") not in ("destroyed", "blocked")}
 
+    def _read(self) -> dict[str, Any]:
+        """The whole store in the former state.json shape (for tools and tests that edit it)."""
+        return {"schema": SCHEMA, "environments": self.entries()}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        """Replace the whole store with `data` (the state.json shape) in one transaction; only
+        rows that differ are written."""
+        wanted = {name: _dump(e) for name, e in data["environments"].items()}
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = dict(conn.execute("SELECT name, doc FROM environments WHERE doc IS NOT NULL").fetchall())
+            changed: list[tuple[str, str | None]] = [(n, doc) for n, doc in wanted.items() if current.get(n) != doc]
+            changed += [(name, None) for name in current if name not in wanted]
+            if changed:
+                generation = self._next_generation(conn)
+                conn.executemany("INSERT OR REPLACE INTO environments (name, doc, generation) VALUES (?, ?, ?)",
+                                 [(name, doc, generation) for name, doc in changed])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     # -- writing ------------------------------------------------------------------------------
 
     def record(self, spec: EnvSpec, state: str = "running", deployed_at: float | None = None,

@@ -163,3 +163,19 @@ def test_concurrent_writers_from_processes_and_threads_lose_no_update(tmp_path: 
     entries = StateStore(path).entries()
     assert entries["counter"]["n"] == 4 * 2 * rounds
     assert len(entries) == 1 + 4 * 2 * rounds
+
+
+def test_whole_store_read_and_write_keep_the_state_json_shape(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.json")
+    _put(store, "a", {"env": "a"})
+    _put(store, "b", {"env": "b"})
+    data = store._read()
+    assert data == {"schema": "odooops/state/v1", "environments": {"a": {"env": "a"}, "b": {"env": "b"}}}
+    seen = store.stamp()
+    del data["environments"]["a"]
+    data["environments"]["c"] = {"env": "c"}
+    store._write(data)
+    assert sorted(store.entries()) == ["b", "c"]
+    assert store.changed_since(seen)[1] == {"a": None, "c": {"env": "c"}}
+    store._write(store._read())  # nothing differs: no new generation
+    assert store.stamp() == seen + 1
