@@ -40,6 +40,8 @@ class StateStore:
         self._cache_lock = threading.Lock()
         self._cache_generation = -1
         self._cache: dict[str, str] = {}
+        self._text_generation = -1
+        self._text = "{}"
 
     # -- connection and migration ---------------------------------------------------------------
 
@@ -180,10 +182,22 @@ class StateStore:
                     self._cache_generation = current
             finally:
                 conn.execute("COMMIT")
-            return dict(self._cache)
+            return self._cache
 
     def entries(self) -> dict[str, dict[str, Any]]:
-        return {name: json.loads(doc) for name, doc in sorted(self._raw_entries().items())}
+        # One parse of one document, as the JSON file was: fresh dicts every call (callers may
+        # change them), at the cost of a join that is only redone when a row changed.
+        text = self._entries_text()
+        result: dict[str, dict[str, Any]] = json.loads(text)
+        return result
+
+    def _entries_text(self) -> str:
+        raw = self._raw_entries()
+        with self._cache_lock:
+            if self._text_generation != self._cache_generation or not raw:
+                self._text = "{" + ",".join(f"{json.dumps(name)}:{doc}" for name, doc in sorted(raw.items())) + "}"
+                self._text_generation = self._cache_generation
+            return self._text
 
     def get(self, name: str) -> dict[str, Any] | None:
         if self._absent():
