@@ -58,6 +58,13 @@ class JsonStateStore:
     def entries(self) -> dict[str, dict[str, Any]]:
         return dict(self._read()["environments"])
 
+    def stamp(self) -> int:
+        """What the plan memo compared before: a stat of the file."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
     def load(self) -> dict[str, Any]:
         return {name: observed_from_entry(e, "state") for name, e in self.entries().items()
                 if e.get("state") not in ("destroyed", "blocked")}
@@ -119,6 +126,7 @@ def noop_plan(work: Path, branches: int, runs: int) -> dict[str, Any]:
     from bench_plan import bench_policy
 
     from reconciler.controller.planning import Project, compute_plan
+    from reconciler.core.model import ActionKind
 
     url, state, _cache = prepare(work, branches)
     policy = bench_policy(work)
@@ -145,8 +153,8 @@ def noop_plan(work: Path, branches: int, runs: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             plan = compute_plan(p).plan
             times[kind].append((time.perf_counter() - t0) * 1000)
-            actions[kind] = len(plan.actions)
-    return {"environments": len(first.environments), "actions": actions,
+            actions[kind] = sum(a.action != ActionKind.NOOP for a in plan.actions)
+    return {"environments": len(first.environments), "actions_other_than_noop": actions,
             "json": _pct(times["json"]), "sqlite": _pct(times["sqlite"]),
             "ratio_json_over_sqlite": round(statistics.median(times["json"]) / statistics.median(times["sqlite"]), 2)}
 
