@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,26 +56,52 @@ class StateStore:
 
     def _open(self) -> sqlite3.Connection:
         self.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Create the file 0600 first: SQLite gives the -wal and -shm files the database's mode.
-        os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._create()
         try:
             conn = self._connect()
+        except sqlite3.OperationalError:
+            raise  # busy or locked: not corrupt (OperationalError is a DatabaseError too)
         except sqlite3.DatabaseError:
             # A corrupt database must not stop planning: keep it aside and rebuild from notes.
             self.db_path.replace(self.db_path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}"))
-            os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._create()
             conn = self._connect()
         self._migrate(conn)
         return conn
+
+    def _create(self) -> None:
+        """A new database appears whole: built (0600, WAL, tables) under a temporary name, then
+        linked into place, so processes opening it together never see it half made. SQLite gives
+        the -wal and -shm files the database's mode."""
+        if self.db_path.exists():
+            return
+        tmp = self.db_path.with_name(f".{DB_NAME}.{os.getpid()}.{threading.get_ident()}")
+        os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                for statement in _DDL:
+                    conn.execute(statement)
+            finally:
+                conn.close()
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(tmp, self.db_path)
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
             for statement in _DDL:
                 conn.execute(statement)
+            conn.execute("COMMIT")
         except sqlite3.DatabaseError:
             conn.close()
             raise
@@ -270,6 +297,20 @@ class StateStore:
 
     def forget(self, name: str) -> None:
         self._update(name, lambda previous: (None, None))
+
+
+def _retry_busy(run: Callable[[], object], deadline_s: float = 30.0) -> None:
+    """Switching to WAL can report "locked" without waiting on the busy timeout while another
+    process opens the same new database: retry for a while."""
+    until = time.monotonic() + deadline_s
+    while True:
+        try:
+            run()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > until:
+                raise
+            time.sleep(0.01)
 
 
 def _dump(entry: dict[str, Any]) -> str:

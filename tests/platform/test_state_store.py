@@ -137,17 +137,24 @@ def _bump(prev: dict[str, Any] | None) -> tuple[dict[str, Any], None]:
 def _writer(path: str, worker: int, rounds: int) -> None:
     store = StateStore(Path(path))
 
+    errors: list[BaseException] = []
+
     def thread_body(t: int) -> None:
-        for r in range(rounds):
-            store._update("counter", _bump)
-            store.annotate("counter", last=f"{worker}-{t}-{r}")
-            _put(store, f"w{worker}-t{t}-{r}", {"env": "x"})
+        try:
+            for r in range(rounds):
+                store._update("counter", _bump)
+                store.annotate("counter", last=f"{worker}-{t}-{r}")
+                _put(store, f"w{worker}-t{t}-{r}", {"env": "x"})
+        except BaseException as exc:  # a thread's error must fail the process, not vanish
+            errors.append(exc)
 
     threads = [threading.Thread(target=thread_body, args=(t,)) for t in range(2)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
+    if errors:
+        raise SystemExit(f"writer {worker}: {errors[0]!r}")
 
 
 def test_concurrent_writers_from_processes_and_threads_lose_no_update(tmp_path: Path) -> None:
