@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def write_state(state: Path, repo: str, n: int) -> None:
     from reconciler.controller.plan_snapshot import project_id
+    from reconciler.platform.state_store import StateStore
 
     now = time.time()
     envs = {}
@@ -35,9 +36,7 @@ def write_state(state: Path, repo: str, n: int) -> None:
                       "settings": {"workers": 2, "cron_workers": 1, "odoo_version": "19.0", "ttl_hours": None,
                                    "modules": ["sale_management", "acme_sale"], "resource_limits": {}},
                       "steps": [{"step": s, "status": "ok", "seconds": 0.1} for s in ("infra", "build", "runtime")]}
-    path = state / "projects" / project_id(repo) / "state.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"schema": "odooops/state/v1", "environments": envs}))
+    StateStore(state / "projects" / project_id(repo) / "state.json")._write({"environments": envs})
 
 
 def serve(port: int, state: Path, repo: str, key_file: Path, rate: str) -> None:

@@ -16,12 +16,12 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, templates_digest
 from reconciler.core.config import PARSER_VERSION
 from reconciler.core.model import Plan, digest
 from reconciler.core.resources import data_dir
+from reconciler.platform.state_store import StateStore
 from reconciler.sources.urls import file_url_path
 
 FILE = "plan-snapshot.pickle"
@@ -94,12 +94,7 @@ def snapshot_key(location: str, state_dir: Path, policy_text: str, branches: tup
     git_dir = local_git_dir(location)
     if git_dir is None:
         return None
-    state_file = state_dir / "projects" / project_id(location) / "state.json"
-    try:
-        st = state_file.stat()
-        state_stamp: Any = (st.st_mtime_ns, st.st_size)
-    except FileNotFoundError:
-        state_stamp = None
+    state_stamp = StateStore(state_dir / "projects" / project_id(location) / "state.json").stamp()
     schema_text = (data_dir("schemas") / "odooops.schema.json").read_text(encoding="utf-8")
     return digest({
         "refs": sorted(read_refs(git_dir).items()), "state": state_stamp, "branches": branches,

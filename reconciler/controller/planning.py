@@ -112,7 +112,7 @@ class Project:
 
 
 def observed_key(project: Project) -> tuple[Any, ...]:
-    """Changes whenever observed state can: the notes ref target and the state file's stamp.
+    """Changes whenever observed state can: the notes ref target and the state store's stamp.
 
     Rollback pins are in it too: they are not branch heads (refs_digest) but change the plan, and
     every memo (this module's, the daemon's) compares this key."""
@@ -120,12 +120,7 @@ def observed_key(project: Project) -> tuple[Any, ...]:
         ref = project.source.repo.references.get(NOTES_REF)
     except ValueError:
         ref = None
-    try:
-        st = project.store.path.stat()
-        stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-    except FileNotFoundError:
-        stamp = None
-    return (str(ref.target) if ref is not None else None, stamp, pins_key(project.source.repo))
+    return (str(ref.target) if ref is not None else None, project.store.stamp(), pins_key(project.source.repo))
 
 
 def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:

@@ -83,7 +83,7 @@ class Operations:
         self.daemon = daemon
         self.host = host
         self._runtime: Any = None
-        self._list_cache: tuple[tuple[int, ...], bytes] | None = None
+        self._list_cache: tuple[int, bytes] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -124,14 +124,9 @@ class Operations:
         return [self.summary(n, e) for n, e in sorted(self.entries().items())]
 
     def list_json(self) -> bytes:
-        """{"environments": [...]} as JSON bytes, rebuilt only when the state file changes (the
+        """{"environments": [...]} as JSON bytes, rebuilt only when the state store changes (the
         busiest read: dashboards and `odooops env list` poll it)."""
-        path = self.project.store.path
-        try:
-            st = path.stat()
-            stamp: tuple[int, ...] = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = ()
+        stamp = self.project.store.stamp()
         cached = self._list_cache
         if cached is not None and cached[0] == stamp:
             return cached[1]

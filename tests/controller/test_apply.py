@@ -113,7 +113,7 @@ def test_branch_lifecycle_create_noop_redeploy_destroy(world: dict[str, Any]) ->
     values = store.all_values()
     assert len(values) == 5 and store.get(env, "admin_password") != store.get(env, "admin_passwd")
     notes = git(world["work"], "log", "-p", "refs/notes/odooops")
-    state_text = "".join(p.read_text() for p in (world["state"] / "projects").rglob("state.json"))
+    state_text = "".join(p.read_bytes().decode("latin-1") for p in (world["state"] / "projects").rglob("state.sqlite*"))
     plan_text = json.dumps(outcome.plan.actions[0].to_json()) + "".join(outcome.artifacts[env].values())
     for value in values:
         assert value not in notes and value not in state_text and value not in plan_text

@@ -230,7 +230,7 @@ def test_staging_is_a_neutralized_masked_clone_of_production(world: World, produ
         smtp.send_message(msg)
     assert [m["subject"] for m in list_messages(host, env)] == [f"hello from {env}"]
     # no secret value reached the state file or the notes
-    state_text = "".join(f.read_text() for f in world.state.rglob("state.json"))
+    state_text = "".join(f.read_bytes().decode("latin-1") for f in world.state.rglob("state.sqlite*"))
     notes_text = git(world.work, "log", "-p", "refs/notes/odooops")
     for value in SecretStore(world.state / "secrets").all_values():
         assert value not in state_text and value not in notes_text

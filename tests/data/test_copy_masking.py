@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,13 +16,11 @@ pytestmark = pytest.mark.integration
 
 def record(ctx: DataContext, env: str, tier: str, **settings: Any) -> None:
     """The state entry a deployed environment has (tier and settings are what the guard reads)."""
-    path = ctx.store.path
-    data = json.loads(path.read_text()) if path.exists() else {"schema": "odooops/state/v1", "environments": {}}
+    data = ctx.store._read()
     data["environments"][env] = {"env": env, "branch": env, "tier": tier, "commit": "0" * 40, "spec_digest": "",
                                  "settings": settings, "state": "running", "deployed_at": time.time(),
                                  "updated_at": time.time()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    ctx.store._write(data)
 
 
 def clones_of(ctx: DataContext, owner: str) -> list[str]:

@@ -3,7 +3,6 @@ production keeps its sessions, and the copy holds the backup's data, not what wa
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from typing import Any
@@ -25,13 +24,11 @@ pytestmark = pytest.mark.integration
 
 def mark_production(ctx: DataContext, env: str) -> None:
     """The state entry a deployed production has (its tier is what makes a source production)."""
-    path = ctx.store.path
-    data = json.loads(path.read_text()) if path.exists() else {"schema": "odooops/state/v1", "environments": {}}
+    data = ctx.store._read()
     data["environments"].setdefault(env, {"env": env, "branch": "main", "tier": "production", "commit": "0" * 40,
                                           "spec_digest": "", "settings": {}, "state": "running",
                                           "deployed_at": time.time(), "updated_at": time.time()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    ctx.store._write(data)
 
 
 def trusted_target(ctx: DataContext, env: str) -> None:

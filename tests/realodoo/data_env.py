@@ -3,7 +3,6 @@ tier, and a target environment's role as Terraform makes it."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,8 +22,7 @@ def write_state(ctx: DataContext, entries: dict[str, dict[str, Any]]) -> None:
         name: {"env": name, "branch": name, "commit": "0" * 40, "spec_digest": "", "settings": {},
                "state": "running", "deployed_at": now, "updated_at": now, **entry}
         for name, entry in entries.items()}}
-    ctx.store.path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.store.path.write_text(json.dumps(doc))
+    ctx.store._write(doc)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ UTC), and a real `-u` of a module makes the previous code unfit for today's data
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,9 @@ def test_window_and_code_only_check_on_real_odoo(real_odoo: RealOdoo, odoo_db: A
     pg = Postgres(pg_conn_params["host"], int(pg_conn_params["port"]), pg_conn_params["user"],
                   pg_conn_params["password"])
     ctx = data_context(tmp_path / "state", services_env, pg)
-    ctx.store.path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.store.path.write_text(json.dumps({"schema": "odooops/state/v1", "environments": {prod: {
+    ctx.store._write({"schema": "odooops/state/v1", "environments": {prod: {
         "env": prod, "branch": "main", "tier": "production", "commit": "0" * 40, "state": "running",
-        "settings": {}, "updated_at": time.time()}}}))
+        "settings": {}, "updated_at": time.time()}}})
     ctx.host.filestore_dir(prod).mkdir(parents=True)
     backup = create_backup(ctx, prod, reason="pre-deploy")
     restore = {"id": backup.id}

@@ -41,8 +41,9 @@ NOTES_RETRY_MAX_S = 8.0
 
 
 class SharedStateStore(StateStore):
-    """The state file with one in-process lock per path: workers record different environments
-    concurrently, and StateStore's read-modify-write would otherwise lose one of two updates."""
+    """The state store with one in-process lock per path. Each StateStore write is its own
+    transaction; the lock lets a caller make several reads and writes of the whole store atomic
+    with the daemon's workers (tests seed entries that way)."""
 
     _locks: ClassVar[dict[str, threading.RLock]] = {}
     _guard = threading.Lock()
