@@ -120,6 +120,7 @@ class Project_:
         self.host = host
         self.work = tmp / "project"
         self.pg = Postgres.from_host(host)
+        self.production_dropped = False
         self.tag = uuid.uuid4().hex[:8]
 
     def commit(self, branch: str, files: dict[str, str], message: str, remove: tuple[str, ...] = ()) -> str:
@@ -212,15 +213,27 @@ class Project_:
             applier._destroy(Action(env=name, action=ActionKind.DESTROY, branch=entry.get("branch", ""),
                                     tier=entry.get("tier"), reason="test cleanup", old_commit=entry.get("commit")))
         if "production" in envs:
-            # Terraform refuses to drop production (by design): take it down by hand.
-            applier.runtime.remove("production")
-            applier.router.remove_route("production")
-            self.pg.drop("production")
-            with self.pg.connect() as conn:
-                for role in ("production", "production__r"):
-                    if self.pg.role_exists(role):
-                        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-                        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            self.drop_production(applier)
+
+    def drop_production(self, applier: Applier | None = None) -> None:
+        """Take this test's production down by hand (Terraform refuses to drop production, by design). Runs
+        while the test still holds the shared production lock, and only once: run again after the lock is
+        released, it would drop the production another test deploys meanwhile."""
+        if self.production_dropped:
+            return
+        self.production_dropped = True
+        applier = applier or Applier(self.project(), self.host)
+        for db, owner in self.pg.database_owners("oo_").items():
+            if owner == "production":  # its scratch copies: a role that owns a database cannot be dropped
+                self.pg.drop(db)
+        applier.runtime.remove("production")
+        applier.router.remove_route("production")
+        self.pg.drop("production")
+        with self.pg.connect() as conn:
+            for role in ("production", "production__r"):
+                if self.pg.role_exists(role):
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture()
@@ -316,29 +329,36 @@ def test_production_migration_failure_is_rolled_back_automatically(proj: Project
         if proj.pg.exists("production"):
             pytest.fail("a database named production exists on the shared server (another test, a benchmark or a "
                         "crashed run): drop it once nothing uses it", pytrace=False)
-        report = proj.apply("main")
-        assert report.ok, explain(report)
-        first = report.environments[0].commit
-        with proj.db("production") as conn:
-            conn.execute("INSERT INTO dd_note (name, create_date, write_date) VALUES ('written before', now(), now())")
-        before_modules = proj.modules("production")
+        try:
+            _production_migration_failure(proj)
+        finally:
+            proj.drop_production()  # before the lock goes: the next holder must find no production
 
-        # dd_note gains a column (its update commits first), then dd_mig's migration fails.
-        proj.commit("main", {**dd_note("19.0.1.1", extra=LEVEL_FIELD), **dd_mig("19.0.1.1", FAILING_MIGRATION)},
-                    "dd_note: level; dd_mig: a migration that fails")
-        report = proj.apply("main")
-        [rep] = report.environments
-        assert rep.result == "failed" and rep.error is not None, explain(report)
-        assert rep.error["error"] == "ODOO_UPDATE_FAILED", explain(report)
-        assert "restored automatically" in rep.error["message"], rep.error
-        assert rep.error["restore"]["ok"] is True, rep.error
-        assert "dd_mig: this migration fails on purpose" in rep.error["log_excerpt"]
-        # schema and data as before the deploy, and the previous version serving them
-        assert "dd_level" not in proj.columns("production", "dd_note"), "the failed update's column stayed"
-        assert proj.modules("production") == before_modules
-        with proj.db("production") as conn:
-            assert conn.execute("SELECT name FROM dd_note").fetchall() == [("written before",)]
-        assert proj.health("production") == 200
-        web = proj.runtime().observe_env("production").container("web")
-        assert web is not None and web.running and web.commit == first
-        assert proj.scratch_of("production") == []
+
+def _production_migration_failure(proj: Project_) -> None:
+    report = proj.apply("main")
+    assert report.ok, explain(report)
+    first = report.environments[0].commit
+    with proj.db("production") as conn:
+        conn.execute("INSERT INTO dd_note (name, create_date, write_date) VALUES ('written before', now(), now())")
+    before_modules = proj.modules("production")
+
+    # dd_note gains a column (its update commits first), then dd_mig's migration fails.
+    proj.commit("main", {**dd_note("19.0.1.1", extra=LEVEL_FIELD), **dd_mig("19.0.1.1", FAILING_MIGRATION)},
+                "dd_note: level; dd_mig: a migration that fails")
+    report = proj.apply("main")
+    [rep] = report.environments
+    assert rep.result == "failed" and rep.error is not None, explain(report)
+    assert rep.error["error"] == "ODOO_UPDATE_FAILED", explain(report)
+    assert "restored automatically" in rep.error["message"], rep.error
+    assert rep.error["restore"]["ok"] is True, rep.error
+    assert "dd_mig: this migration fails on purpose" in rep.error["log_excerpt"]
+    # schema and data as before the deploy, and the previous version serving them
+    assert "dd_level" not in proj.columns("production", "dd_note"), "the failed update's column stayed"
+    assert proj.modules("production") == before_modules
+    with proj.db("production") as conn:
+        assert conn.execute("SELECT name FROM dd_note").fetchall() == [("written before",)]
+    assert proj.health("production") == 200
+    web = proj.runtime().observe_env("production").container("web")
+    assert web is not None and web.running and web.commit == first
+    assert proj.scratch_of("production") == []
