@@ -61,6 +61,8 @@ def preview(tmp_path: Path, services_env: dict[str, str], odoo_image: str) -> It
             assert report.ok, explain(report)
             [rep] = report.environments
             assert rep.env == f"pr-{number}"
+            files_step = next(s.detail for s in rep.steps if s.name == "files")
+            assert f"{mail.CATCHER_NAME}-{port}:{mail.CONTAINER_PORT} on its internal network" in files_step, files_step
             yield p, rep.env
     finally:
         # After the project's cleanup destroyed the preview with the catcher still on its network.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reconciler.controller import files
 from reconciler.controller.steps.context import DeployContext, StepResult, need, platform_values
+from reconciler.core.copy_guard import UNTRUSTED_SETTING
 from reconciler.core.model import digest
 from reconciler.data import mail
 from reconciler.render.artifacts import fill
@@ -24,7 +25,12 @@ def run(ctx: DeployContext) -> StepResult:
         values["smtp_password"] = mail.register_env(p.host, p.secrets, spec.name)[1]
         address, port = mail.ensure_catcher(p.host, p.runtime, p.secrets, need(st.image, "image"),
                                             name=p.mail_catcher_name)
-        what += f"; mail goes to the catcher at {address}:{port}"
+        if spec.settings.get(UNTRUSTED_SETTING):
+            # Its internal network has no route to the host's published port: odoo.conf names the catcher
+            # container, which the runtime connects to that network.
+            what += f"; mail goes to the catcher {p.mail_catcher_name}:{mail.CONTAINER_PORT} on its internal network"
+        else:
+            what += f"; mail goes to the catcher at {address}:{port}"
     conf = fill(ctx.rendered["odoo.conf"], platform_values(ctx), values)
     changed = files.write_env_files(p.host.env_dir(spec.name), need(st.owner, "owner"), {"odoo.conf": conf})
     # Containers started before a rotation hold the old passwords: a new config replaces them.
