@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -296,12 +298,17 @@ def _push_local(repo: pygit2.Repository, path: str, tip: str, expected: str | No
         raise NotesRefMoved(NOTES_REF)
 
 
-def _push_smart(repo: pygit2.Repository, url: str) -> None:
+def _push_smart(repo: pygit2.Repository, url: str, commit: str) -> None:
+    """Push exactly `commit` (the merged notes) through a private ref: a refresh in another thread may move
+    refs/notes/odooops meanwhile (force-fetch, then merge back), and pushing the ref itself could then send
+    the remote its own tip and report success while our note stays unpushed."""
     callbacks = Callbacks(url)
     remote = repo.remotes.create_anonymous(url)
+    private = f"refs/odooops-sync/push-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}"
+    repo.references.create(private, pygit2.Oid(hex=commit), force=True)
     try:
         # No "+": the server refuses anything but a fast-forward of the value it advertised.
-        remote.push([f"{NOTES_REF}:{NOTES_REF}"], callbacks=callbacks)
+        remote.push([f"{private}:{NOTES_REF}"], callbacks=callbacks)
     except pygit2.GitError as exc:
         low = str(exc).lower()
         if any(k in low for k in ("fastforward", "fast-forward", "not present locally")):
@@ -309,6 +316,9 @@ def _push_smart(repo: pygit2.Repository, url: str) -> None:
         raise git_error(exc, url, "push") from None
     except (AuthenticationFailed, OSError) as exc:
         raise git_error(exc, url, "push") from None
+    finally:
+        with contextlib.suppress(KeyError, pygit2.GitError):
+            repo.references.delete(private)
     if callbacks.rejected:
         raise NotesRefMoved("; ".join(f"{k}: {v}" for k, v in callbacks.rejected.items()))
 
@@ -341,7 +351,7 @@ def push_notes(
             if local_path is not None:
                 _push_local(repo, local_path, ours, theirs)
             else:
-                _push_smart(repo, remote_url)
+                _push_smart(repo, remote_url, ours)
             return PushResult(True, retries, merges, ours)
         except NotesRefMoved as why:
             retries += 1
