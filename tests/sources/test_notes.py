@@ -204,3 +204,23 @@ def test_push_refused_by_a_hook_reports_the_reason(work_repo: Path, bare_remote:
     assert err.value.code == "NOTES_PUSH_CONFLICT"
     assert err.value.details["retries"] == 2
     assert "declined" in err.value.details["last_rejection"]
+
+
+def test_smart_push_sends_the_merged_commit_even_if_a_refresh_moved_the_ref_meanwhile(
+        work_repo: Path, bare_remote: Path, git_daemon: Callable[[Path], str], tmp_path: Path) -> None:
+    """The window the daemon hit: push_notes merged our note into commit Y, then a refresh in the poll thread
+    force-fetched the remote's notes (X) into refs/notes/odooops before merging ours back. Pushing the ref by
+    name in that window sent the remote its own tip X and reported success; the exact commit Y must go."""
+    url = git_daemon(bare_remote)
+    c1 = git(work_repo, "rev-parse", "HEAD")
+    git(work_repo, "push", "-q", "origin", "main")
+    a = _clone(url, tmp_path, "a")
+    notes.write_env_entry(a, c1, "prod", {"v": "first"}, SIG)
+    first = notes.push_notes(a, url, base_delay=0.01)
+    assert first.pushed and first.remote_commit
+    notes.write_env_entry(a, c1, "dev", {"v": "second"}, SIG)
+    ours = str(a.references[NOTES_REF].target)
+    a.references.create(NOTES_REF, pygit2.Oid(hex=first.remote_commit), force=True)  # the refresh's force-fetch
+    notes._push_smart(a, url, ours)
+    assert _remote_notes(bare_remote)[c1]["environments"] == {"prod": {"v": "first"}, "dev": {"v": "second"}}
+    assert not [r for r in a.references if r.startswith("refs/odooops-sync/")]  # the private ref is gone
