@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from generated import write_or_check  # scripts/generated.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,18 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
     parser.add_argument("--output", type=Path, default=TARGET)
     args = parser.parse_args(argv)
-    text = render(document())
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != text:
-            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                        str(args.output), "generated from reconciler/api", n=2)
-            sys.stdout.writelines(list(diff)[:400])
-            print(f"\n{args.output} is out of date: run python scripts/openapi.py", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(text, encoding="utf-8")
-    return 0
+    return write_or_check(args.output, render(document()), check=args.check, source="reconciler/api",
+                          script="scripts/openapi.py", context=2, max_lines=400)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ diff when the document differs from the code."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
+
+from generated import write_or_check  # scripts/generated.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,19 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
     parser.add_argument("--output", type=Path, default=TARGET)
     args = parser.parse_args(argv)
-    current = args.output.read_text(encoding="utf-8")
-    text = render(current)
-    if args.check:
-        if current != text:
-            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(args.output),
-                                        "generated from reconciler/api/permissions.py", n=1)
-            sys.stdout.writelines(list(diff)[:300])
-            print(f"\n{args.output} is out of date: run python scripts/role_table.py", file=sys.stderr)
-            return 1
-        return 0
-    if text != current:
-        args.output.write_text(text, encoding="utf-8")
-    return 0
+    # The table sits inside a hand-written page: rendered into what the page holds now.
+    text = render(args.output.read_text(encoding="utf-8"))
+    return write_or_check(args.output, text, check=args.check, source="reconciler/api/permissions.py",
+                          script="scripts/role_table.py")
 
 
 if __name__ == "__main__":
