@@ -2,12 +2,15 @@
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.services import *  # noqa: F403
+
+_KEYS_DIR = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,6 +25,16 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("ODOOOPS_MAIL_CATCHER_PORT", "11124")  # one process: one catcher of its own
     # The audit and backup keys of a test process live in a directory of their own, not in the user's
     # ~/.config/odooops (tests that need a particular key set the variable themselves).
-    keys = Path(tempfile.mkdtemp(prefix="odooops-test-keys-"))
-    os.environ.setdefault("ODOOOPS_AUDIT_KEY_FILE", str(keys / "audit.key"))
-    os.environ.setdefault("ODOOOPS_BACKUP_KEY_FILE", str(keys / "backup.key"))
+    # Workers inherit the controller's variables, so only the process that sets them creates the
+    # directory, and removes it when the run ends.
+    if "ODOOOPS_AUDIT_KEY_FILE" not in os.environ or "ODOOOPS_BACKUP_KEY_FILE" not in os.environ:
+        keys = Path(tempfile.mkdtemp(prefix="odooops-test-keys-"))
+        config.stash[_KEYS_DIR] = keys
+        os.environ.setdefault("ODOOOPS_AUDIT_KEY_FILE", str(keys / "audit.key"))
+        os.environ.setdefault("ODOOOPS_BACKUP_KEY_FILE", str(keys / "backup.key"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    keys = config.stash.get(_KEYS_DIR, None)
+    if keys is not None:
+        shutil.rmtree(keys, ignore_errors=True)
