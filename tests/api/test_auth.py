@@ -187,5 +187,7 @@ def test_rate_buckets_refill() -> None:
     now[0] += 0.5
     assert limiter.take("a") == 0.0
     assert parse_rate("600/min") == (10.0, 20.0)
+    assert parse_rate("30/min") == (0.5, 10.0)  # serve's default --auth-failure-limit: a burst of 10
+    assert parse_rate("10/h") == (10 / 3600, 10.0)
     with pytest.raises(OdooOpsError):
         parse_rate("fast")

@@ -47,7 +47,10 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             [sys.executable, "-m", "reconciler", "serve", "--repo", f"{url}/acme.git", "--listen",
              f"127.0.0.1:{port}", "--poll-interval", "3600", "--sweep-interval", "3600", "--state-dir",
              str(tmp_path / "state"), "--api-key-file", str(key_file), "--audit-log", str(audit_log),
-             "--rate-limit", "5/min", "--allow-ip", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1"],
+             "--rate-limit", "5/min", "--allow-ip", "10.0.0.0/8", "--trusted-proxy", "127.0.0.1",
+             # a burst of 10, then one more every 6 minutes: the 11th failure below is refused however
+             # slowly a loaded machine sends them (at the default 30/min one comes back every 2 s)
+             "--auth-failure-limit", "10/h"],
             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -71,7 +74,7 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             assert httpx.get(f"{base}/status").status_code == 200  # operator endpoint, open on loopback
             # --trusted-proxy 127.0.0.1: its X-Forwarded-For names the client (uvicorn's own handling is off)
             assert httpx.get(f"{base}/status", headers={"X-Forwarded-For": "198.51.100.9"}).status_code == 401
-            # failed authentication: the default --auth-failure-limit (30/min) allows a burst of 10 per address
+            # failed authentication: --auth-failure-limit 10/h allows a burst of 10 per address
             bad = [httpx.get(f"{base}/api/v1/environments", headers={"Authorization": "Bearer nope",
                                                                       "X-Forwarded-For": "198.51.100.9"}).status_code
                    for _ in range(11)]
