@@ -20,12 +20,12 @@ from pathlib import Path
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, templates_digest
 from reconciler.core.config import PARSER_VERSION
 from reconciler.core.model import Plan, digest
-from reconciler.core.resources import data_dir
+from reconciler.core.resources import code_root, data_dir
 from reconciler.platform.state_store import StateStore
 from reconciler.sources.urls import file_url_path
 
 FILE = "plan-snapshot.pickle"
-_CODE_ROOT = Path(__file__).resolve().parents[1]
+_CODE_ROOT = code_root() / "reconciler"
 
 
 def default_state_dir() -> Path:

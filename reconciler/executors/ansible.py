@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 
-PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "infra" / "ansible"
 PLAYBOOK = "site.yml"
 # Keys prepare_host accepts; each becomes the extravar odooops_<key>. pg_password is the only
 # secret and never becomes a variable: it goes into a private pgpass file outside the runner dir.
@@ -29,6 +29,10 @@ KNOWN_VARS = frozenset({
 # Environment kept in the runner's artifacts/<id>/command record; everything else is scrubbed
 # (ansible-runner copies this process's whole environment there, secrets included).
 _KEEP_ENV_PREFIXES = ("ANSIBLE_", "PATH", "LANG", "LC_", "HOME", "PYTHON")
+
+
+def playbook_dir() -> Path:
+    return data_dir("infra") / "ansible"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def prepare_host(vars: Mapping[str, Any], private_data_dir: Path,
 
         bin_dir = str(Path(sys.executable).parent)  # ansible-runner looks up ansible-playbook on PATH
         run = ansible_runner.run(
-            private_data_dir=str(pdd), project_dir=str(PLAYBOOK_DIR), playbook=PLAYBOOK,
+            private_data_dir=str(pdd), project_dir=str(playbook_dir()), playbook=PLAYBOOK,
             inventory={"all": {"hosts": {"localhost": {"ansible_connection": "local",
                                                        "ansible_python_interpreter": sys.executable}}}},
             extravars=extravars, suppress_env_files=True, quiet=True, rotate_artifacts=5,

@@ -23,6 +23,7 @@ from typing import Any
 
 from python_terraform import IsFlagged, Terraform
 
+from reconciler.core.resources import code_root
 from reconciler.errors import OdooOpsError
 from reconciler.procs import pid_alive as _pid_alive
 
@@ -269,7 +270,7 @@ class TerraformRunner:
         prefix = [self.binary] if self.binary else [sys.executable, "-m", __name__]
         # Inherited TF_* variables (TF_CLI_ARGS, TF_VAR_*, TF_WORKSPACE...) would change what runs.
         child = {k: v for k, v in os.environ.items() if not k.startswith("TF_") and k != PG_ADMIN_PASSWORD_ENV}
-        child["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+        child["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root()),
                                                             child.get("PYTHONPATH")]))
         child.update(TF_CLI_CONFIG_FILE=str(self.cli_config), TF_PLUGIN_CACHE_DIR=str(self.plugin_cache),
                      CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0", **self._secret_env)
