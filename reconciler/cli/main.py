@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from reconciler import __version__
+import reconciler
 
 # name -> "module:attribute"; importing every command up front would make `odooops plan` pay for
 # Docker, PostgreSQL and Terraform clients it never uses, and `odooops env list` miss its 300 ms.
@@ -112,8 +113,26 @@ class LazyGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`odooops --version`: the installed version, where the code runs from (a checkout or an install)
+    and the Python running it: what a bug report needs."""
+    if not value or ctx.resilient_parsing:
+        return
+    # Here, not at the top: only --version reads the package metadata (about 2 ms with its imports).
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("odooops")
+    except PackageNotFoundError:  # run from a checkout without installing (PYTHONPATH)
+        installed = f"{reconciler.__version__} (not installed)"
+    click.echo(f"odooops {installed} from {Path(reconciler.__file__).parent} (Python {platform.python_version()})")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="odooops")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
+              help="Show the version, where it runs from and the Python version, and exit.")
 def main() -> None:
     """OdooOps: Odoo environments from Git.
 
