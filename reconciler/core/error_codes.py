@@ -544,6 +544,14 @@ ERRORS: dict[str, ErrorEntry] = {
             'ENV); drop it yourself if it is garbage, then re-run apply'
         ),
     ),
+    'DATA_FILES_MISSING': ErrorEntry(
+        'unavailable',
+        what='PATH is missing: this installation of OdooOps lacks the data files it reads at run time',
+        fix=(
+            'reinstall OdooOps from its wheel (pip install --force-reinstall odooops-VERSION-py3-none-any.whl, built'
+            ' by `python -m build`), or run it from a checkout'
+        ),
+    ),
     'DB_ACCESS_ROLE_TAKEN': ErrorEntry(
         'failed',
         what=(
