@@ -11,17 +11,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import host_setting
 
 KEY_BYTES = 32
 
 
-def default_key_path(env_var: str, file_name: str) -> Path:
-    """$env_var, else `$XDG_CONFIG_HOME/odooops/<file_name>` (~/.config/odooops/), beside the other keys."""
-    env = os.environ.get(env_var)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "odooops" / file_name
+def default_key_path(setting: str) -> Path:
+    """The host's key file `setting` (keys.audit, keys.backup, ...): its variable, else the host file, else
+    `$XDG_CONFIG_HOME/odooops/` (~/.config/odooops/), beside the other keys."""
+    return Path(host_setting(setting))
 
 
 def _create_once(path: Path) -> None:

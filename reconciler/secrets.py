@@ -12,14 +12,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from reconciler.errors import OdooOpsError
 from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import host_setting
 
 
 def default_key_file() -> Path:
-    env = os.environ.get("ODOOOPS_SECRET_KEY_FILE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "odooops" / "secret.key"
+    """The host's keys.secrets (ODOOOPS_SECRET_KEY_FILE, else the host file, else ~/.config/odooops/secret.key)."""
+    return Path(host_setting("keys.secrets"))
 
 
 def new_secret() -> str:

@@ -53,7 +53,7 @@ KEYED_MARKER = "audit.keyed"  # the first keyed entry after unkeyed (legacy) one
 
 
 def default_audit_key_file() -> Path:
-    return default_key_path(KEY_ENV, "audit.key")
+    return default_key_path("keys.audit")
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:

@@ -30,7 +30,7 @@ def data_service(request: Request) -> DataService:
     ops = ctx_of(request).ops
     if ops.host is None:
         raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings",
-                           "start odooops serve with the ODOOOPS_* settings loaded")
+                           "start odooops serve with its host settings: odooops host show names what is missing")
     return DataService(ops.project, ops.host, enqueue=ops.daemon.enqueue)
 
 

@@ -210,7 +210,8 @@ def credentials(request: Request, env: str = EnvName) -> Response:
         entry = ctx.ops.entries()[name]
         if ctx.ops.host is None:
             raise ApiError("HOST_NOT_CONFIGURED", "the server has no host settings",
-                           "start odooops serve with the ODOOOPS_* settings loaded", status=503)
+                           "start odooops serve with its host settings: odooops host show names what is missing",
+                           status=503)
         result = admin_credentials(Postgres.from_host(ctx.ops.host), ctx.ops.secret_store(), name)
         result["url"] = entry.get("url")
         out["env"] = name

@@ -36,7 +36,7 @@ EXIT_TAMPERED, EXIT_UNVERIFIABLE = 1, 2
 @click.option("--log", "log_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Check this audit log file here, without a server (e.g. a copy taken off the host).")
 @click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="With --log: the audit HMAC key. Default: $ODOOOPS_AUDIT_KEY_FILE or ~/.config/odooops/audit.key.")
+              help="With --log: the audit HMAC key. Default: the host's keys.audit (odooops host show).")
 @click.option("--repo", default=None, help="With --log: the project repository holding refs/odooops/audit-anchors.")
 @client_command
 def audit_verify(log_file: Path | None, key_file: Path | None, repo: str | None, server: str | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import click
 
 import reconciler
+
+HOST_CONFIG_ENV = "ODOOOPS_HOST_CONFIG"  # as reconciler.platform.host, without importing it for every command
 
 # name -> "module:attribute"; importing every command up front would make `odooops plan` pay for
 # Docker, PostgreSQL and Terraform clients it never uses, and `odooops env list` miss its 300 ms.
@@ -37,6 +40,7 @@ COMMANDS = {
     "image": "reconciler.cli.image:image_group",
     "completion": "reconciler.cli.completion:completion_command",
     "explain": "reconciler.cli.explain:explain_command",
+    "host": "reconciler.cli.host:host_group",
 }
 
 # One-line help per command, so `odooops --help` and shell completion need not import every module.
@@ -64,6 +68,7 @@ SHORT_HELP = {
     "image": "Build the odoo:<version> image from Odoo's source (no registry needed).",
     "completion": "Print the shell completion script (bash, zsh, fish).",
     "explain": "What an error code means and how to fix it (offline).",
+    "host": "This host's settings and where each comes from (offline).",
 }
 
 
@@ -133,7 +138,9 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
               help="Show the version, where it runs from and the Python version, and exit.")
-def main() -> None:
+@click.option("--host-config", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="The host file (host.yaml) [env ODOOOPS_HOST_CONFIG; default /etc/odooops/host.yaml].")
+def main(host_config: Path | None) -> None:
     """OdooOps: Odoo environments from Git.
 
     plan, apply, status and serve work on a repository directly; every other command is a client of
@@ -148,3 +155,7 @@ def main() -> None:
       3  refused by a gate, or needs --confirm
       4  authentication or authorization failed (HTTP 401/403)
     """
+    if host_config is not None:
+        # Settings are read from the process environment (reconciler/platform/host.py), and the processes an
+        # apply starts must read the same file: the flag becomes the variable, as an absolute path.
+        os.environ[HOST_CONFIG_ENV] = str(host_config.absolute())

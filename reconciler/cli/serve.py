@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 
 from reconciler.cli.common import handle_errors, state_dir_option
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import host_setting
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -24,11 +24,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def default_api_key_file() -> Path:
-    env = os.environ.get("ODOOOPS_API_KEY_FILE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "odooops" / "api.key"
+    """The host's keys.api (ODOOOPS_API_KEY_FILE, else the host file, else ~/.config/odooops/api.key)."""
+    return Path(host_setting("keys.api"))
 
 
 def parse_networks(cidrs: tuple[str, ...], option: str = "--allow-ip"
@@ -73,13 +70,13 @@ def parse_ttl(text: str) -> int:
               help="Seconds delivery ids and body digests are remembered (replays within are ignored).")
 @click.option("--api-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Token signing key (HS256: created with 0600 if missing; RS256: a PEM private key). "
-                   "Default: $ODOOOPS_API_KEY_FILE or ~/.config/odooops/api.key.")
+                   "Default: the host's keys.api (ODOOOPS_API_KEY_FILE, host file, ~/.config/odooops/api.key).")
 @click.option("--api-algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True)
 @click.option("--audit-log", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="The hash-chained audit log. Default: STATE_DIR/audit/audit.jsonl.")
 @click.option("--audit-key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="HMAC key of the audit chain, outside the state directory (created with 0600 if missing). "
-                   "Default: $ODOOOPS_AUDIT_KEY_FILE or ~/.config/odooops/audit.key.")
+                   "Default: the host's keys.audit (ODOOOPS_AUDIT_KEY_FILE, host file, ~/.config/odooops/audit.key).")
 @click.option("--audit-anchor-interval", type=click.FloatRange(min=1.0), default=300.0, show_default=True,
               help="Seconds between anchors of the audit chain's head in refs/odooops/audit-anchors of --repo.")
 @click.option("--allow-ip", "allow_ip", multiple=True, metavar="CIDR",

@@ -21,6 +21,7 @@ from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutco
 from reconciler.core.config import PARSER_VERSION
 from reconciler.core.model import Plan, digest
 from reconciler.core.resources import code_root, data_dir
+from reconciler.platform.host import host_setting
 from reconciler.platform.state_store import StateStore
 from reconciler.sources.urls import file_url_path
 
@@ -29,11 +30,8 @@ _CODE_ROOT = code_root() / "reconciler"
 
 
 def default_state_dir() -> Path:
-    env = os.environ.get("ODOOOPS_STATE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "odooops"
+    """The host's state_dir: ODOOOPS_STATE_DIR, else the host file, else ~/.local/state/odooops."""
+    return Path(host_setting("state_dir"))
 
 
 def project_id(location: str) -> str:

@@ -13,14 +13,14 @@ from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, sha256_text, templates_digest
 from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
-from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S, production_copy_source
+from reconciler.core.data_copy import production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
 from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, Plan, digest
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
 from reconciler.core.resources import read_text
-from reconciler.envvars import env_number
+from reconciler.platform.host import host_setting
 from reconciler.platform.state_store import StateStore, merge_observed
 from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import GitSource
@@ -212,7 +212,7 @@ def data_copies(result: Plan, observed: dict[str, ObservedEnv], now: float) -> d
         if action.action is not ActionKind.CREATE or spec is None or spec.name == PRODUCTION_NAME:
             continue
         if limit is None:
-            limit = env_number(COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S)
+            limit = float(host_setting("limits.production_copy_max_age_s"))
         copy = production_copy_source(str(spec.settings.get("data_source")), observed.get(PRODUCTION_NAME), now,
                                       limit, tier=str(spec.tier))
         if copy is not None:

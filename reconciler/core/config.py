@@ -78,7 +78,7 @@ def parse_config(text: bytes | str) -> dict[str, Any]:
     if not isinstance(value, dict):
         return _failed([_error(1, 1, "", "the file must be a mapping of keys (version, odoo, tiers, ...)",
                                "start the file with `version: 1`")])
-    errors = [_describe(e, doc) for e in _validator().iter_errors(value)]
+    errors = [describe_error(e, doc) for e in _validator().iter_errors(value)]
     if not errors:
         errors = _semantic_errors(value, doc)
     if errors:
@@ -104,7 +104,7 @@ def _where(pointer: str) -> str:
     return pointer or "the top level"
 
 
-def _describe(err: jsonschema.ValidationError, doc: yamldoc.YamlDoc) -> dict[str, Any]:
+def describe_error(err: jsonschema.ValidationError, doc: yamldoc.YamlDoc) -> dict[str, Any]:
     """Turn a schema violation into a message that names the input, what was expected, and the fix."""
     pointer = _pointer(err.absolute_path)
     line, col = doc.position(pointer)

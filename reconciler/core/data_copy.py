@@ -13,9 +13,9 @@ from typing import Any
 
 from reconciler.core.model import ObservedEnv
 
-# The host's limit on the age of the backup a copy of production is restored from (envvars parses it).
+# The variable of the host's limit on the age of the backup a copy of production is restored from
+# (limits.production_copy_max_age_s; platform/host.py reads it).
 COPY_MAX_AGE_ENV = "ODOOOPS_PRODUCTION_COPY_MAX_AGE_S"
-DEFAULT_COPY_MAX_AGE_S = 24 * 3600.0
 # Tiers with many short-lived environments: they copy production's masked snapshot (itself made from a
 # backup) while it is fresh (ODOOOPS_SNAPSHOT_MAX_AGE_S), and make it from a backup otherwise.
 SNAPSHOT_TIERS = frozenset({"dev", "ephemeral", "preview"})
@@ -69,5 +69,5 @@ def describe(copy: Mapping[str, Any], now: float) -> str:
     return f"{prefix}a new backup of production will be taken and verified, then copied ({copy.get('reason')})"
 
 
-__all__ = ["COPY_MAX_AGE_ENV", "DEFAULT_COPY_MAX_AGE_S", "SNAPSHOT_TIERS", "describe", "describe_age",
+__all__ = ["COPY_MAX_AGE_ENV", "SNAPSHOT_TIERS", "describe", "describe_age",
            "production_copy_source"]

@@ -371,10 +371,12 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'BACKUP_UNENCRYPTED_REFUSED': ErrorEntry(
         'refused',
-        what='backup BACKUP_ID of ENV is not encrypted and REFUSE_PLAIN_ENV=1 refuses unencrypted backups',
+        what='backup BACKUP_ID of ENV is not encrypted and the host refuses unencrypted backups '
+             '(backups.refuse_unencrypted, ODOOOPS_BACKUP_REFUSE_UNENCRYPTED)',
         fix=(
-            'unset REFUSE_PLAIN_ENV to restore a backup from before encryption (its manifest is not '
-            'authenticated: anyone who could write the store could have written it)'
+            'unset ODOOOPS_BACKUP_REFUSE_UNENCRYPTED and backups.refuse_unencrypted to restore a backup from '
+            'before encryption (its manifest is not authenticated: anyone who could write the store could have '
+            'written it)'
         ),
     ),
     'BACKUP_VERIFY_FAILED': ErrorEntry(
@@ -777,10 +779,36 @@ ERRORS: dict[str, ErrorEntry] = {
         what='ENV did not pass HEALTH_PATH within ELAPSED_Ss after ATTEMPTS attempts (last: SEEN)',
         fix='odooops logs ENV --role web',
     ),
+    'HOST_CONFIG_INVALID': ErrorEntry(
+        'invalid',
+        what='FILE:LINE:COLUMN: PROBLEM (an unknown key, a wrong type, a secret written inline, bad YAML)',
+        fix='REMEDIATION (reference: docs/configuration.md#host-configuration-file)',
+        why='the host file (host.yaml) does not follow schemas/host.schema.json; secrets are refused inline',
+    ),
+    'HOST_CONFIG_NOT_FOUND': ErrorEntry(
+        'unavailable',
+        what='the host file PATH (named by --host-config or ODOOOPS_HOST_CONFIG) does not exist',
+        fix='create it (reference: docs/configuration.md#host-configuration-file), or name the right file with '
+            '--host-config / ODOOOPS_HOST_CONFIG',
+    ),
+    'HOST_CONFIG_UNREADABLE': ErrorEntry(
+        'unavailable',
+        what='the host file PATH cannot be read: REASON',
+        fix='let the user OdooOps runs as read PATH (chmod 640, group of that user)',
+    ),
     'HOST_NOT_CONFIGURED': ErrorEntry(
         'unavailable',
-        what='the server has no host settings; or: the daemon has no host settings; or: KEY must be a JSON object',
-        fix='start odooops serve with the ODOOOPS_* settings loaded; or: set -a && . .work/services.env && set +a',
+        what='required host settings are not set: SETTING (variable VARIABLE), ...; or: VARIABLE=VALUE is not a '
+             'number of seconds; or: the server has no host settings',
+        fix='add them to the host file /etc/odooops/host.yaml (or the file --host-config / ODOOOPS_HOST_CONFIG '
+            'names), e.g. the snippet the message shows, or set the variables; `odooops host show` lists every '
+            'setting and where it comes from',
+    ),
+    'HOST_SECRET_FILE_UNREADABLE': ErrorEntry(
+        'unavailable',
+        what='PATH, named by SETTING (ORIGIN), cannot be read; or: is readable by every user; or: is empty',
+        fix='create PATH with the password on one line (chmod 600, owned by the user OdooOps runs as), or '
+            'correct the path',
     ),
     'HTTP_ERROR': ErrorEntry(
         'failed',

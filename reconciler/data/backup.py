@@ -33,6 +33,7 @@ from reconciler.data.backup_crypto import (
 )
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import LocalStore, ObjectStore, disk_full, store_for
+from reconciler.platform.host import host_setting
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
@@ -342,11 +343,12 @@ def load_manifest(store: ObjectStore, env: str, backup_id: str, key: BackupKey |
             raise OdooOpsError("BACKUP_CORRUPT", f"the manifest of backup {backup_id} of {env} ({name}) fails "
                                f"authentication: {exc}", f"use another backup: odooops db backups {env}; and "
                                "check who can write the backup store", {"part": "manifest", "key": name}) from None
-    elif os.environ.get(REFUSE_PLAIN_ENV) == "1":
+    elif host_setting("backups.refuse_unencrypted"):
         raise OdooOpsError("BACKUP_UNENCRYPTED_REFUSED", f"backup {backup_id} of {env} is not encrypted and "
-                           f"{REFUSE_PLAIN_ENV}=1 refuses unencrypted backups",
-                           f"unset {REFUSE_PLAIN_ENV} to restore a backup from before encryption (its manifest "
-                           "is not authenticated: anyone who could write the store could have written it)",
+                           f"the host refuses unencrypted backups (backups.refuse_unencrypted, {REFUSE_PLAIN_ENV})",
+                           f"unset {REFUSE_PLAIN_ENV} and backups.refuse_unencrypted to restore a backup from "
+                           "before encryption (its manifest is not authenticated: anyone who could write the "
+                           "store could have written it)",
                            {"part": "manifest", "key": name})
     try:
         doc = json.loads(raw)

@@ -45,7 +45,7 @@ def manifest_context(key: str) -> bytes:
 
 
 def default_backup_key_file() -> Path:
-    return default_key_path(KEY_ENV, "backup.key")
+    return default_key_path("keys.backup")
 
 
 class SealBroken(Exception):

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.data_copy import COPY_MAX_AGE_ENV, DEFAULT_COPY_MAX_AGE_S
+from reconciler.core.data_copy import COPY_MAX_AGE_ENV
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.data.backup import Manifest, create_backup, database_facts, newest_verified, record_verification
 from reconciler.data.backup_check import (
@@ -36,17 +36,16 @@ from reconciler.data.backup_check import (
     pg_restore,
 )
 from reconciler.data.scratch import scratch_name
-from reconciler.envvars import env_number
 from reconciler.errors import OdooOpsError
 from reconciler.executors.storage import ObjectStore, store_for
 from reconciler.platform.env_lock import env_lock
+from reconciler.platform.host import host_setting
 from reconciler.progress import phase
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
 
 MAX_AGE_ENV = COPY_MAX_AGE_ENV
-DEFAULT_MAX_AGE_S = DEFAULT_COPY_MAX_AGE_S
 # Parallel pg_restore: index builds dominate a large restore and use one core each.
 RESTORE_JOBS = max(1, min(4, os.cpu_count() or 1))
 # A backup for a copy waits this long for a deploy of production to finish (never copies it mid-update).
@@ -54,8 +53,8 @@ BACKUP_LOCK_WAIT_S = 900.0
 
 
 def max_age_s(env: Mapping[str, str] | None = None) -> float:
-    """ODOOOPS_PRODUCTION_COPY_MAX_AGE_S (default 24 h; 0 = a new backup for every copy)."""
-    return env_number(MAX_AGE_ENV, DEFAULT_MAX_AGE_S, env=env)
+    """limits.production_copy_max_age_s of the host (default 24 h; 0 = a new backup for every copy)."""
+    return float(host_setting("limits.production_copy_max_age_s", env))
 
 
 def is_production(ctx: DataContext, env: str) -> bool:
@@ -154,4 +153,4 @@ def _restore(ctx: DataContext, store: ObjectStore, env: str, m: Manifest, filest
                           bytes=int(m.sizes.get("filestore") or 0))
 
 
-__all__ = ["DEFAULT_MAX_AGE_S", "MAX_AGE_ENV", "RestoredBackup", "is_production", "max_age_s", "restore_newest"]
+__all__ = ["MAX_AGE_ENV", "RestoredBackup", "is_production", "max_age_s", "restore_newest"]

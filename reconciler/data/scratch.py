@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reconciler.envvars import env_number
 from reconciler.platform.env_lock import is_busy
+from reconciler.platform.host import host_setting
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 SWEPT = ("clone", "restore", "verify")
 KINDS = (*SWEPT, "old")
-DEFAULT_MAX_AGE_S = 6 * 3600.0  # longer than any operation the API waits for
 _NAME = re.compile(r"^\.?oo_(clone|restore|verify|old)_([0-9a-z]{7})([0-9a-f]{6})(\.partial)?$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -60,7 +59,8 @@ def parse(name: str) -> tuple[str, float] | None:
 
 
 def max_age_s() -> float:
-    return env_number("ODOOOPS_SCRATCH_MAX_AGE_S", DEFAULT_MAX_AGE_S)
+    """limits.scratch_max_age_s of the host (default 6 h: longer than any operation the API waits for)."""
+    return float(host_setting("limits.scratch_max_age_s"))
 
 
 @dataclass

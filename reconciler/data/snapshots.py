@@ -21,14 +21,12 @@ from reconciler.data.clone import MAIL_CATCHER_NAME, add_mail_catcher, new_ident
 from reconciler.data.scratch import scratch_name
 from reconciler.data.templates import Template, TemplateRegistry, keep_copy
 from reconciler.data.verify import check_identity, check_neutralized, summarize
-from reconciler.envvars import env_number
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import host_setting
 
 if TYPE_CHECKING:
     from reconciler.data.context import DataContext
 
-MAX_AGE_ENV = "ODOOOPS_SNAPSHOT_MAX_AGE_S"
-DEFAULT_MAX_AGE_S = 24 * 3600.0
 # Tiers with many short-lived environments: for them a snapshot pays for its extra copy at once.
 SNAPSHOT_TIERS = _SNAPSHOT_TIERS  # the plan (pure core) says so too
 
@@ -62,8 +60,8 @@ class SnapshotKey:
 
 
 def max_age_s(env: Mapping[str, str] | None = None) -> float:
-    """ODOOOPS_SNAPSHOT_MAX_AGE_S (default 24 h; 0 = never reuse a snapshot)."""
-    return env_number(MAX_AGE_ENV, DEFAULT_MAX_AGE_S, env=env)
+    """limits.snapshot_max_age_s of the host (default 24 h; 0 = never reuse a snapshot)."""
+    return float(host_setting("limits.snapshot_max_age_s", env))
 
 
 def usable(ctx: DataContext, registry: TemplateRegistry, key: SnapshotKey, now: float | None = None

@@ -16,16 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.model import digest
 from reconciler.data.filestore import link_tree
-from reconciler.envvars import env_number
 from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import host_setting
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres
 
-CAP_BYTES_ENV = "ODOOOPS_TEMPLATE_CAP_BYTES"
-CAP_COUNT_ENV = "ODOOOPS_TEMPLATE_CAP_COUNT"
-DEFAULT_CAP_BYTES = 10 * 1024**3
-DEFAULT_CAP_COUNT = 5
 PREFIX = "oo_tpl_"
 
 
@@ -95,9 +91,9 @@ class Template:
 
 
 def cap_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """(bytes, count) caps: ODOOOPS_TEMPLATE_CAP_BYTES (default 10 GiB), ODOOOPS_TEMPLATE_CAP_COUNT (5; 0 = off)."""
-    return (int(env_number(CAP_BYTES_ENV, DEFAULT_CAP_BYTES, integer=True, env=env)),
-            int(env_number(CAP_COUNT_ENV, DEFAULT_CAP_COUNT, integer=True, env=env)))
+    """(bytes, count) caps: the host's limits.template_cap_bytes (default 10 GiB) and
+    limits.template_cap_count (5; 0 = off)."""
+    return (int(host_setting("limits.template_cap_bytes", env)), int(host_setting("limits.template_cap_count", env)))
 
 
 def tree_bytes(root: Path) -> int:

@@ -28,6 +28,7 @@ import docker.errors
 
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import host_setting
 from reconciler.progress import phase
 
 SUITE = "bookworm"
@@ -67,7 +68,7 @@ def build_files_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ODOOOPS_IMAGE_CACHE") or "/var/cache/odooops")
+    return Path(host_setting("images.cache_dir"))
 
 
 def read_packages(path: Path) -> list[str]:
@@ -348,7 +349,7 @@ def build_odoo_image(source: Path, tag: str | None = None, *, docker_host: str |
     own = client is None
     if client is None:
         try:
-            client = docker.DockerClient(base_url=docker_host or os.environ.get("DOCKER_HOST")
+            client = docker.DockerClient(base_url=docker_host or host_setting("docker.host")
                                          or "unix:///var/run/docker.sock", timeout=3600)
             client.ping()
         except docker.errors.DockerException as exc:

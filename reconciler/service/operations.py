@@ -169,7 +169,7 @@ class Operations:
     def runtime(self) -> Any:
         if self.host is None:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings (Docker, PostgreSQL)",
-                               "start odooops serve with the ODOOOPS_* settings loaded")
+                               "start odooops serve with its host settings: odooops host show names what is missing")
         if self._runtime is None:
             self._runtime = open_runtime(self.host)
         return self._runtime
@@ -352,7 +352,7 @@ class Operations:
 
         if self.host is None:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings",
-                               "start odooops serve with the ODOOOPS_* settings loaded")
+                               "start odooops serve with its host settings: odooops host show names what is missing")
         ctx = DataContext.for_project(self.project, self.host)
         cutoff = datetime.now(UTC) - timedelta(hours=24)
         fresh = [m for m in list_backups(ctx, env) if m.created >= cutoff]
