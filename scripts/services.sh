@@ -29,6 +29,7 @@ PG_DIR="$W/pg"; PG_DATA="$PG_DIR/data"; PG_RUN="$PG_DIR/run"
 DK_DIR="$W/docker"; DK_SOCK="$DK_DIR/docker.sock"; DK_PID="$DK_DIR/docker.pid"
 CD_DIR="$W/caddy"; CD_PID="$CD_DIR/caddy.pid"
 ENV_FILE="$W/services.env"
+HOST_FILE="$W/host.yaml"
 export DOCKER_HOST="unix://$DK_SOCK"
 
 log() { echo "==> services: $*" >&2; }
@@ -328,6 +329,33 @@ stop_pidfile() {  # pidfile name timeout
   rm -f "$1"
 }
 
+# The same services as an OdooOps host file (docs/configuration.md): services.env names it in
+# ODOOOPS_HOST_CONFIG, and `odooops --host-config .work/host.yaml ...` reaches the services without any
+# of the variables. The password stays in its own file; the host file only names it.
+write_host_config() {
+  local gw="$1" tmp
+  tmp="$(mktemp "$W/host.yaml.XXXXXX")"
+  cat >"$tmp" <<EOF
+# Written by scripts/services.sh start; reference: docs/configuration.md#host-configuration-file
+version: 1
+postgres:
+  host: "127.0.0.1"
+  port: $PG_PORT
+  admin_user: "$PG_USER"
+  password_file: "$PG_DIR/password"
+  host_from_containers: "$gw"
+  bin_dir: "$PG_BIN"
+docker:
+  host: "unix://$DK_SOCK"
+router:
+  caddy_admin: "http://127.0.0.1:$CADDY_ADMIN_PORT"
+  http: "http://127.0.0.1:$ROUTER_PORT"
+  caddy_server: "odooops"
+EOF
+  chmod 600 "$tmp"
+  mv "$tmp" "$HOST_FILE"
+}
+
 write_env() {
   local gw="$1" odoo_image="${2:-}" pw tmp
   pw="$(cat "$PG_DIR/password")"
@@ -335,6 +363,7 @@ write_env() {
   cat >"$tmp" <<EOF
 # Written by scripts/services.sh start; source it with: set -a; . .work/services.env; set +a
 ODOOOPS_WORK_DIR=$W
+ODOOOPS_HOST_CONFIG=$HOST_FILE
 ODOOOPS_PG_HOST=127.0.0.1
 ODOOOPS_PG_PORT=$PG_PORT
 ODOOOPS_PG_USER=$PG_USER
@@ -371,6 +400,7 @@ cmd_start() {
   ODOOOPS_BASE_IMAGE="$BASE_IMAGE" ODOOOPS_STANDIN_IMAGE="$STANDIN_IMAGE" \
     bash "$ROOT/infra/images/build.sh" all
   odoo_image="$(ensure_odoo_image)"
+  write_host_config "$gw"
   write_env "$gw" "$odoo_image"
   log "ready: $ENV_FILE"
 }
@@ -389,7 +419,7 @@ cmd_stop() {
   # dockerd leaves its data root mounted on itself: unmount so .work/ can be deleted.
   awk -v d="$DK_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r \
     | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  rm -f "$DK_SOCK" "$ENV_FILE"
+  rm -f "$DK_SOCK" "$ENV_FILE" "$HOST_FILE"
   if [ -s "$DK_DIR/bridge" ]; then
     ip link del "$(cat "$DK_DIR/bridge")" 2>/dev/null || true
     rm -f "$DK_DIR/bridge"

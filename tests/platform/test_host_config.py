@@ -300,3 +300,17 @@ def test_host_show_json_redacts_secrets_and_names_origins(tmp_path: Path, passwo
                                          "value": "10.0.0.5", "source": "file", "origin": f"{host_file}:5"}
         assert rows["router.caddy_server"]["source"] == "default"
     assert rows["postgres.password"]["origin"] == f"variable {PASSWORD_ENV}"
+
+
+def test_the_documented_example_is_valid_and_every_setting_is_documented() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Host configuration file"):]
+    example = section[section.index("### Full example"):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    parsed = parse_host_config(example, "docs/configuration.md")
+    assert {s.key for s in SETTINGS if s.in_file} == {s.key for s in SETTINGS if s.in_file and parsed.get(s.key)}
+    table = section[section.index("### Settings"):]
+    for s in SETTINGS:
+        if s.in_file:
+            assert f"| `{s.key}` | `{s.variable}`" in table, f"{s.key} ({s.variable}) is not in the settings table"
+        else:
+            assert f"`{s.variable}`" in section
