@@ -196,9 +196,9 @@ class _Resolver:
         return self._done[key]
 
     def _resolve(self, s: Setting) -> Resolved:
-        raw = self.env.get(s.variable, "").strip()
-        if raw:
-            return Resolved(s, _from_text(s, raw), f"variable {s.variable}")
+        raw = self.env.get(s.variable, "")
+        if raw.strip():  # a password is taken as it is; other values without surrounding blanks
+            return Resolved(s, _from_text(s, raw if s.kind == "secret" else raw.strip()), f"variable {s.variable}")
         if s.kind == "secret":  # the file names a file that holds it
             holder = self.get(s.key + "_file")
             if holder.value is None:

@@ -34,6 +34,8 @@ def _host_file(tmp_path: Path, services_env: dict[str, str]) -> Path:
         "router": {"caddy_admin": services_env["ODOOOPS_CADDY_ADMIN"], "http": services_env["ODOOOPS_ROUTER_HTTP"],
                    "caddy_server": services_env["ODOOOPS_CADDY_SERVER"]},
         "keys": {name: str(keys / f"{name}.key") for name in ("audit", "backup", "secrets", "api")},
+        # this worker's catcher port (tests/conftest.py): parallel workers never share one
+        "mail_catcher": {"port": int(os.environ.get("ODOOOPS_MAIL_CATCHER_PORT", "11124"))},
     }
     path = tmp_path / "host.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
