@@ -20,6 +20,8 @@ def host_group() -> None:
 
 
 def _text(r: Resolved) -> str:
+    if r.source == "error":
+        return "(cannot be read)"
     if r.value is None:
         return "(not set: required)" if r.setting.default is REQUIRED else "-"
     shown = r.shown()
@@ -36,23 +38,28 @@ def _text(r: Resolved) -> str:
 def host_show(as_json: bool) -> None:
     """Each effective setting, its value and where it came from: the host file's path:line, the variable,
     or the default. Secrets (the PostgreSQL password) are redacted."""
-    path, file, resolved = resolve_host()
+    path, file, resolved = resolve_host(lenient=True)
     missing = [r.setting.key for r in resolved if r.source == "missing"]
+    broken = [r.setting.key for r in resolved if r.source == "error"]
     if as_json:
         click.echo(json.dumps({
             "host_file": {"path": str(path), "read": file is not None},
             "settings": [{"setting": r.setting.key, "variable": r.setting.variable, "value": r.shown(),
                           "source": r.source, "origin": r.origin if r.source != "missing" else None}
                          for r in resolved],
-            "missing": missing,
+            "missing": missing, "errors": broken,
         }, indent=2))
         return
     click.echo(f"host file: {path}" + ("" if file is not None else " (absent: variables and defaults only)"))
     rows = [(r.setting.key, _text(r), r.origin if r.source != "missing" else f"set {r.setting.variable} or the "
              "host file") for r in resolved]
-    widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    # a long value (a backup store) overflows its column rather than pushing every origin off the screen
+    widths = [max(len(row[0]) for row in rows), min(max(len(row[1]) for row in rows), 40)]
     click.echo(f"{'SETTING':<{widths[0]}}  {'VALUE':<{widths[1]}}  FROM")
     for key, value, origin in rows:
         click.echo(f"{key:<{widths[0]}}  {value:<{widths[1]}}  {origin}")
-    if missing:
-        click.echo(f"\nmissing required settings: {', '.join(missing)} (odooops serve and apply refuse to start)")
+    if missing or broken:
+        click.echo(f"\n{'missing required settings: ' + ', '.join(missing) if missing else ''}"
+                   f"{'; ' if missing and broken else ''}"
+                   f"{'settings that cannot be read: ' + ', '.join(broken) if broken else ''}"
+                   " (odooops serve and apply refuse to start)")

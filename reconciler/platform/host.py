@@ -55,8 +55,12 @@ class Resolved:
 
     @property
     def source(self) -> str:
-        return ("missing" if self.value is None and self.setting.default is REQUIRED
-                else self.origin.split(" ")[0] if self.origin.startswith(("variable", "default")) else "file")
+        """variable, file, default, missing (required, found nowhere) or error (found but unreadable)."""
+        if self.origin.startswith(("variable", "default", "error")):
+            word = self.origin.split(" ")[0]
+            return "missing" if word == "default" and self.value is None and self.setting.default is REQUIRED \
+                else word
+        return "file"
 
     def shown(self) -> Any:
         """The value as `odooops host show` prints it: secrets redacted, paths as text."""
@@ -290,12 +294,23 @@ def _json_object(key: str, raw: str) -> dict[str, Any]:
     return value
 
 
-def resolve_host(env: Mapping[str, str] | None = None) -> tuple[Path, HostFile | None, list[Resolved]]:
-    """Every setting with its value and origin (for `odooops host show`); missing required ones have None."""
+def resolve_host(env: Mapping[str, str] | None = None, *, lenient: bool = False
+                 ) -> tuple[Path, HostFile | None, list[Resolved]]:
+    """Every setting with its value and origin; missing required ones have None. lenient=True (`odooops host
+    show`): a setting that cannot be read (a malformed variable, a missing password file) gets the error as
+    its origin instead of stopping the others."""
     env = os.environ if env is None else env
     file = load_host_file(env)
     resolver = _Resolver(env, file)
-    return host_config_path(env)[0], file, [resolver.get(s.key) for s in SETTINGS]
+    out = []
+    for s in SETTINGS:
+        try:
+            out.append(resolver.get(s.key))
+        except OdooOpsError as exc:
+            if not lenient:
+                raise
+            out.append(Resolved(s, None, f"error {exc.code}: {exc.message}"))
+    return host_config_path(env)[0], file, out
 
 
 def host_setting(key: str, env: Mapping[str, str] | None = None) -> Any:

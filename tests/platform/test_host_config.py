@@ -314,3 +314,22 @@ def test_the_documented_example_is_valid_and_every_setting_is_documented() -> No
             assert f"| `{s.key}` | `{s.variable}`" in table, f"{s.key} ({s.variable}) is not in the settings table"
         else:
             assert f"`{s.variable}`" in section
+
+
+def test_host_show_lists_what_cannot_be_read_instead_of_failing(tmp_path: Path) -> None:
+    host_file = tmp_path / "host.yaml"
+    host_file.write_text(SHOWN_FILE.format(tmp=tmp_path))  # its password file was never written
+    env = _clean_env(tmp_path, ODOOOPS_PG_PORT="sixty", ODOOOPS_ROUTER_HTTP="")
+    result = CliRunner().invoke(main, ["--host-config", str(host_file), "host", "show", "--json"], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["errors"] == ["postgres.port", "postgres.password"] and doc["missing"] == []
+    rows = {r["setting"]: r for r in doc["settings"]}
+    assert rows["postgres.port"]["origin"] == "error HOST_NOT_CONFIGURED: ODOOOPS_PG_PORT='sixty' is not a port number"
+    assert rows["router.http"]["source"] == "file"  # an empty variable counts as unset
+    text = CliRunner().invoke(main, ["--host-config", str(host_file), "host", "show"], env=env).output
+    assert "settings that cannot be read: postgres.port, postgres.password" in text
+    with pytest.raises(OdooOpsError) as err:  # serve, apply: the first problem stops them
+        HostSettings.from_env(None, {HOST_CONFIG_ENV: str(host_file), "ODOOOPS_PG_PORT": "sixty"})
+    assert err.value.code == "HOST_NOT_CONFIGURED"
