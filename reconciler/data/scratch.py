@@ -9,6 +9,9 @@ other sweeps) drops a scratch database only when all hold: its kind is clone, re
 is older than the maximum age; nobody is connected to it; and the environment owning it is not in
 the middle of an operation (its lock is free). `oo_old_*` (the live data a swap set aside) is never
 dropped automatically: it is reported, because after a crash mid-swap it may be the only copy.
+A sweep given the environments it answers for (the daemon passes its project's) looks only at the
+scratch databases those environments' roles own and at their filestore directories: another
+project's copies on the same PostgreSQL cluster and host are not its to judge.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 import secrets as pysecrets
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -74,13 +78,16 @@ class SweepReport:
         return {"dropped": self.dropped, "removed": self.removed, "kept": self.kept, "set_aside": self.set_aside}
 
 
-def sweep(pg: Postgres, host: HostSettings, *, now: float | None = None,
-          max_age: float | None = None) -> SweepReport:
-    """Drop stale scratch databases and remove stale scratch filestore directories (see the module doc)."""
+def sweep(pg: Postgres, host: HostSettings, *, now: float | None = None, max_age: float | None = None,
+          envs: Collection[str] | None = None) -> SweepReport:
+    """Drop stale scratch databases and remove stale scratch filestore directories (see the module doc);
+    with `envs`, only those of these environments."""
     now = time.time() if now is None else now
     max_age = max_age_s() if max_age is None else max_age
     report = SweepReport()
     owners = pg.database_owners("oo_")
+    if envs is not None:
+        owners = {db: owner for db, owner in owners.items() if owner in envs}
     for db, owner in sorted(owners.items()):
         parsed = parse(db)
         if parsed is None:
@@ -99,6 +106,8 @@ def sweep(pg: Postgres, host: HostSettings, *, now: float | None = None,
             report.dropped.append(db)
     live = set(owners) - set(report.dropped)
     for path in sorted(host.filestore_root.glob("*/filestore/*")):
+        if envs is not None and path.parent.parent.name not in envs:
+            continue
         parsed = parse(path.name)
         if parsed is None or parsed[0] not in SWEPT or now - parsed[1] < max_age:
             continue

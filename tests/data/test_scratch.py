@@ -71,6 +71,7 @@ def test_sweep_drops_only_stale_unused_scratch(ctx: DataContext, pg: Postgres, m
     in_use = make("verify", 2 * HOUR, owner)
     of_busy_env = make("restore", 2 * HOUR, busy_owner)
     set_aside = make("old", 2 * HOUR, owner)
+    of_another_project = make("clone", 2 * HOUR, make_role("sf"))  # stale too, but not ours to judge
     fs = ctx.host.filestore_root / owner / "filestore"
     (fs / stale).mkdir(parents=True)
     (fs / stale / "ab").mkdir()
@@ -84,16 +85,17 @@ def test_sweep_drops_only_stale_unused_scratch(ctx: DataContext, pg: Postgres, m
 
     params = {k: v for k, v in pg_conn_params.items() if k != "dbname"}
     with psycopg.connect(dbname=in_use, **params), held_elsewhere(ctx, busy_owner):
-        report = sweep(pg, ctx.host, now=now, max_age=HOUR)
+        report = sweep(pg, ctx.host, now=now, max_age=HOUR, envs={owner, busy_owner})
 
     assert report.dropped == [stale]
     assert report.kept == {recent: "recent", in_use: "in use", of_busy_env: f"{busy_owner} is in an operation"}
     assert report.set_aside == [set_aside]
     assert sorted(report.removed) == sorted([str(fs / stale), str(partial)])
     assert not pg.exists(stale) and all(pg.exists(d) for d in (recent, in_use, of_busy_env, set_aside))
+    assert pg.exists(of_another_project)
     assert sorted(p.name for p in fs.iterdir()) == sorted([young_dir.name, owner])
 
     # the next sweep, nothing busy any more: the rest of the stale scratch goes, the set-aside data stays
-    again = sweep(pg, ctx.host, now=now, max_age=HOUR)
+    again = sweep(pg, ctx.host, now=now, max_age=HOUR, envs={owner, busy_owner})
     assert sorted(again.dropped) == sorted([in_use, of_busy_env]) and again.set_aside == [set_aside]
-    assert pg.exists(set_aside) and pg.exists(recent)
+    assert pg.exists(set_aside) and pg.exists(recent) and pg.exists(of_another_project)

@@ -135,7 +135,7 @@ class Sweeper:
         found = {"claimed": claimed, "unclaimed": unclaimed, "drifted": drifted}
         self._status = {**self._status, "orphans": found}
         if self.host is not None:
-            found["scratch"] = self.sweep_scratch()
+            found["scratch"] = self.sweep_scratch(project)
             found["access"] = self.sweep_access(project)
         return found
 
@@ -155,11 +155,12 @@ class Sweeper:
         self._status = {**self._status, "access": report.to_json()}
         return sorted(report.repaired)
 
-    def sweep_scratch(self) -> list[str]:
-        """Scratch databases and filestores that a killed clone, restore or backup check left (data.scratch)."""
+    def sweep_scratch(self, project: Project) -> list[str]:
+        """Scratch databases and filestores that a killed clone, restore or backup check of this project's
+        environments left (data.scratch)."""
         assert self.host is not None
         try:
-            report = scratch.sweep(Postgres.from_host(self.host), self.host)
+            report = scratch.sweep(Postgres.from_host(self.host), self.host, envs=set(project.store.entries()))
         except (OdooOpsError, OSError, psycopg.Error) as exc:
             log.warning("scratch sweep skipped: %s", getattr(exc, "message", exc))
             return []
