@@ -115,7 +115,7 @@ class GitSource:
         self.display = redact_url(location)
         self._url: str | None = location if is_url(location) else None
         # (ref, target) -> RefHead: objects never change, so an entry never goes stale.
-        self._memo: dict[tuple[str, pygit2.Oid], RefHead] = {}
+        self._memo: dict[tuple[str, str], RefHead] = {}
         self._last_heads: dict[str, str] | None = None
         if self._url is not None:
             ensure_network_timeouts()
@@ -259,8 +259,13 @@ class GitSource:
 
     def remote_refs(self) -> dict[str, str]:
         """The remote's refs that refresh() fetches, ls-remote style: one round trip, no objects."""
+        return self._list_remote()[0]
+
+    def _list_remote(self) -> tuple[dict[str, str], pygit2.Remote | None]:
+        """remote_refs(), and for a network remote the still open connection it was read over: a
+        targeted fetch right after reuses it instead of connecting (and reading every ref) again."""
         if self._url is None:
-            return {k: v for k, v in self._all_targets().items() if _fetched(k)}
+            return {k: v for k, v in self._all_targets().items() if _fetched(k)}, None
         local = file_url_path(self._url)
         if local is not None:
             # A file:// remote is a repository on this disk: reading its refs directly costs a few
@@ -270,13 +275,14 @@ class GitSource:
             except (pygit2.GitError, OSError) as exc:
                 raise git_error(exc, self._url, "fetch") from None
             return {r.name: str(r.target) for r in other.listall_reference_objects()
-                    if isinstance(r.target, pygit2.Oid) and _fetched(r.name)}
+                    if isinstance(r.target, pygit2.Oid) and _fetched(r.name)}, None
         remote = self._repo.remotes.create_anonymous(self._url)
         try:
             heads = remote.list_heads(callbacks=Callbacks(self._url))
         except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
             raise git_error(exc, self._url, "fetch") from None
-        return {h.name: str(h.oid) for h in heads if h.name is not None and _fetched(h.name) and not h.symref_target}
+        return ({h.name: str(h.oid) for h in heads if h.name is not None and _fetched(h.name) and not h.symref_target},
+                remote)
 
     def local_refs(self) -> dict[str, str]:
         """The mirror's refs in the namespaces refresh() fetches (what remote_refs() compares to)."""
@@ -303,7 +309,7 @@ class GitSource:
         if self._url is None:
             result = self.refresh()
             return result if result.changed else None
-        remote = self.remote_refs()
+        remote, connection = self._list_remote()
         local = self.local_refs()
         if remote == local:
             return None
@@ -313,9 +319,10 @@ class GitSource:
             return None
         if notes:
             return self.refresh()  # notes need refresh()'s merge of unpushed local notes
-        return self._fetch_heads(remote, local)
+        return self._fetch_heads(remote, local, connection)
 
-    def _fetch_heads(self, remote: dict[str, str], local: dict[str, str]) -> FetchResult:
+    def _fetch_heads(self, remote: dict[str, str], local: dict[str, str],
+                     connection: pygit2.Remote | None = None) -> FetchResult:
         """Fetch only the head refs that moved (explicit refspecs) and drop the vanished ones: the
         cost follows the number of changed refs, not the number of branches.
 
@@ -331,12 +338,22 @@ class GitSource:
             if moved:
                 url = self._url
                 assert url is not None  # refresh_if_changed() fetches heads only from a remote URL
-                fetcher = self._repo.remotes.create_anonymous(url)
-                try:
-                    stats = fetcher.fetch([f"+{k}:{k}" for k in moved], callbacks=Callbacks(url),
-                                          message="odooops: refresh")
-                except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
-                    raise git_error(exc, url, "fetch") from None
+                refspecs = [f"+{k}:{k}" for k in moved]
+                stats = None
+                if connection is not None:
+                    # The connection the remote's refs were just listed over: the fetch sends its
+                    # wants at once (one connection, one ref advertisement per poll, not two).
+                    try:
+                        stats = connection.fetch(refspecs, callbacks=Callbacks(url), message="odooops: refresh")
+                    except (pygit2.GitError, AuthenticationFailed, OSError):
+                        # The server may have closed it while we waited for the mirror lock.
+                        log.info("fetch over the listing's connection to %s failed; connecting again", self.display)
+                if stats is None:
+                    fetcher = self._repo.remotes.create_anonymous(url)
+                    try:
+                        stats = fetcher.fetch(refspecs, callbacks=Callbacks(url), message="odooops: refresh")
+                    except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
+                        raise git_error(exc, url, "fetch") from None
                 received = (stats.received_objects, stats.received_bytes)
             for name in gone:
                 self._repo.references.delete(name)
@@ -375,22 +392,23 @@ class GitSource:
     def _head_targets(self) -> dict[str, str]:
         return {k: v for k, v in self._all_targets().items() if _classify(k)}
 
-    def heads(self) -> list[RefHead]:
-        """All branches and PR/MR refs, sorted by ref, each with its .odooops.yaml blob id."""
+    def ref_targets(self) -> dict[str, str]:
+        """Every direct ref and its target, in one listing: a planning round reads the refs once and
+        hands this to refs_digest(), heads() and the pins and notes readers."""
+        return self._all_targets()
+
+    def heads(self, targets: dict[str, str] | None = None) -> list[RefHead]:
+        """All branches and PR/MR refs, sorted by ref, each with its .odooops.yaml blob id.
+        `targets`: a ref_targets() listing of this round (read now when not given)."""
         memo, fresh = self._memo, {}
         out: list[RefHead] = []
-        # One C call for all refs; symbolic refs have a str target and are skipped.
-        for ref in self._repo.listall_reference_objects():
-            name = ref.name
+        for name, target in (self._all_targets() if targets is None else targets).items():
             if not name.startswith(_HEAD_PREFIXES):
-                continue
-            target = ref.target
-            if not isinstance(target, pygit2.Oid):
                 continue
             key = (name, target)
             head = memo.get(key)
             if head is None:
-                head = self._make_head(name, target)
+                head = self._make_head(name, pygit2.Oid(hex=target))
                 if head is None:
                     continue
             fresh[key] = head
@@ -465,10 +483,12 @@ class GitSource:
             return None
         return str(entry.id) if entry.type_str == "tree" else None
 
-    def refs_digest(self) -> str:
-        """sha256 over the sorted (ref, target) pairs of the refs heads() reads; no object reads."""
+    def refs_digest(self, targets: dict[str, str] | None = None) -> str:
+        """sha256 over the sorted (ref, target) pairs of the refs heads() reads; no object reads.
+        `targets`: a ref_targets() listing of this round (read now when not given)."""
         h = hashlib.sha256()
-        for name, target in sorted(self._head_targets().items()):
+        heads = self._head_targets() if targets is None else {k: v for k, v in targets.items() if _classify(k)}
+        for name, target in sorted(heads.items()):
             h.update(f"{name}\0{target}\n".encode())
         return h.hexdigest()
 

@@ -33,15 +33,18 @@ def pin_ref(env: str) -> str:
     return PIN_PREFIX + env
 
 
-def _pin_refs(repo: pygit2.Repository) -> dict[str, str]:
-    """ref name -> target of every pin: one listing of the repository's references."""
+def _pin_refs(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> dict[str, str]:
+    """ref name -> target of every pin: one listing of the repository's references (or of `targets`,
+    a listing the caller already made: GitSource.ref_targets())."""
+    if targets is not None:
+        return {name: target for name, target in targets.items() if name.startswith(PIN_PREFIX)}
     return {r.name: str(r.target) for r in repo.listall_reference_objects()
             if r.name.startswith(PIN_PREFIX) and isinstance(r.target, pygit2.Oid)}
 
 
-def pins_key(repo: pygit2.Repository) -> tuple[tuple[str, str], ...]:
+def pins_key(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> tuple[tuple[str, str], ...]:
     """Changes whenever a pin is written, moved or removed (part of the plan memo key)."""
-    return tuple(sorted(_pin_refs(repo).items()))
+    return tuple(sorted(_pin_refs(repo, targets).items()))
 
 
 def _commit_info(repo: pygit2.Repository, commit: str) -> tuple[int, str | None] | None:
@@ -71,13 +74,13 @@ def parse_pin(data: bytes, env: str) -> Pin | None:
                actor=str(doc.get("actor") or ""), created_at=float(doc.get("created_at") or 0))
 
 
-def read_pins(repo: pygit2.Repository) -> dict[str, Pin]:
+def read_pins(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> dict[str, Pin]:
     """env -> pin, with the pinned commit's time and `.odooops.yaml` blob filled in.
 
     A pin whose commit is not in the repository (not fetched yet, or garbage) is skipped: the
     environment then simply follows its branch."""
     out: dict[str, Pin] = {}
-    for name, target in _pin_refs(repo).items():
+    for name, target in _pin_refs(repo, targets).items():
         env = name[len(PIN_PREFIX):]
         blob = _pin_blob(repo, target)
         pin = parse_pin(blob.data, env) if blob is not None else None

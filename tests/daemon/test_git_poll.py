@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
@@ -93,3 +97,60 @@ def test_unreachable_remote_is_a_transient_error(tmp_path: Path) -> None:
     with pytest.raises(OdooOpsError) as exc:
         src.refresh_if_changed()
     assert exc.value.code == "GIT_REMOTE_UNREACHABLE"
+
+
+@contextmanager
+def counting_relay(target_port: int) -> Iterator[tuple[int, list[int]]]:
+    """A TCP relay on loopback in front of the git daemon: (its port, [connections so far])."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = [0]
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            accepted[0] += 1
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        server.close()
+
+
+def test_a_moved_branch_is_listed_and_fetched_over_one_connection(tmp_path: Path) -> None:
+    """The poll reads the remote's refs and fetches what moved over the same connection: one ref
+    advertisement per poll, not two (fails if the fetch connects again)."""
+    base = tmp_path / "srv"
+    base.mkdir()
+    git(tmp_path, "init", "-q", "--bare", str(base / "p.git"))
+    port = free_port()
+    with git_daemon(base, port) as root, counting_relay(port) as (relay, accepted):
+        work = tmp_path / "work"
+        git(tmp_path, "init", "-q", "-b", "main", str(work))
+        git(work, "commit", "-q", "--allow-empty", "-m", "init")
+        git(work, "push", "-q", f"{root}/p.git", "main")
+        src = GitSource(f"git://127.0.0.1:{relay}/p.git", tmp_path / "state")
+        src.refresh()
+        for n in range(3):
+            git(work, "commit", "-q", "--allow-empty", "-m", f"change {n}")
+            git(work, "push", "-q", f"{root}/p.git", "main")
+            before = accepted[0]
+            fetched = src.refresh_if_changed()
+            assert fetched is not None and fetched.updated == ("refs/heads/main",)
+            assert str(src.repo.references["refs/heads/main"].target) == git(work, "rev-parse", "HEAD")
+            assert accepted[0] - before == 1
+        before = accepted[0]
+        assert src.refresh_if_changed() is None and accepted[0] - before == 1
