@@ -49,6 +49,9 @@ class Project:
     _digests: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False)
     _actions: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
     _heads: tuple[str | None, list[Head]] = field(default=(None, []), init=False, repr=False)
+    _head_of: dict[Any, Head] = field(default_factory=dict, init=False, repr=False)  # RefHead -> Head
+    _notes: tuple[str | None, dict[str, dict[str, Any]]] = field(default=(None, {}), init=False, repr=False)
+    _observed: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # merge_observed's memo
 
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
@@ -76,18 +79,25 @@ class Project:
         return cls(location=location, state_dir=state_dir, policy=policy_from_raw(raw, name),
                    platform=platform or PlatformConfig())
 
-    def heads(self, refs_digest: str | None = None) -> list[Head]:
-        """Branch and request heads; `refs_digest` (the caller's fresh source.refs_digest()) saves a read."""
-        digest_now = refs_digest or self.source.refs_digest()
+    def heads(self, refs_digest: str | None = None, targets: dict[str, str] | None = None) -> list[Head]:
+        """Branch and request heads; `refs_digest` (the caller's fresh source.refs_digest()) saves a read,
+        `targets` (the source.ref_targets() that digest was made of) saves a listing of the refs."""
+        digest_now = refs_digest or self.source.refs_digest(targets)
         if self._heads[0] != digest_now:
-            self._heads = (digest_now, [Head(ref=h.ref, branch=h.branch, kind=h.kind, number=h.number,
-                                             commit=h.commit, commit_time=h.commit_time, config_blob=h.config_blob)
-                                        for h in self.source.heads()])
+            # RefHeads are memoised by (ref, target) in the source: an unchanged one is the same object.
+            known, fresh = self._head_of, {}
+            for h in self.source.heads(targets):
+                head = known.get(h)
+                fresh[h] = head if head is not None else Head(
+                    ref=h.ref, branch=h.branch, kind=h.kind, number=h.number, commit=h.commit,
+                    commit_time=h.commit_time, config_blob=h.config_blob)
+            self._head_of = fresh
+            self._heads = (digest_now, list(fresh.values()))
         return list(self._heads[1])
 
-    def pins(self) -> dict[str, Pin]:
-        """Rollback pins (refs/odooops/pins/*), one ref listing; none in most repositories."""
-        return read_pins(self.source.repo)
+    def pins(self, targets: dict[str, str] | None = None) -> dict[str, Pin]:
+        """Rollback pins (refs/odooops/pins/*), one ref listing (none with `targets`); none in most repositories."""
+        return read_pins(self.source.repo, targets)
 
     def configs(self, heads: Iterable[Head], pins: Iterable[Pin] = ()) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -99,6 +109,20 @@ class Project:
         return out
 
     def observed(self) -> dict[str, ObservedEnv]:
+        """What runs, from the state store and the notes. Both are read incrementally: store rows are
+        parsed when they change, the notes when their ref moves, and an ObservedEnv is rebuilt only
+        for an entry that changed."""
+        try:
+            ref = self.source.repo.references.get(NOTES_REF)
+        except ValueError:
+            ref = None
+        tip = str(ref.target) if ref is not None else None
+        if tip is None or self._notes[0] != tip:
+            # Keyed by the tip read before the notes: a note written meanwhile moves the tip again.
+            self._notes = (tip, self._latest_notes())
+        return merge_observed(self.store.rows(), self._notes[1], memo=self._observed)
+
+    def _latest_notes(self) -> dict[str, dict[str, Any]]:
         from_notes: dict[str, dict[str, Any]] = {}
         for _commit, note in iter_notes(self.source.repo):
             for name, entry in (note.get("environments") or {}).items():
@@ -106,21 +130,26 @@ class Project:
                     prev = from_notes.get(name)
                     if prev is None or float(entry.get("updated_at") or 0) > float(prev.get("updated_at") or 0):
                         from_notes[name] = entry
-        return merge_observed(self.store.entries(), from_notes)
+        return from_notes
 
 
 
 
-def observed_key(project: Project) -> tuple[Any, ...]:
+def observed_key(project: Project, targets: dict[str, str] | None = None) -> tuple[Any, ...]:
     """Changes whenever observed state can: the notes ref target and the state store's stamp.
 
     Rollback pins are in it too: they are not branch heads (refs_digest) but change the plan, and
-    every memo (this module's, the daemon's) compares this key."""
-    try:
-        ref = project.source.repo.references.get(NOTES_REF)
-    except ValueError:
-        ref = None
-    return (str(ref.target) if ref is not None else None, project.store.stamp(), pins_key(project.source.repo))
+    every memo (this module's, the daemon's) compares this key. `targets`: a source.ref_targets()
+    listing of this round (the refs are read here otherwise)."""
+    if targets is not None:
+        notes = targets.get(NOTES_REF)
+    else:
+        try:
+            ref = project.source.repo.references.get(NOTES_REF)
+        except ValueError:
+            ref = None
+        notes = str(ref.target) if ref is not None else None
+    return (notes, project.store.stamp(), pins_key(project.source.repo, targets))
 
 
 def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:
@@ -162,13 +191,14 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
         # One ref advertisement when nothing moved; a fetch only when the remote differs.
         project.source.refresh_if_changed()
     now = time.time() if now is None else now
-    refs = project.source.refs_digest()
-    key = (refs, observed_key(project), tuple(branches) if branches else None)
+    targets = project.source.ref_targets()  # one listing of the refs for this whole plan
+    refs = project.source.refs_digest(targets)
+    key = (refs, observed_key(project, targets), tuple(branches) if branches else None)
     memo = project.memo
     if memo is not None and memo[0] == key and now < memo[1]:
         return replace(memo[2], seconds=time.perf_counter() - started, cached=True)
-    heads = project.heads(refs)
-    pins = project.pins()
+    heads = project.heads(refs, targets)
+    pins = project.pins(targets)
     configs = project.configs(heads, pins.values())
     desired = desired_state(heads, configs, project.policy, project.platform, pins, memo=project._specs)
     observed = project.observed()

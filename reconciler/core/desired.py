@@ -6,7 +6,7 @@ Precedence, lowest first: platform defaults < policy tier defaults < `.odooops.y
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,21 +61,31 @@ def desired_state(heads: Iterable[Head], configs: Mapping[str, dict[str, Any]], 
     """
     platform = platform or PlatformConfig()
     heads = sorted(heads, key=lambda h: h.ref)
-    rules = policy.rules + _repo_rules(heads, configs, policy)
+    used: dict[Any, Any] = {}
+    policy_sig = repr(policy.rules) if memo is not None else ""  # a str caches its hash: cheap to key on
+
+    def policy_route(head: Head) -> tuple[BranchRule | None, str]:
+        # The policy's rule for a head and the name it gives depend on the head's kind, name and
+        # number only: matched once per branch, not on every push to it.
+        route_key = ("route", head.kind, head.branch, head.number, policy_sig)
+        found = memo.get(route_key) if memo is not None else None
+        if found is None:
+            matched = match_rule(policy.rules, head)
+            found = (matched, env_name(head, matched.tier) if matched is not None else "")
+        used[route_key] = found
+        return found
+
+    repo_rules = _repo_rules(heads, configs, policy_route)
     envs: dict[str, EnvSpec] = {}
     blocked: list[Blocked] = []
     errors: list[ConfigError] = []
     ignored: list[str] = []
     production_taken: str | None = None
-    used: dict[Any, Any] = {}
-    rules_sig = repr(rules) if memo is not None else ""  # a str caches its hash: cheap to key on
     for head in heads:
-        route_key = ("route", head, rules_sig)
-        route = memo.get(route_key) if memo is not None else None
-        if route is None:
-            matched = match_rule(rules, head)
+        route = policy_route(head)
+        if route[0] is None and repo_rules:  # the repository's rules come after the policy's
+            matched = match_rule(repo_rules, head)
             route = (matched, env_name(head, matched.tier) if matched is not None else "")
-        used[route_key] = route
         rule, name = route
         if rule is None:
             ignored.append(head.branch)
@@ -132,10 +142,12 @@ def _pinned(head: Head, pin: Pin | None) -> tuple[Head, Pin | None]:
     return replace(head, commit=pin.commit, commit_time=pin.commit_time, config_blob=pin.config_blob), pin
 
 
-def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]], policy: Policy) -> tuple[BranchRule, ...]:
-    """Repository additions are read from the production branch only, so no branch maps itself."""
+def _repo_rules(heads: list[Head], configs: Mapping[str, dict[str, Any]],
+                policy_route: Callable[[Head], tuple[BranchRule | None, str]]) -> tuple[BranchRule, ...]:
+    """Repository additions are read from the production branch only, so no branch maps itself.
+    `policy_route(head)`: the policy's own rule for a head (match_rule over policy.rules), and its name."""
     for head in heads:
-        rule = match_rule(policy.rules, head)
+        rule = policy_route(head)[0]
         if rule is not None and rule.tier is Tier.PRODUCTION:
             parsed = configs.get(head.config_blob) if head.config_blob else None
             if parsed and parsed.get("ok"):

@@ -18,7 +18,10 @@ class Tier(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Tier).index(self)
+        return _TIER_RANK[self]
+
+
+_TIER_RANK = {tier: index for index, tier in enumerate(Tier)}  # plans sort every action by it
 
 
 class ActionKind(StrEnum):

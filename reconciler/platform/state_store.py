@@ -43,6 +43,8 @@ class StateStore:
         self._cache: dict[str, str] = {}
         self._text_generation = -1
         self._text = "{}"
+        self._rows_generation = -1
+        self._rows: dict[str, tuple[str, dict[str, Any]]] = {}  # name -> (row text, parsed entry)
 
     # -- connection and migration ---------------------------------------------------------------
 
@@ -218,6 +220,21 @@ class StateStore:
         result: dict[str, dict[str, Any]] = json.loads(text)
         return result
 
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Every entry, each parsed once per change of its row (a re-plan after one apply parses one
+        row, not all of them). The entries are shared between calls: read them, never change them
+        (entries() gives copies to change)."""
+        raw = self._raw_entries()
+        with self._cache_lock:
+            if self._rows_generation != self._cache_generation:
+                before, rows = self._rows, {}
+                for name, doc in raw.items():
+                    old = before.get(name)
+                    # The cache keeps a row's text object until the row is written again.
+                    rows[name] = old if old is not None and (old[0] is doc or old[0] == doc) else (doc, json.loads(doc))
+                self._rows, self._rows_generation = rows, self._cache_generation
+            return {name: entry for name, (_doc, entry) in self._rows.items()}
+
     def _entries_text(self) -> str:
         raw = self._raw_entries()
         with self._cache_lock:
@@ -346,13 +363,29 @@ def observed_from_entry(e: dict[str, Any], source: str) -> ObservedEnv:
     )
 
 
-def merge_observed(*sources: dict[str, dict[str, Any]]) -> dict[str, ObservedEnv]:
-    """Latest entry per environment across the state file and notes; destroyed and blocked ones drop out."""
+def merge_observed(*sources: dict[str, dict[str, Any]],
+                   memo: dict[str, tuple[dict[str, Any], str, ObservedEnv]] | None = None) -> dict[str, ObservedEnv]:
+    """Latest entry per environment across the state file and notes; destroyed and blocked ones drop out.
+
+    `memo` (owned by a long-lived caller whose entries are shared, unchanging objects: StateStore.rows()):
+    the ObservedEnv made of each entry object, reused while the same entry object wins."""
     best: dict[str, tuple[float, dict[str, Any], str]] = {}
     for index, entries in enumerate(sources):
         for name, e in entries.items():
             stamp = float(e.get("updated_at") or 0)
             if name not in best or stamp > best[name][0]:
                 best[name] = (stamp, e, "state" if index == 0 else "notes")
-    return {name: observed_from_entry(e, src) for name, (_, e, src) in sorted(best.items())
-            if e.get("state") not in ("destroyed", "blocked")}
+    out: dict[str, ObservedEnv] = {}
+    used: dict[str, tuple[dict[str, Any], str, ObservedEnv]] = {}
+    for name, (_, e, src) in sorted(best.items()):
+        if e.get("state") in ("destroyed", "blocked"):
+            continue
+        hit = memo.get(name) if memo is not None else None
+        if hit is None or hit[0] is not e or hit[1] != src:
+            hit = (e, src, observed_from_entry(e, src))
+        used[name] = hit
+        out[name] = hit[2]
+    if memo is not None:
+        memo.clear()
+        memo.update(used)
+    return out

@@ -3,9 +3,14 @@ a push re-resolves only what it changed, with the same plan a new process makes.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
+
+import pygit2
 
 from reconciler.controller.planning import Project, compute_plan
+from reconciler.sources.notes import write_env_entry
 from tests.example_repo import build_example, commit_file
 
 
@@ -26,3 +31,43 @@ def test_replanning_reuses_what_did_not_change(tmp_path: Path) -> None:
     # only develop's spec was resolved again; every other environment is the same object as before
     changed = [s.name for s in moved.plan.environments if s is not specs_before.get(s.name)]
     assert changed == ["develop"]
+
+
+def test_observed_state_of_a_long_lived_project_follows_every_store_write_and_note(tmp_path: Path) -> None:
+    """The daemon's Project reads the store and the notes incrementally: after any write (here by
+    another process's Project) it answers what a new Project reads, and reuses what did not change."""
+    work = tmp_path / "acme"
+    build_example(work, oca_dest=tmp_path / "oca-web.git")
+    state = tmp_path / "state"
+    project = Project.open(str(work), state_dir=state)
+    writer = Project.open(str(work), state_dir=state)
+    specs = list(compute_plan(project).plan.environments)
+    assert len(specs) >= 3 and project.observed() == {}
+
+    def fresh() -> dict[str, Any]:
+        return Project.open(str(work), state_dir=state).observed()
+
+    for spec in specs:
+        writer.store.record(spec, state="running")
+    first = project.observed()
+    assert first == fresh() and set(first) == {s.name for s in specs}
+    writer.store.set_state(specs[0].name, "failed")
+    second = project.observed()
+    assert second == fresh() and second[specs[0].name].state == "failed"
+    assert all(second[s.name] is first[s.name] for s in specs[1:])  # unchanged entries are reused
+    # a newer note wins over the store's entry, and a later store write wins over the note
+    sig = pygit2.Signature("t", "t@example.test")
+    note = {**writer.store.get(specs[1].name), "state": "failed", "updated_at": time.time() + 60}  # type: ignore[dict-item]
+    write_env_entry(writer.source.repo, specs[1].commit, specs[1].name, note, sig)
+    third = project.observed()
+    assert third == fresh() and third[specs[1].name].state == "failed" and third[specs[1].name].source == "notes"
+    writer.store.forget(specs[2].name)
+    writer.store.record(specs[1], state="running", extra={"updated_at": time.time() + 120})
+    fourth = project.observed()
+    assert fourth == fresh() and specs[2].name not in fourth
+    assert fourth[specs[1].name].state == "running" and fourth[specs[1].name].source == "state"
+    # the notes move again: read again (the note of a commit already read is now newer than the store)
+    note = {**note, "state": "failed", "updated_at": time.time() + 300}
+    write_env_entry(writer.source.repo, specs[1].commit, specs[1].name, note, sig)
+    fifth = project.observed()
+    assert fifth == fresh() and fifth[specs[1].name].state == "failed" and fifth[specs[1].name].source == "notes"

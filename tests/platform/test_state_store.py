@@ -186,3 +186,24 @@ def test_whole_store_read_and_write_keep_the_state_json_shape(tmp_path: Path) ->
     assert store.changed_since(seen)[1] == {"a": None, "c": {"env": "c"}}
     store._write(store._read())  # nothing differs: no new generation
     assert store.stamp() == seen + 1
+
+
+def test_rows_parse_only_changed_rows_and_never_serve_a_stale_one(tmp_path: Path) -> None:
+    """rows() keeps each parsed row until that row is written again, by anyone: a write through
+    another StateStore (another thread's or process's) is seen at once, a forget drops the row."""
+    store = StateStore(tmp_path / "state.json")
+    other = StateStore(tmp_path / "state.json")
+    for name in ("a", "b", "c"):
+        _put(store, name, {"env": name, "state": "running", "commit": "1"})
+    first = store.rows()
+    assert first == store.entries()
+    _put(other, "a", {"env": "a", "state": "running", "commit": "2"})
+    second = store.rows()
+    assert second["a"]["commit"] == "2" and second == store.entries()
+    assert second["b"] is first["b"] and second["c"] is first["c"]  # unchanged rows: parsed once
+    other.forget("b")
+    other.set_state("c", "failed")
+    third = store.rows()
+    assert set(third) == {"a", "c"} and third["c"]["state"] == "failed" and third == store.entries()
+    _put(other, "b", {"env": "b", "state": "running", "commit": "3"})
+    assert store.rows()["b"]["commit"] == "3" and store.rows() == other.entries()

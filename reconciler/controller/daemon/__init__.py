@@ -157,8 +157,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.
-            project.heads = lambda refs_digest=None: [  # type: ignore[method-assign]  # minus closed requests
-                h for h in all_heads(refs_digest) if h.branch not in self._closed]
+            project.heads = lambda refs_digest=None, targets=None: [  # type: ignore[method-assign]  # minus closed
+                h for h in all_heads(refs_digest, targets) if h.branch not in self._closed]
             self._local.project = project
         if getattr(self._local, "closed", None) is not self._closed:
             project.memo = None  # the memo is keyed by refs, which a closure does not change
