@@ -15,7 +15,7 @@ from reconciler.controller.plan_snapshot import default_state_dir, project_id
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.data_copy import production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
-from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, Plan, digest
+from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, Plan, canonical_json, digest
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
@@ -46,12 +46,14 @@ class Project:
     # memory (parsed configs, resolved specs, artifact digests), each pruned to what the last plan used.
     _configs: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _specs: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
-    _digests: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False)
+    _digests: dict[tuple[str, str, str | None], dict[str, str]] = field(default_factory=dict, init=False, repr=False)
     _actions: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
     _heads: tuple[str | None, list[Head]] = field(default=(None, []), init=False, repr=False)
+    _digest_texts: dict[str, tuple[dict[str, str], str]] = field(default_factory=dict, init=False, repr=False)
     _head_of: dict[Any, Head] = field(default_factory=dict, init=False, repr=False)  # RefHead -> Head
     _notes: tuple[str | None, dict[str, dict[str, Any]]] = field(default=(None, {}), init=False, repr=False)
     _observed: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # merge_observed's memo
+    _observed_last: tuple[Any, dict[str, ObservedEnv]] = field(default=(None, {}), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.source = GitSource(self.location, self.state_dir)
@@ -120,7 +122,11 @@ class Project:
         if tip is None or self._notes[0] != tip:
             # Keyed by the tip read before the notes: a note written meanwhile moves the tip again.
             self._notes = (tip, self._latest_notes())
-        return merge_observed(self.store.rows(), self._notes[1], memo=self._observed)
+        generation, rows = self.store.rows()
+        key = (self.store, generation, self._notes[0])
+        if self._observed_last[0] != key:
+            self._observed_last = (key, merge_observed(rows, self._notes[1], memo=self._observed))
+        return dict(self._observed_last[1])
 
     def _latest_notes(self) -> dict[str, dict[str, Any]]:
         from_notes: dict[str, dict[str, Any]] = {}
@@ -184,14 +190,16 @@ def planned_test_tags(project: Project, specs: Iterable[EnvSpec]) -> dict[str, s
 
 
 def compute_plan(project: Project, branches: Iterable[str] | None = None, now: float | None = None,
-                 refresh: bool = True) -> PlanOutcome:
-    """Plan the project; in a long-lived process an unchanged repository costs one refs read."""
+                 refresh: bool = True, targets: dict[str, str] | None = None) -> PlanOutcome:
+    """Plan the project; in a long-lived process an unchanged repository costs one refs read.
+    `targets`: the caller's source.ref_targets() listing, read after any refresh (saves a listing)."""
     started = time.perf_counter()
     if refresh:
         # One ref advertisement when nothing moved; a fetch only when the remote differs.
         project.source.refresh_if_changed()
     now = time.time() if now is None else now
-    targets = project.source.ref_targets()  # one listing of the refs for this whole plan
+    if refresh or targets is None:
+        targets = project.source.ref_targets()  # one listing of the refs for this whole plan
     refs = project.source.refs_digest(targets)
     key = (refs, observed_key(project, targets), tuple(branches) if branches else None)
     memo = project.memo
@@ -209,18 +217,20 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     # Digests only depend on (templates, spec, commit): cached on disk like config parses.
     templates = templates_digest()
     known, rendered = project._digests, {}
+    used: dict[tuple[str, str, str | None], dict[str, str]] = {}
     for env, spec in specs.items():
-        cache_key = f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}"
-        got = known.get(cache_key)
+        memo_key = (templates, spec.spec_digest, spec.commit)
+        got = known.get(memo_key)
         if got is None:
             def digests(_data: bytes, env: str = env) -> dict[str, Any]:
                 return {n: sha256_text(t) for n, t in artifacts[env].items()}
 
-            got = project.cache.get_or_compute(cache_key, digests, read=lambda _key: b"")
-        rendered[env] = got
-    project._digests = {f"artifacts:{templates}:{s.spec_digest}:{s.commit}": rendered[e] for e, s in specs.items()}
+            got = project.cache.get_or_compute(f"artifacts:{templates}:{spec.spec_digest}:{spec.commit}", digests,
+                                               read=lambda _key: b"")
+        rendered[env] = used[memo_key] = got
+    project._digests = used
     # The digest also covers the rendered artifacts, so a template change is a different plan.
-    result = replace(result, plan_digest=digest({"plan": result.plan_digest, "artifacts": rendered}))
+    result = replace(result, plan_digest=artifacts_plan_digest(result.plan_digest, rendered, project._digest_texts))
     copies = data_copies(result, observed, now)
     outcome = PlanOutcome(plan=result, artifacts=artifacts, heads=len(heads),
                           seconds=time.perf_counter() - started, digests=rendered, data_copies=copies,
@@ -229,6 +239,26 @@ def compute_plan(project: Project, branches: Iterable[str] | None = None, now: f
     expires = min((float(c["expires_at"]) for c in copies.values() if "expires_at" in c), default=float("inf"))
     project.memo = (key, min(ttl_deadline(observed, result), expires), outcome)
     return outcome
+
+
+def artifacts_plan_digest(plan_digest: str, rendered: dict[str, dict[str, str]],
+                          texts: dict[str, tuple[dict[str, str], str]] | None = None) -> str:
+    """digest({"plan": plan_digest, "artifacts": rendered}), with each environment's part of the
+    canonical JSON kept in `texts` (env -> (its digests, `"env":{...}`)) while its digests stay the
+    same: a re-plan serialises the environments that changed, not all of them."""
+    parts, used = [], {}
+    for env in sorted(rendered):
+        mine = rendered[env]
+        hit = texts.get(env) if texts is not None else None
+        if hit is None or hit[0] != mine:  # compared by value: the caller's dict may change in place
+            hit = (dict(mine), f"{canonical_json(env)}:{canonical_json(mine)}")
+        used[env] = hit
+        parts.append(hit[1])
+    if texts is not None:
+        texts.clear()
+        texts.update(used)
+    text = '{"artifacts":{' + ",".join(parts) + '},"plan":' + canonical_json(plan_digest) + "}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def data_copies(result: Plan, observed: dict[str, ObservedEnv], now: float) -> dict[str, dict[str, Any]]:

@@ -220,10 +220,10 @@ class StateStore:
         result: dict[str, dict[str, Any]] = json.loads(text)
         return result
 
-    def rows(self) -> dict[str, dict[str, Any]]:
-        """Every entry, each parsed once per change of its row (a re-plan after one apply parses one
-        row, not all of them). The entries are shared between calls: read them, never change them
-        (entries() gives copies to change)."""
+    def rows(self) -> tuple[int, dict[str, dict[str, Any]]]:
+        """(generation, every entry), each entry parsed once per change of its row (a re-plan after
+        one apply parses one row, not all of them). The entries are shared between calls: read them,
+        never change them (entries() gives copies to change)."""
         raw = self._raw_entries()
         with self._cache_lock:
             if self._rows_generation != self._cache_generation:
@@ -233,7 +233,7 @@ class StateStore:
                     # The cache keeps a row's text object until the row is written again.
                     rows[name] = old if old is not None and (old[0] is doc or old[0] == doc) else (doc, json.loads(doc))
                 self._rows, self._rows_generation = rows, self._cache_generation
-            return {name: entry for name, (_doc, entry) in self._rows.items()}
+            return self._rows_generation, {name: entry for name, (_doc, entry) in self._rows.items()}
 
     def _entries_text(self) -> str:
         raw = self._raw_entries()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pygit2
 
-from reconciler.controller.planning import Project, compute_plan
+from reconciler.controller.planning import Project, artifacts_plan_digest, compute_plan
+from reconciler.core.model import digest
 from reconciler.sources.notes import write_env_entry
 from tests.example_repo import build_example, commit_file
 
@@ -71,3 +72,20 @@ def test_observed_state_of_a_long_lived_project_follows_every_store_write_and_no
     write_env_entry(writer.source.repo, specs[1].commit, specs[1].name, note, sig)
     fifth = project.observed()
     assert fifth == fresh() and fifth[specs[1].name].state == "failed" and fifth[specs[1].name].source == "notes"
+
+
+def test_artifacts_plan_digest_is_the_digest_of_plan_and_artifacts_whatever_it_remembers() -> None:
+    """The re-plan's digest keeps each environment's serialised digests between plans; every plan's
+    digest must still be digest({"plan", "artifacts"}) of that plan (fails if a kept text is stale)."""
+    texts: dict[str, tuple[dict[str, str], str]] = {}
+    rendered = {f"env-{i}": {"odoo.conf": f"{i:064x}", "container.json": f"{i + 1:064x}"} for i in range(5)}
+    for step in range(6):
+        if step == 2:
+            rendered = {**rendered, "env-1": {"odoo.conf": "f" * 64}}  # a new dict: one environment re-rendered
+        if step == 3:
+            rendered["env-2"]["odoo.conf"] = "e" * 64  # the same dict object, changed in place
+        if step == 4:
+            rendered = {k: v for k, v in rendered.items() if k != "env-3"} | {"prodüction": {"a": "b"}}
+        plan = f"{step:064x}"
+        assert artifacts_plan_digest(plan, rendered, texts) == digest({"plan": plan, "artifacts": rendered})
+        assert artifacts_plan_digest(plan, rendered) == digest({"plan": plan, "artifacts": rendered})

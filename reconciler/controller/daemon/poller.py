@@ -125,14 +125,14 @@ class Poller:
         forced, self._force_plan = self._force_plan, False
         if not (changed or resync or forced or now >= self._ttl_deadline or key != self._last_key):
             return None
+        targets = project.source.ref_targets()  # one listing of the refs for the whole plan, read after any push
         if self._closed and changed:
             # A closed request whose ref is gone needs no record: the planner sees it vanish.
-            refs = project.source.local_refs()
-            gone = {b for b in self._closed if f"refs/{b}/head" not in refs}
+            gone = {b for b in self._closed if f"refs/{b}/head" not in targets}
             if gone and self.closed.remove(gone):
                 self._closed = frozenset(self.closed.all())
                 project = self._project()
-        outcome = compute_plan(project, now=now, refresh=False)
+        outcome = compute_plan(project, now=now, refresh=False, targets=targets)
         observed = project.observed()
         self._ttl_deadline = ttl_deadline(observed, outcome.plan)
         if project.memo is not None:

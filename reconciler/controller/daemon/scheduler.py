@@ -126,7 +126,8 @@ class Scheduler:
         now = self.clock()
         shared = self._shared
         if shared is not None and now < shared[1]:
-            key = (project.source.refs_digest(), observed_key(project), None)
+            targets = project.source.ref_targets()  # one listing for both halves of the key
+            key = (project.source.refs_digest(targets), observed_key(project, targets), None)
             if key == shared[0]:
                 return branch_outcome(shared[2], branch)
         return compute_plan(project, branches=[branch], now=now, refresh=False)
