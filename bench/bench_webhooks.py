@@ -285,6 +285,26 @@ def _ready(port: int) -> bool:
         return False
 
 
+def compare(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Interleaved rounds of this tree and of `--compare-rev` (checked out in a temporary worktree), each
+    a fresh process with the same arguments: the old and new path under the same load."""
+    own = [a for i, a in enumerate(argv) if not a.startswith(("--compare-rev", "--rounds"))
+           and not (i > 0 and argv[i - 1] in ("--compare-rev", "--rounds"))]
+    tree = Path(tempfile.mkdtemp(prefix="bench-rev-", dir=args.work))
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), args.compare_rev], cwd=ROOT, check=True)
+    runs: dict[str, list[dict[str, Any]]] = {"this tree": [], args.compare_rev: []}
+    try:
+        for _ in range(args.rounds):
+            for label, root in (("this tree", ROOT), (args.compare_rev, tree)):
+                out = subprocess.run([sys.executable, str(root / "bench" / "bench_webhooks.py"), *own,
+                                      "--work", str(args.work)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                                     check=True, capture_output=True, text=True).stdout
+                runs[label].append(json.loads(out))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    return {"compare_rev": args.compare_rev, "rounds": args.rounds, "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--deliveries", type=int, default=100)
@@ -297,8 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--running", action="store_true",
                     help="with --extra-branches: every extra branch an environment recorded as running")
     ap.add_argument("--work", type=Path, default=ROOT / ".work" / "bench")
+    ap.add_argument("--compare-rev", help="also measure this git revision (e.g. the commit before a change), "
+                                          "interleaved with this tree, each run in a process of its own")
+    ap.add_argument("--rounds", type=int, default=1, help="with --compare-rev: runs of each, interleaved")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.compare_rev:
+        report = compare(args, list(sys.argv[1:] if argv is None else argv))
+        report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                             "load_avg_1m_at_end": os.getloadavg()[0]}
+        print(json.dumps(report, indent=2))
+        return 0
     sys.path.insert(0, str(ROOT))
     from tests.services import load_services_env
 
