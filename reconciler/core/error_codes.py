@@ -1110,14 +1110,6 @@ ERRORS: dict[str, ErrorEntry] = {
         what='TARGET_ENV is production: restoring replaces its live data',
         fix='COMMAND  # --confirm says you mean it; the current database is kept until the restored one is healthy',
     ),
-    'RESTORE_SANITIZE_UNAVAILABLE': ErrorEntry(
-        'unavailable',
-        what=(
-            'restoring into TARGET_ENV needs the copy neutralized, and this OdooOps has no '
-            'reconciler.data.clone.sanitize'
-        ),
-        fix='upgrade OdooOps; until then restore only a production backup into production',
-    ),
     'RESTORE_SCRATCH_MISSING': ErrorEntry(
         'invalid',
         what='scratch database DB or filestore FILESTORE_DIR is not ready for TARGET_ENV',

@@ -24,6 +24,7 @@ from reconciler.data.backup_check import (
     check_and_fetch,
     pg_restore,
 )
+from reconciler.data.clone import sanitize
 from reconciler.data.scratch import scratch_name
 from reconciler.data.swap import require_confirmation, swap_in
 from reconciler.errors import OdooOpsError
@@ -87,12 +88,6 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
 
 
 def _sanitize(ctx: DataContext, db: str, target_env: str, entry: dict[str, Any], from_production: bool = False) -> None:
-    try:
-        from reconciler.data.clone import sanitize
-    except ImportError as exc:
-        raise OdooOpsError("RESTORE_SANITIZE_UNAVAILABLE", f"restoring into {target_env} needs the copy neutralized, "
-                           "and this OdooOps has no reconciler.data.clone.sanitize",
-                           "upgrade OdooOps; until then restore only a production backup into production") from exc
     settings = entry.get("settings") or {}
     # Production's data outside production, or any data where untrusted code runs: masked, whatever the settings.
     mask = bool(settings.get("mask", False)) or masking_reason(

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pygit2
@@ -18,6 +19,9 @@ from reconciler.controller.plan_json import plan_json
 from reconciler.controller.planning import compute_plan
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
+from reconciler.data.backup import list_backups
+from reconciler.data.backup_check import verify_backup
+from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.executors.runtimes import open_runtime
 from reconciler.secrets import SecretStore
@@ -340,16 +344,6 @@ class Operations:
     def _require_recent_backup(self, env: str) -> dict[str, Any]:
         """A backup of env from the last 24 hours that restores: the newest one is verified now
         (a scratch restore, dropped afterwards) unless its manifest already records a verification."""
-        from datetime import UTC, datetime, timedelta
-
-        try:
-            from reconciler.data.backup import list_backups
-            from reconciler.data.backup_check import verify_backup
-            from reconciler.data.context import DataContext
-        except ImportError as exc:  # a build without the data layer cannot prove a backup exists
-            raise OdooOpsError("BACKUP_REQUIRED", f"backups of {env} cannot be checked by this server",
-                               "upgrade odooops to a release with backups (reconciler.data.backup)") from exc
-
         if self.host is None:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the server has no host settings",
                                "start odooops serve with its host settings: odooops host show names what is missing")
