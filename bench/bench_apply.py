@@ -31,7 +31,8 @@ from bench.bench_plan import bench_policy  # noqa: E402
 from bench.harness import example_host  # noqa: E402
 from reconciler.controller.apply import Applier  # noqa: E402
 from reconciler.controller.planning import Project, compute_plan  # noqa: E402
-from reconciler.executors.artifacts import ArtifactInputs, ArtifactStore, export_tree  # noqa: E402
+from reconciler.executors.artifacts import ArtifactInputs, ArtifactStore  # noqa: E402
+from reconciler.sources.objects import export_tree  # noqa: E402
 from tests.example_repo import git  # noqa: E402
 
 

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pygit2
-
 from reconciler.controller import files
 from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.controller.steps import build, database, destroy, health, infra, noops, recovery, route, status, tests
@@ -49,7 +47,6 @@ from reconciler.sources.notes import push_notes, write_env_entry
 
 __all__ = ["Applier", "ApplyReport", "EnvReport", "Progress", "StepRecord"]
 
-SIGNATURE = ("OdooOps", "odooops@localhost")
 LOCK_WAIT_S = 900.0  # an apply waits this long for a restore/clone/rollback of the same env (ENV_BUSY: retried)
 
 
@@ -170,8 +167,7 @@ class Applier:
                      "commit": a.commit, "spec_digest": "", "state": "blocked", "reason": a.reason,
                      "remediation": a.remediation or "", "updated_at": 0}
             try:
-                wrote |= write_env_entry(self.project.source.repo, a.commit, a.env, entry,
-                                         pygit2.Signature(*SIGNATURE))
+                wrote |= write_env_entry(self.project.source.repo, a.commit, a.env, entry)
             except OdooOpsError as exc:
                 self.progress(a.env, "note", "failed", exc.message)
         return wrote
@@ -245,7 +241,7 @@ class Applier:
                   if k not in ("container_spec", "infra_digest", "credentials", "db_login")}
         public["schema"] = "odooops/status-entry/v1"
         try:
-            write_env_entry(self.project.source.repo, commit, env, public, pygit2.Signature(*SIGNATURE))
+            write_env_entry(self.project.source.repo, commit, env, public)
         except OdooOpsError as exc:
             self.progress(env, "note", "failed", exc.message)
 

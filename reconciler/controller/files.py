@@ -7,21 +7,20 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
-import pygit2
 
 from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
 from reconciler.executors.ansible import prepare_host
-from reconciler.executors.artifacts import export_tree
 from reconciler.executors.runtime import ODOO_USER
 from reconciler.platform.atomic import write_atomic
 from reconciler.platform.host import HostSettings
 from reconciler.sources.git import GitSource
+from reconciler.sources.objects import export_tree, is_commit, peeled_tree
 
 
 def _tree_digest(root: Path) -> str:
@@ -86,7 +85,7 @@ def pinned_external(host: HostSettings, externals: list[dict[str, Any]], branch:
     for ext in externals:
         source = _addons_source(host, ext["url"])
         commit = ext.get("commit")
-        if commit is None or not isinstance(source.repo.get(commit), pygit2.Commit):
+        if commit is None or not is_commit(source.repo, commit):
             source.refresh()
         if commit is None:
             ref = ext["ref"]
@@ -95,7 +94,7 @@ def pinned_external(host: HostSettings, externals: list[dict[str, Any]], branch:
                 raise OdooOpsError("EXTERNAL_ADDONS_REF_MISSING", f"{ext['url']} has no branch {ref!r}",
                                    f"fix addons.external ({ext['name']}) in .odooops.yaml on {branch}")
             commit = found
-        if not isinstance(source.repo.get(commit), pygit2.Commit):
+        if not is_commit(source.repo, commit):
             raise OdooOpsError("EXTERNAL_ADDONS_COMMIT_MISSING",
                                f"commit {commit[:12]} of {ext['name']} is not in {source.display}",
                                f"pin a commit that exists on {ext['url']} in .odooops.yaml on {branch}, "
@@ -106,15 +105,7 @@ def pinned_external(host: HostSettings, externals: list[dict[str, Any]], branch:
 
 def export_external(host: HostSettings, name: str, url: str, commit: str, dest: Path) -> None:
     repo = _addons_source(host, url).repo
-    export_tree(repo, str(cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree).id), dest)
-
-
-def blob_id(repo: pygit2.Repository, commit: str, path: str) -> str | None:
-    try:
-        entry = cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree)[path]
-    except KeyError:
-        return None
-    return str(entry.id) if entry.type_str == "blob" else None
+    export_tree(repo, peeled_tree(repo, commit), dest)
 
 
 def write_env_files(env_dir: Path, owner: str, files: Mapping[str, str]) -> bool:

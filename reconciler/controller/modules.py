@@ -15,11 +15,13 @@ import ast
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
-
-import pygit2
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import OdooOpsError
+from reconciler.sources.objects import addon_manifests
+
+if TYPE_CHECKING:
+    from reconciler.sources.git import GitSource
 
 DIGESTS_KEY = "odooops.module_digests"
 PENDING = ("to upgrade", "to install", "to remove")
@@ -50,28 +52,17 @@ class DatabaseModules:
         return {n for n, s in self.states.items() if s in INSTALLED}
 
 
-def repo_modules(repo: pygit2.Repository, commit: str, addons_paths: list[str]) -> dict[str, tuple[str, str]]:
+def repo_modules(source: GitSource, commit: str, addons_paths: list[str]) -> dict[str, tuple[str, str]]:
     """module name -> (tree id, manifest version) for every addon under the addons paths at commit."""
     out: dict[str, tuple[str, str]] = {}
-    tree = cast(pygit2.Object, repo.get(commit)).peel(pygit2.Tree)
-    for path in addons_paths:
+    for name, (tree, manifest) in addon_manifests(source.repo, commit, addons_paths).items():
+        version = ""
         try:
-            sub = tree[path.strip("/")] if path.strip("/") else tree
-        except KeyError:
-            continue
-        if not isinstance(sub, pygit2.Tree):
-            continue
-        for entry in sub:
-            if entry.type_str != "tree" or "__manifest__.py" not in cast(pygit2.Tree, entry):
-                continue
-            manifest = cast(pygit2.Tree, entry)["__manifest__.py"]
+            data = ast.literal_eval(manifest.decode("utf-8", "replace"))
+            version = str(data.get("version", "")) if isinstance(data, dict) else ""
+        except (ValueError, SyntaxError):
             version = ""
-            try:
-                data = ast.literal_eval(cast(pygit2.Blob, repo.get(manifest.id)).data.decode("utf-8", "replace"))
-                version = str(data.get("version", "")) if isinstance(data, dict) else ""
-            except (ValueError, SyntaxError):
-                version = ""
-            out[cast(str, entry.name)] = (str(entry.id), version)
+        out[name] = (tree, version)
     return out
 
 

@@ -183,7 +183,7 @@ def planned_test_tags(project: Project, specs: Iterable[EnvSpec]) -> dict[str, s
             if key not in _TAGS:
                 if len(_TAGS) > 4096:
                     _TAGS.clear()
-                code = repo_modules(project.source.repo, spec.commit, spec["addons_paths"])
+                code = repo_modules(project.source, spec.commit, spec["addons_paths"])
                 _TAGS[key] = effective_test_tags(spec["test_tags"], code)
             out[spec.name] = _TAGS[key]
     return out

@@ -14,11 +14,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, cast
-
-import pygit2
-from pygit2.enums import FileMode
+from pathlib import Path
+from typing import Any
 
 from reconciler.core.model import canonical_json
 from reconciler.errors import OdooOpsError
@@ -238,52 +235,3 @@ def _file_sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def export_tree(repo: pygit2.Repository, tree_id: str, dest: Path) -> int:
-    """Write a git tree (or a commit's tree) under dest with git's modes; returns files written.
-
-    Submodules are skipped (external addons are pinned separately); names git itself rejects
-    and symlinks leaving the tree are refused, so a hostile repository cannot write elsewhere.
-    """
-    tree = repo[tree_id].peel(pygit2.Tree)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = 0
-    links: list[tuple[Path, PurePosixPath]] = []
-    stack: list[tuple[pygit2.Tree, Path, PurePosixPath]] = [(tree, dest, PurePosixPath())]
-    while stack:
-        current, out, rel = stack.pop()
-        for entry in current:
-            name = os.fsdecode(cast(bytes, entry.raw_name))
-            if name in (".", "..") or name.lower() == ".git" or "/" in name or "\0" in name:
-                raise _unsafe(rel / name, "reserved file name")
-            target, mode = out / name, entry.filemode
-            if mode == FileMode.TREE:
-                target.mkdir()
-                stack.append((cast(pygit2.Tree, repo[entry.id]), target, rel / name))
-            elif mode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
-                target.write_bytes(cast(pygit2.Blob, repo[entry.id]).data)
-                target.chmod(0o755 if mode == FileMode.BLOB_EXECUTABLE else 0o644)
-                written += 1
-            elif mode == FileMode.LINK:
-                link = os.fsdecode(cast(pygit2.Blob, repo[entry.id]).data)
-                if link.startswith("/"):
-                    raise _unsafe(rel / name, f"absolute symlink ({link})")
-                os.symlink(link, target)
-                links.append((target, rel / name))
-                written += 1
-            # FileMode.COMMIT (a submodule): nothing to export.
-    # Checked once every link exists: chains of links (`up -> ..`, `x -> up/../..`) can only
-    # be judged by resolving them the way the kernel will.
-    root = os.path.realpath(dest)
-    for target, rel_path in links:
-        real = os.path.realpath(target)
-        if real != root and not real.startswith(root + os.sep):
-            raise _unsafe(rel_path, f"symlink leaves the tree ({os.readlink(target)})")
-    return written
-
-
-def _unsafe(path: PurePosixPath, why: str) -> OdooOpsError:
-    return OdooOpsError("ARTIFACT_UNSAFE_PATH", f"refusing to export {path}: {why}",
-                        "fix the repository content; OdooOps exports plain files only",
-                        {"path": str(path)})

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pygit2
+from ruamel.yaml import YAML
 
 from reconciler.controller.credentials import DB_PASSWORD
 from reconciler.controller.plan_json import plan_json
@@ -25,8 +24,9 @@ from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.executors.runtimes import open_runtime
 from reconciler.secrets import SecretStore
+from reconciler.sources.branch_edits import branch_file, branch_tip, commit_file, move_branch
 from reconciler.sources.notes import iter_notes
-from reconciler.sources.remote import redact_url, scrub
+from reconciler.sources.remote import redact_url
 
 if TYPE_CHECKING:
     from reconciler.controller.daemon import DaemonConfig
@@ -258,17 +258,13 @@ class Operations:
         return {"status": "committed", "commit": commit, "env": env, "branch": branch}
 
     def _commit_config(self, branch: str, key: str, changes: dict[str, int], actor: Actor, message: str) -> str:
-        from ruamel.yaml import YAML
-
         source = self.project.source
-        repo = pygit2.Repository(source.repo.path)  # a private handle: pygit2 objects are not shared
-        ref = repo.references.get(f"refs/heads/{branch}")
-        if ref is None:
+        found = branch_file(source, branch, CONFIG_FILE)
+        if found is None:
             raise OdooOpsError("BRANCH_NOT_FOUND", f"branch {branch} is not in the mirror",
                                "wait for the next poll (or push the branch), then retry")
-        parent = repo[ref.target]
-        tree = parent.tree
-        text = cast(pygit2.Blob, repo[tree[CONFIG_FILE].id]).data.decode() if CONFIG_FILE in tree else "version: 1\n"
+        parent, data = found
+        text = data.decode() if data is not None else "version: 1\n"
         yaml = YAML()  # round-trip mode: comments, order and quoting survive
         yaml.preserve_quotes = True
         doc = yaml.load(text) or {}
@@ -281,44 +277,12 @@ class Operations:
         target.update(changes)
         buf = io.StringIO()
         yaml.dump(doc, buf)
-        blob = repo.create_blob(buf.getvalue().encode())
-        builder = repo.TreeBuilder(tree)
-        builder.insert(CONFIG_FILE, blob, pygit2.GIT_FILEMODE_BLOB)
         email = actor.subject if "@" in actor.subject else f"{re.sub(r'[^A-Za-z0-9._-]', '_', actor.subject)}@odooops"
-        author = pygit2.Signature(actor.subject, email)
-        committer = pygit2.Signature("OdooOps API", "api@odooops")
-        oid = repo.create_commit(None, author, committer, f"{message}\n\nRequested through the OdooOps API by "
-                                 f"{actor.subject}.\n", builder.write(), [parent.id])
-        self._update_branch(repo, branch, str(oid), str(parent.id))
-        return str(oid)
-
-    def _update_branch(self, repo: pygit2.Repository, branch: str, new: str | None, old: str) -> None:
-        """Push (or delete, new=None) the branch on the remote without forcing: a branch that moved
-        meanwhile refuses the change instead of losing someone's commit."""
-        source = self.project.source
-        if not source.is_mirror:
-            ref = repo.references.get(f"refs/heads/{branch}")
-            if ref is None or str(ref.target) != old:
-                raise _moved(branch)
-            if not repo.is_bare and not repo.head_is_detached and repo.head.name == f"refs/heads/{branch}":
-                raise OdooOpsError("BRANCH_CHECKED_OUT", f"{branch} is checked out in {source.path}",
-                                   "serve a bare repository or a remote URL (odooops serve --repo URL)")
-            if new is None:
-                ref.delete()
-            else:
-                ref.set_target(new)
-            return
-        spec = f"{new}:refs/heads/{branch}" if new else f":refs/heads/{branch}"
-        cmd = ["git", f"--git-dir={repo.path}", "push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{old}",
-               source.location, spec]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                              env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
-        if proc.returncode != 0:
-            output = scrub(proc.stdout + proc.stderr, source.location)
-            if "stale info" in output or "rejected" in output or "fetch first" in output:
-                raise _moved(branch)
-            raise OdooOpsError("GIT_PUSH_FAILED", f"could not push {branch} to {source.display}: {output[-500:]}",
-                               "check that the server's credentials may push to the repository, then retry")
+        commit = commit_file(source, parent, CONFIG_FILE, buf.getvalue().encode(),
+                             f"{message}\n\nRequested through the OdooOps API by {actor.subject}.\n",
+                             author=(actor.subject, email), committer=("OdooOps API", "api@odooops"))
+        move_branch(source, branch, commit, parent)
+        return commit
 
     def destroy(self, name: str, actor: Actor, confirm: bool) -> dict[str, Any]:
         env, e = self.entry(name)
@@ -333,12 +297,11 @@ class Operations:
                                    f"odooops db backup {env} --verify, then odooops env destroy {env} --confirm "
                                    "with an admin token")
             self._require_recent_backup(env)
-        repo = pygit2.Repository(self.project.source.repo.path)
-        ref = repo.references.get(f"refs/heads/{branch}")
-        if ref is None:
+        tip = branch_tip(self.project.source, branch)
+        if tip is None:
             raise OdooOpsError("BRANCH_NOT_FOUND", f"branch {branch} of {env} is already gone",
                                f"wait for the next poll; odooops env show {env} shows the state")
-        self._update_branch(repo, branch, None, str(ref.target))
+        move_branch(self.project.source, branch, None, tip)
         return {"status": "branch_deleted", "env": env, "branch": branch}
 
     def _require_recent_backup(self, env: str) -> dict[str, Any]:
@@ -391,7 +354,3 @@ class Operations:
             self.daemon.enqueue(str(e.get("branch") or env), "secrets rotated through the API")
         return {"rotated": rotated, "env": env}
 
-
-def _moved(branch: str) -> OdooOpsError:
-    return OdooOpsError("BRANCH_CONFLICT", f"branch {branch} moved while the change was being made",
-                        "retry: the change is re-applied on top of the new commit")

@@ -10,8 +10,6 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-import pygit2
-
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import compute_plan
 from reconciler.core.model import Tier
@@ -19,13 +17,14 @@ from reconciler.core.promotion import Evidence, Gate, Subject, evaluate
 from reconciler.errors import OdooOpsError
 from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
+from reconciler.sources.objects import commit_tree
 from reconciler.sources.pins import publish_ref
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
     from reconciler.platform.host import HostSettings
+    from reconciler.sources.git import GitSource
 
-SIGNATURE = ("OdooOps", "odooops@localhost")
 
 
 def _envs(project: Project) -> dict[str, dict[str, Any]]:
@@ -53,12 +52,11 @@ def _deployed(project: Project, env: str) -> str:
     return str(commit)
 
 
-def _evidence(repo: pygit2.Repository, tree: str) -> list[Evidence]:
+def _evidence(source: GitSource, tree: str) -> list[Evidence]:
     """Every status-note entry of a commit whose tree is `tree` (the same code, whatever the commit)."""
     out: list[Evidence] = []
-    for commit, note in iter_notes(repo):
-        obj = repo.get(commit)
-        if not isinstance(obj, pygit2.Commit) or str(obj.tree_id) != tree:
+    for commit, note in iter_notes(source.repo):
+        if commit_tree(source.repo, commit) != tree:
             continue
         for env, entry in (note.get("environments") or {}).items():
             if isinstance(entry, dict):
@@ -74,18 +72,18 @@ def _subject(project: Project, source: str, target: str) -> Subject:
             raise OdooOpsError("ENV_NOT_FOUND", f"environment {name} is not in the plan (known: {known})",
                                "odooops plan  # lists the environments and their branches", {"env": name})
     commit = _deployed(project, source)
-    obj = project.source.repo.get(commit)
-    if not isinstance(obj, pygit2.Commit):
+    tree = commit_tree(project.source.repo, commit)
+    if tree is None:
         raise OdooOpsError("GIT_OBJECT_NOT_FOUND", f"{source}'s commit {commit} is not in the repository",
                            "refresh the source (odooops plan) and retry", {"commit": commit})
     return Subject(source=source, source_tier=str(envs[source]["tier"]), source_branch=envs[source]["branch"],
-                   target=target, target_tier=str(envs[target]["tier"]), commit=commit, tree=str(obj.tree_id))
+                   target=target, target_tier=str(envs[target]["tier"]), commit=commit, tree=tree)
 
 
 def check_gates(project: Project, source_env: str, target_env: str) -> list[Gate]:
     """The policy's promotion gates for source_env's deployed tree going to target_env."""
     subject = _subject(project, source_env, target_env)
-    return evaluate(project.policy, subject, _evidence(project.source.repo, subject.tree))
+    return evaluate(project.policy, subject, _evidence(project.source, subject.tree))
 
 
 def _target_head(project: Project, branch: str) -> str | None:
@@ -112,7 +110,7 @@ def promote(project: Project, host: HostSettings, source: str, target: str, *, c
     if project.source.is_mirror:
         project.source.refresh_if_changed()
     subject = _subject(project, source, target)
-    gates = evaluate(project.policy, subject, _evidence(project.source.repo, subject.tree))
+    gates = evaluate(project.policy, subject, _evidence(project.source, subject.tree))
     phases["gates"] = time.perf_counter() - started
     failing = [g for g in gates if not g.ok]
     if failing:
@@ -195,7 +193,7 @@ def _note(project: Project, env: str, commit: str, report: dict[str, Any]) -> No
     if not isinstance(entry, dict):
         return
     summary = {k: report[k] for k in ("source", "from_commit", "actor", "gates")}
-    write_env_entry(repo, commit, env, {**entry, "promotion": summary}, pygit2.Signature(*SIGNATURE))
+    write_env_entry(repo, commit, env, {**entry, "promotion": summary})
     if project.source.is_mirror:
         # On failure the note stays in the mirror; the next apply or daemon poll pushes it.
         with contextlib.suppress(OdooOpsError):

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import pygit2
 from psycopg import sql
 
 from reconciler.controller.apply import Applier
@@ -37,13 +36,14 @@ from reconciler.executors.storage import store_for
 from reconciler.platform.env_lock import env_lock
 from reconciler.progress import deploy_progress
 from reconciler.sources.notes import iter_notes, push_notes, read_note, write_env_entry
+from reconciler.sources.objects import resolve_commit
 from reconciler.sources.pins import delete_pin, pin_document, pin_ref, publish_ref, read_pins, write_pin
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
     from reconciler.platform.host import HostSettings
+    from reconciler.sources.git import GitSource
 
-SIGNATURE = ("OdooOps", "odooops@localhost")
 # The seed contract keeps the last ten versions selectable; older healthy commits are not offered.
 MAX_CANDIDATES = 10
 # Tables an update rewrites or that only log (ir_attachment holds people's files: it is a record table).
@@ -76,19 +76,19 @@ def healthy_history(project: Project, env: str) -> list[dict[str, Any]]:
     return history[:MAX_CANDIDATES]
 
 
-def _resolve_commit(repo: pygit2.Repository, rev: str, env: str) -> str:
-    try:
-        return str(repo.revparse_single(rev).peel(pygit2.Commit).id)
-    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+def _resolve_commit(source: GitSource, rev: str, env: str) -> str:
+    commit = resolve_commit(source.repo, rev)
+    if commit is None:
         raise OdooOpsError("ROLLBACK_COMMIT_NOT_FOUND", f"cannot roll {env} back to {rev}: no such commit",
                            f"odooops rollback {env}  # the last healthy version, or pass a commit from "
-                           f"`odooops env deployments {env}`", {"env": env, "commit": rev}) from exc
+                           f"`odooops env deployments {env}`", {"env": env, "commit": rev})
+    return commit
 
 
 def choose_target(project: Project, env: str, current: str, to_commit: str | None) -> str:
     """The commit to run: `to_commit`, else the newest healthy one before the current deploy."""
     if to_commit:
-        return _resolve_commit(project.source.repo, to_commit, env)
+        return _resolve_commit(project.source, to_commit, env)
     for candidate in healthy_history(project, env):
         if candidate["commit"] != current:
             return str(candidate["commit"])
@@ -343,7 +343,7 @@ def _note(project: Project, env: str, commit: str, report: dict[str, Any]) -> bo
     summary = {k: report[k] for k in ("commit", "from_commit", "branch_head", "actor", "restored_backup",
                                       "phases", "status")}
     summary["at"] = round(time.time(), 3)
-    write_env_entry(repo, commit, env, {**entry, "rollback": summary}, pygit2.Signature(*SIGNATURE))
+    write_env_entry(repo, commit, env, {**entry, "rollback": summary})
     if project.source.is_mirror:
         try:
             push_notes(repo, project.location)

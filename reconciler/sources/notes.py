@@ -103,9 +103,11 @@ def iter_notes(repo: pygit2.Repository) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def write_env_entry(
     repo: pygit2.Repository, commit: str, env: str, entry: dict[str, Any],
-    author: pygit2.Signature,
+    author: pygit2.Signature | None = None,
 ) -> bool:
-    """Set environments[env] = entry in commit's note; False (and no write) if bytes are equal."""
+    """Set environments[env] = entry in commit's note (written as `author`, by default the platform's
+    DEFAULT_AUTHOR); False (and no write) if bytes are equal."""
+    author = author or pygit2.Signature(*DEFAULT_AUTHOR)
     if not isinstance(entry, dict):
         raise TypeError("a status entry must be a dict")
     if not isinstance(repo.get(commit), pygit2.Commit):

@@ -7,7 +7,8 @@ from pathlib import Path
 from reconciler.controller import files
 from reconciler.controller.steps.context import DeployContext, StepResult
 from reconciler.errors import OdooOpsError
-from reconciler.executors.artifacts import Artifact, ArtifactInputs, export_tree
+from reconciler.executors.artifacts import Artifact, ArtifactInputs
+from reconciler.sources.objects import blob_id, export_tree
 
 
 def run(ctx: DeployContext) -> StepResult:
@@ -28,7 +29,7 @@ def run(ctx: DeployContext) -> StepResult:
     st.external = external
     req_blob = None
     if spec["requirements"]:
-        req_blob = files.blob_id(repo, spec.commit, spec["requirements"])
+        req_blob = blob_id(repo, spec.commit, spec["requirements"])
     inputs = ArtifactInputs(base_image=image_id, addons=tuple(addons), external=tuple(external),
                             requirements=req_blob)
 

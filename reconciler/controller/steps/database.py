@@ -136,7 +136,7 @@ class DatabaseStep:
     def code(self) -> dict[str, tuple[str, str]]:
         """The repository's addons at this deploy's commit: name -> (tree id, manifest version)."""
         if self._code is None:
-            self._code = repo_modules(self.project.source.repo, self.spec.commit, self.spec["addons_paths"])
+            self._code = repo_modules(self.project.source, self.spec.commit, self.spec["addons_paths"])
         return self._code
 
     def _changes(self, db: str | None = None) -> ModuleChanges:

@@ -14,7 +14,7 @@ from reconciler.errors import OdooOpsError
 
 def test_tags(project: Project, spec: EnvSpec) -> str | None:
     """What --test-tags gets: the project's tags, or its own addons' (`/mod_a,/mod_b`); None: all."""
-    code = repo_modules(project.source.repo, spec.commit, spec["addons_paths"])
+    code = repo_modules(project.source, spec.commit, spec["addons_paths"])
     return effective_test_tags(spec["test_tags"], code)
 
 
