@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import psycopg
-
 from reconciler.core.model import digest
 from reconciler.core.resources import data_dir
 from reconciler.errors import OdooOpsError
@@ -134,32 +132,3 @@ def write_env_files(env_dir: Path, owner: str, files: Mapping[str, str]) -> bool
             changed = True
         os.chown(path, uid, gid)
     return changed
-
-
-def database_initialised(host: HostSettings, database: str) -> bool:
-    """True when the database holds an Odoo registry (base installed)."""
-    try:
-        with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
-                             password=host.pg_admin_password, dbname=database, connect_timeout=10) as conn:
-            row = conn.execute("SELECT to_regclass('public.ir_module_module') IS NOT NULL").fetchone()
-            if not row or not row[0]:
-                return False
-            row = conn.execute("SELECT state FROM ir_module_module WHERE name = 'base'").fetchone()
-            return bool(row and row[0] == "installed")
-    except psycopg.OperationalError as exc:
-        if "does not exist" in str(exc):
-            return False
-        raise OdooOpsError("POSTGRES_UNREACHABLE", f"cannot reach PostgreSQL at {host.pg_host}:{host.pg_port}: "
-                           f"{str(exc).strip().splitlines()[0]}",
-                           "start PostgreSQL (bash scripts/services.sh start) and re-run odooops apply") from exc
-
-
-def missing_modules(host: HostSettings, database: str, wanted: list[str]) -> list[str]:
-    """Wanted modules that are not installed: Odoo only warns about unknown names and broken dependencies."""
-    if not wanted:
-        return []
-    with psycopg.connect(host=host.pg_host, port=host.pg_port, user=host.pg_admin_user,
-                         password=host.pg_admin_password, dbname=database, connect_timeout=10) as conn:
-        rows = conn.execute("SELECT name FROM ir_module_module WHERE state = 'installed' AND name = ANY(%s)",
-                            (list(wanted),)).fetchall()
-    return sorted(set(wanted) - {r[0] for r in rows})

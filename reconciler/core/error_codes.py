@@ -582,6 +582,12 @@ ERRORS: dict[str, ErrorEntry] = {
         what='cannot rename database OLD to NEW: STR',
         fix='check that OLD exists and NEW does not',
     ),
+    'DB_STATEMENT_FAILED': ErrorEntry(
+        'failed',
+        what='STR',
+        fix="see the PostgreSQL server's log for the statement; the next run tries again",
+        why="PostgreSQL refused a statement or lost the connection; the message is the server's own",
+    ),
     'DB_SECURE_FAILED': ErrorEntry(
         'failed',
         what=(

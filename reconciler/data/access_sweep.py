@@ -12,10 +12,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from reconciler.core.db_access import DatabaseAccess, access_problems, intended_role
 from reconciler.errors import OdooOpsError
+from reconciler.executors.sql import database_errors
 
 if TYPE_CHECKING:
     from reconciler.executors.postgres import Postgres
@@ -53,8 +52,9 @@ def sweep(pg: Postgres, envs: Collection[str], *, repair: bool = True) -> Access
             report.found[name] = problems
             continue
         try:
-            pg.secure_database(name, role)
-        except (OdooOpsError, psycopg.Error) as exc:
+            with database_errors():
+                pg.secure_database(name, role)
+        except OdooOpsError as exc:
             # Say the environment's role was dropped while its database lives on: a person must look.
             report.failed[name] = f"{'; '.join(problems)}: {getattr(exc, 'message', None) or str(exc).strip()}"
             continue

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import OdooOpsError
 
 if TYPE_CHECKING:
-    import psycopg
-
     from reconciler.executors.postgres import Postgres
+    from reconciler.executors.sql import Connection
     from reconciler.secrets import SecretStore
 
 SECRET_NAME = "admin_password"
@@ -76,7 +75,7 @@ class AdminUser:
     password_hash: str | None
 
 
-def admin_user(conn: psycopg.Connection[Any]) -> AdminUser | None:
+def admin_user(conn: Connection) -> AdminUser | None:
     """Odoo's `base.user_admin` (id 2 in every database Odoo creates); None when there is no res_users."""
     if conn.execute("SELECT to_regclass('public.res_users')").fetchone() == (None,):
         return None
@@ -89,7 +88,7 @@ def admin_user(conn: psycopg.Connection[Any]) -> AdminUser | None:
     return AdminUser(int(row[0]), str(row[1]), row[2]) if row is not None else None
 
 
-def hashing_rounds(conn: psycopg.Connection[Any]) -> int:
+def hashing_rounds(conn: Connection) -> int:
     """What Odoo's CryptContext uses: max(600,000, the `password.hashing.rounds` system parameter)."""
     row = conn.execute("SELECT value FROM ir_config_parameter WHERE key = 'password.hashing.rounds'").fetchone() \
         if conn.execute("SELECT to_regclass('public.ir_config_parameter')").fetchone() != (None,) else None
@@ -132,7 +131,7 @@ class AdminPasswordResult:
         return {"env": self.env, "database": self.database, "login": self.login, "changed": self.changed}
 
 
-def set_in(conn: psycopg.Connection[Any], password: str, *, known_hash: str | None = None,
+def set_in(conn: Connection, password: str, *, known_hash: str | None = None,
            env: str = "", database: str = "") -> tuple[AdminUser, str | None]:
     """Set the admin user's password in an open connection; returns (user, the new hash or None when
     the stored hash already is `known_hash`)."""

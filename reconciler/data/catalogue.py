@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import yaml
 
 from reconciler.errors import OdooOpsError
+from reconciler.executors.sql import Connection
 
 CATALOGUE_DIR = Path(__file__).parent / "masking_catalogue"
 DEFAULT_VERSION = "19.0"
@@ -82,7 +82,7 @@ def _version_key(version: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def odoo_version(conn: psycopg.Connection[Any]) -> str:
+def odoo_version(conn: Connection) -> str:
     """The Odoo series of a database ("19.0"), read from base's installed version; 19.0 when unknown."""
     if not conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' "
                         "AND table_name = 'ir_module_module'").fetchone():

@@ -7,25 +7,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-import psycopg
+from reconciler.executors.sql import Connection
 
 # Crons a neutralized copy may keep running (xml ids): Odoo's neutralize keeps the auto-vacuum only.
 ALLOWED_CRONS = ("base.autovacuum_job",)
 
 
-def _table_exists(conn: psycopg.Connection[Any], table: str) -> bool:
+def _table_exists(conn: Connection, table: str) -> bool:
     return conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'public' AND table_name = %s",
                         (table,)).fetchone() is not None
 
 
-def _param(conn: psycopg.Connection[Any], key: str) -> str | None:
+def _param(conn: Connection, key: str) -> str | None:
     if not _table_exists(conn, "ir_config_parameter"):
         return None
     row = conn.execute("SELECT value FROM ir_config_parameter WHERE key = %s", (key,)).fetchone()
     return row[0] if row else None
 
 
-def check_neutralized(conn: psycopg.Connection[Any], mail_server: Mapping[str, Any] | None = None,
+def check_neutralized(conn: Connection, mail_server: Mapping[str, Any] | None = None,
                       allowed_crons: Iterable[str] = ALLOWED_CRONS) -> dict[str, dict[str, Any]]:
     """database.is_neutralized, outgoing mail servers, crons, automation rules and queued jobs."""
     checks: dict[str, dict[str, Any]] = {}
@@ -54,7 +54,7 @@ def check_neutralized(conn: psycopg.Connection[Any], mail_server: Mapping[str, A
     return checks
 
 
-def check_identity(conn: psycopg.Connection[Any], source: psycopg.Connection[Any] | None) -> dict[str, Any]:
+def check_identity(conn: Connection, source: Connection | None) -> dict[str, Any]:
     """A copy must not share database.uuid / database.secret with its source (sessions, tokens, IAP)."""
     uuid, secret = _param(conn, "database.uuid"), _param(conn, "database.secret")
     out: dict[str, Any] = {"ok": bool(uuid) and bool(secret), "uuid": uuid}

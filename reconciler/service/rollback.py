@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from psycopg import sql
-
 from reconciler.controller.apply import Applier
 from reconciler.controller.planning import compute_plan
 from reconciler.core.data_copy import describe_age
@@ -32,6 +30,7 @@ from reconciler.data.context import DataContext
 from reconciler.data.restore import restore_to_scratch
 from reconciler.data.swap import swap_in
 from reconciler.errors import OdooOpsError
+from reconciler.executors.sql import statement
 from reconciler.executors.storage import store_for
 from reconciler.platform.env_lock import env_lock
 from reconciler.progress import deploy_progress
@@ -151,10 +150,10 @@ def data_loss_window(ctx: DataContext, env: str, since: float, now: float | None
             "AND c.column_name IN ('create_date', 'write_date') GROUP BY c.table_name HAVING count(*) = 2 "
             "ORDER BY 1").fetchall()]
         for name in names:
-            created, changed = cast(tuple[int, int], conn.execute(sql.SQL(
+            created, changed = cast(tuple[int, int], conn.execute(statement(
                 "SELECT count(*) FILTER (WHERE create_date > %(t)s), count(*) FILTER (WHERE write_date > %(t)s "
                 "AND (create_date IS NULL OR create_date <= %(t)s)) FROM {} "
-                "WHERE create_date > %(t)s OR write_date > %(t)s").format(sql.Identifier(name)), {"t": stamp}
+                "WHERE create_date > %(t)s OR write_date > %(t)s", name), {"t": stamp}
             ).fetchone())
             if created or changed:
                 tables[name] = {"created": int(created), "changed": int(changed)}

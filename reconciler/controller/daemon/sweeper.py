@@ -6,8 +6,6 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.controller.workqueue import Work
 from reconciler.core.drift import route_drift, web_drift
@@ -17,6 +15,7 @@ from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.router import CaddyRouter
 from reconciler.executors.runtimes import open_runtime
+from reconciler.executors.sql import database_errors
 from reconciler.platform.env_lock import is_busy
 from reconciler.sources.notes import push_notes
 
@@ -144,8 +143,9 @@ class Sweeper:
         their own could reach: repaired (data.access_sweep); returns their names."""
         assert self.host is not None
         try:
-            report = access_sweep.sweep(Postgres.from_host(self.host), set(project.store.entries()))
-        except (OdooOpsError, psycopg.Error) as exc:
+            with database_errors():
+                report = access_sweep.sweep(Postgres.from_host(self.host), set(project.store.entries()))
+        except OdooOpsError as exc:
             log.warning("database access sweep skipped: %s", getattr(exc, "message", exc))
             return []
         for db, problems in report.repaired.items():
@@ -160,8 +160,9 @@ class Sweeper:
         environments left (data.scratch)."""
         assert self.host is not None
         try:
-            report = scratch.sweep(Postgres.from_host(self.host), self.host, envs=set(project.store.entries()))
-        except (OdooOpsError, OSError, psycopg.Error) as exc:
+            with database_errors():
+                report = scratch.sweep(Postgres.from_host(self.host), self.host, envs=set(project.store.entries()))
+        except (OdooOpsError, OSError) as exc:
             log.warning("scratch sweep skipped: %s", getattr(exc, "message", exc))
             return []
         self.metrics.scratch_removed.labels(what="database").inc(len(report.dropped))

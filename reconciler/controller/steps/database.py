@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.controller import files
 from reconciler.controller.modules import (
     ModuleChanges,
     db_now,
@@ -63,6 +62,7 @@ from reconciler.data.working_copy import WorkingCopy
 from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.runtime import RunResult, Runtime
+from reconciler.executors.sql import database_initialised
 from reconciler.platform.host import HostSettings
 from reconciler.render.artifacts import fill
 from reconciler.secrets import SecretStore
@@ -191,7 +191,7 @@ class DatabaseStep:
         return out
 
     def _build_or_migrate(self) -> DatabaseOutcome:
-        if files.database_initialised(self.host, self.env):
+        if database_initialised(self.host, self.env):
             return self._existing()
         if self.spec["data_source"] == "production" and self.env != PRODUCTION_NAME:
             prod = self._running_production()
@@ -469,7 +469,7 @@ class DatabaseStep:
         """Terraform created the env's database empty; a clone takes its place (never one with data)."""
         if not self.pg.exists(self.env):
             return
-        if files.database_initialised(self.host, self.env):
+        if database_initialised(self.host, self.env):
             raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.env} already holds an Odoo database",
                                f"odooops status {self.env}  # it was initialised meanwhile; re-run odooops apply")
         with self.pg.connect(self.env) as conn:
