@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from reconciler.core.copy_guard import check_copy_masking, target_untrusted
 from reconciler.data.admin_password import ensure_admin_password
 from reconciler.data.catalogue import Catalogue, load_catalogue, odoo_version
@@ -32,6 +30,7 @@ from reconciler.data.scratch import scratch_name
 from reconciler.data.verify import check_identity, check_neutralized, summarize
 from reconciler.errors import OdooOpsError
 from reconciler.executors.runtime import RunResult
+from reconciler.executors.sql import Connection
 from reconciler.progress import phase
 
 RunOdoo = Callable[[list[str]], RunResult]
@@ -142,7 +141,7 @@ def _project_rules(ctx: DataContext, target_env: str, rules: Iterable[Mapping[st
     return rules_from_config(rules)
 
 
-def masking_catalogue(conn: psycopg.Connection[Any], project_rules: list[MaskRule]) -> Catalogue:
+def masking_catalogue(conn: Connection, project_rules: list[MaskRule]) -> Catalogue:
     """The reviewed catalogue of the database's Odoo version plus the project's `.odooops.yaml` rules."""
     return load_catalogue(odoo_version(conn)).with_rules(project_rules)
 
@@ -233,7 +232,7 @@ def _explain(name: str, check: Mapping[str, Any]) -> str:
     return f"{name} {detail}"
 
 
-def platform_cuts(conn: psycopg.Connection[Any], url: str) -> None:
+def platform_cuts(conn: Connection, url: str) -> None:
     """What `odoo neutralize` leaves that a safe copy must also cut (docs: ARCHITECTURE, Odoo facts)."""
     tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
                                          "WHERE table_schema = 'public'").fetchall()}
@@ -250,7 +249,7 @@ def platform_cuts(conn: psycopg.Connection[Any], url: str) -> None:
                      "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
 
-def add_mail_catcher(conn: psycopg.Connection[Any], mail_server: Mapping[str, Any]) -> None:
+def add_mail_catcher(conn: Connection, mail_server: Mapping[str, Any]) -> None:
     """One active outgoing server: the platform's mail catcher (every message captured, none delivered)."""
     conn.execute(
         "INSERT INTO ir_mail_server (name, smtp_host, smtp_port, smtp_user, smtp_pass, smtp_encryption, "
@@ -259,7 +258,7 @@ def add_mail_catcher(conn: psycopg.Connection[Any], mail_server: Mapping[str, An
          mail_server.get("password")))
 
 
-def new_identity(conn: psycopg.Connection[Any]) -> None:
+def new_identity(conn: Connection) -> None:
     """A copy gets its own database.uuid and database.secret (a TEMPLATE copy carries the source's)."""
     for key in ("database.uuid", "database.secret"):
         conn.execute("INSERT INTO ir_config_parameter (key, value) VALUES (%s, gen_random_uuid()::text) "
