@@ -16,6 +16,7 @@ from reconciler.controller import plan_snapshot as snapshot
 from reconciler.controller.plan_json import plan_json
 from reconciler.controller.plan_snapshot import default_state_dir, project_id, snapshot_key
 from reconciler.core.resources import read_text
+from reconciler.platform.host import HostSettings
 
 
 @click.command("plan")
@@ -60,7 +61,6 @@ def plan_command(repo: str, branches: tuple[str, ...], as_json: bool, detailed_e
     if infra:
         # Imported when used (startup time): only --infra needs Terraform.
         from reconciler.controller.infra_plan import terraform_summaries
-        from reconciler.platform.host import HostSettings
 
         assert project is not None
         terraform = terraform_summaries(project, HostSettings.from_env(project.state_dir), outcome)

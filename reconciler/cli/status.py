@@ -12,14 +12,13 @@ import click
 
 from reconciler.cli.common import handle_errors, state_dir_option
 from reconciler.errors import OdooOpsError
+from reconciler.platform.host import HostSettings
 
 if TYPE_CHECKING:
     from reconciler.controller.planning import Project
 
 
 def collect(project: Project) -> list[dict[str, Any]]:
-    from reconciler.platform.host import HostSettings
-
     entries = project.store.entries()
     observed = project.observed()
     runtime: dict[str, Any] = {}
