@@ -23,23 +23,25 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import psycopg
-from psycopg import sql
-
 from reconciler.data.catalogue import Catalogue
 from reconciler.data.masking import Column, applicable, keep_condition
+from reconciler.executors.leakscan_sql import (
+    EMAIL_RE,
+    PHONE_RE,
+    Source,
+    cell_hashes,
+    copy_hashes,
+    copy_low_values,
+    insert_matches,
+    low_values_kept,
+)
+from reconciler.executors.sql import Connection, copy_rows
 
-EMAIL_RE = r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-# A phone number stands alone: digits inside a hash or a reference ("3fa9 1234567890 c") are not one.
-PHONE_RE = r"(?<![0-9A-Za-z])\+?[0-9][0-9 ().\-/]{6,}[0-9](?![0-9A-Za-z])"
 _EMAIL = re.compile(EMAIL_RE.encode())
 _PHONE = re.compile(PHONE_RE.encode())
-# Whole values compared: long enough to identify someone, short enough to be a field (not a document).
-MIN_WHOLE, MAX_WHOLE = 6, 512
 WHOLE_KINDS = frozenset({"name", "street", "vat", "iban", "url", "phone", "phone_e164", "email", "login"})
 LOW_KINDS = frozenset({"zip", "city", "digits"})
 SKIPPED_KINDS = frozenset({"null", "hash"})
@@ -55,114 +57,22 @@ def _hash(value: str) -> str:
     return hashlib.md5(value.encode("utf-8")).hexdigest()  # a fingerprint, not a secret
 
 
-def _extract(v: sql.Composable, *, whole: bool = True, names_only: bool = False) -> sql.Composable:
-    """SQL rows (h uuid) of the comparable forms of text `v`: the whole value, e-mails, phone digits."""
-    parts: list[sql.Composable] = []
-    if whole:
-        cond = sql.SQL("length(btrim({v})) BETWEEN {a} AND {b}").format(v=v, a=sql.Literal(MIN_WHOLE),
-                                                                          b=sql.Literal(MAX_WHOLE))
-        if names_only:  # a single word ("Administrator", "Sales") is a label far more often than a person
-            cond = sql.SQL("{c} AND strpos(btrim({v}), ' ') > 0 AND length(btrim({v})) >= 8").format(c=cond, v=v)
-        parts.append(sql.SQL("SELECT md5(lower(btrim({v})))::uuid AS h WHERE {c}").format(v=v, c=cond))
-    # The regular expressions only run on values that can match (an @; at least 8 digits).
-    parts.append(sql.SQL("SELECT md5(lower(m[1]))::uuid AS h FROM regexp_matches(CASE WHEN strpos({v}, '@') > 0 "
-                         "THEN {v} END, {r}, 'g') m").format(v=v, r=sql.Literal(f"({EMAIL_RE})")))
-    parts.append(sql.SQL("SELECT md5('tel:' || d)::uuid AS h FROM (SELECT regexp_replace(m[1], '\\D', '', 'g') AS d "
-                         "FROM regexp_matches(CASE WHEN length({v}) - length(translate({v}, '0123456789', '')) >= 8 "
-                         "THEN {v} END, {r}, 'g') m) x WHERE length(d) BETWEEN 8 AND 15").format(
-        v=v, r=sql.Literal(f"({PHONE_RE})")))
-    return sql.SQL(" UNION ALL ").join(parts)
-
-
-def _values(table: str, column: str, data_type: str) -> tuple[sql.Composable, sql.Composable]:
-    """(FROM-item, value expression): jsonb objects (translations) give one value per language."""
-    c = sql.Identifier(column)
-    if data_type == "jsonb":
-        lateral = sql.SQL("LATERAL (SELECT j.value AS v FROM jsonb_each_text(CASE WHEN jsonb_typeof(t.{c}) = "
-                          "'object' THEN t.{c} END) j UNION ALL SELECT t.{c}::text WHERE jsonb_typeof(t.{c}) "
-                          "<> 'object') vv").format(c=c)
-        return lateral, sql.SQL("vv.v")
-    return sql.SQL("LATERAL (SELECT t.{c}::text AS v) vv").format(c=c), sql.SQL("vv.v")
-
-
-@dataclass(frozen=True)
-class _Source:
-    """One text value per row to take comparable forms of: an SQL expression over the row `t`."""
-
-    name: str
-    expr: sql.Composable
-    whole: bool = True  # compare the whole value (else only the e-mails and phones inside)
-    names_only: bool = False  # whole values must look like a full name (two words, 8+ characters)
-    jsonb: bool = False  # a jsonb column: whole values are those of each language
-
-
-def _forms(table: str, sources: list[_Source], where: sql.Composable | None, has_id: bool) -> list[sql.Composable]:
-    """SELECTs of (i, id, cell, h) over `table`, one scan each: whole values, e-mails, phone digits, and the
-    languages of jsonb values. `i` is the 1-based index of the source in `sources`."""
-    t = sql.Identifier(table)
-    arr = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(
-        sql.SQL("({})::text").format(src.expr) for src in sources))
-    row_id = sql.SQL("t.id") if has_id else sql.SQL("NULL::bigint")
-    extra = sql.SQL(" AND ({})").format(where) if where is not None else sql.SQL("")
-    base = sql.SQL("FROM {t} t CROSS JOIN LATERAL unnest({a}) WITH ORDINALITY u(v, i) "
-                   "WHERE u.v IS NOT NULL AND u.v <> ''{x}").format(t=t, a=arr, x=extra)
-    out: list[sql.Composable] = []
-    whole = [i + 1 for i, src in enumerate(sources) if src.whole and not src.jsonb]
-    names = [i + 1 for i, src in enumerate(sources) if src.names_only]
-    if whole:
-        cond = sql.SQL("u.i = ANY({w}) AND length(btrim(u.v)) BETWEEN {a} AND {b}").format(
-            w=sql.Literal(whole), a=sql.Literal(MIN_WHOLE), b=sql.Literal(MAX_WHOLE))
-        if names:
-            cond = sql.SQL("{c} AND (u.i <> ALL({n}) OR (strpos(btrim(u.v), ' ') > 0 AND length(btrim(u.v)) >= 8))"
-                           ).format(c=cond, n=sql.Literal(names))
-        out.append(sql.SQL("SELECT u.i, {id} AS id, t.ctid::text AS cell, md5(lower(btrim(u.v)))::uuid AS h "
-                           "{b} AND {c}").format(id=row_id, b=base, c=cond))
-    out.append(sql.SQL("SELECT i, id, cell, md5(lower((regexp_matches(v, {r}, 'g'))[1]))::uuid AS h FROM ("
-                       "SELECT u.i, {id} AS id, t.ctid::text AS cell, u.v {b} AND strpos(u.v, '@') > 0) s").format(
-        r=sql.Literal(f"({EMAIL_RE})"), id=row_id, b=base))
-    out.append(sql.SQL("SELECT i, id, cell, md5('tel:' || d)::uuid AS h FROM (SELECT i, id, cell, "
-                       "regexp_replace((regexp_matches(v, {r}, 'g'))[1], '\\D', '', 'g') AS d FROM ("
-                       "SELECT u.i, {id} AS id, t.ctid::text AS cell, u.v {b} AND u.v ~ {r}) s) s2 "
-                       "WHERE length(d) BETWEEN 8 AND 15").format(r=sql.Literal(PHONE_RE), id=row_id, b=base))
-    jsonb = [(i + 1, src) for i, src in enumerate(sources) if src.jsonb and src.whole]
-    if jsonb:
-        jarr = sql.SQL("ARRAY[{}]::jsonb[]").format(sql.SQL(", ").join(src.expr for _i, src in jsonb))
-        idx = sql.SQL("(ARRAY[{}])[u.k]").format(sql.SQL(", ").join(sql.Literal(i) for i, _s in jsonb))
-        out.append(sql.SQL(
-            "SELECT {idx} AS i, {id} AS id, t.ctid::text AS cell, md5(lower(btrim(j.value)))::uuid AS h FROM {t} t "
-            "CROSS JOIN LATERAL unnest({a}) WITH ORDINALITY u(jv, k) CROSS JOIN LATERAL jsonb_each_text("
-            "CASE WHEN jsonb_typeof(u.jv) = 'object' THEN u.jv END) j WHERE length(btrim(j.value)) "
-            "BETWEEN {lo} AND {hi}{x}").format(idx=idx, id=row_id, t=t, a=jarr, lo=sql.Literal(MIN_WHOLE),
-                                              hi=sql.Literal(MAX_WHOLE), x=extra))
-    return out
-
-
-def _catalogue_sources(cols: list[Column]) -> list[_Source]:
+def _catalogue_sources(cols: list[Column]) -> list[Source]:
     out = []
     for col in cols:
         kind = col.rule.kind
-        c = sql.SQL("t.{}").format(sql.Identifier(col.rule.column))
-        if kind == "login":  # admin-like logins (no @) are kept on purpose: only addresses count
-            c = sql.SQL("CASE WHEN strpos(t.{c}::text, '@') > 0 THEN t.{c}::text END").format(
-                c=sql.Identifier(col.rule.column))
         whole = kind in WHOLE_KINDS and kind != "login"
-        out.append(_Source(col.rule.column, c, whole=whole, names_only=kind == "name"))
+        # Admin-like logins (no @) are kept on purpose: only addresses count.
+        out.append(Source(col.rule.column, whole=whole, names_only=kind == "name", addresses_only=kind == "login"))
         if col.data_type == "jsonb" and whole:
-            out.append(_Source(col.rule.column, sql.SQL("t.{}").format(sql.Identifier(col.rule.column)),
-                               whole=True, names_only=kind == "name", jsonb=True))
+            out.append(Source(col.rule.column, whole=True, names_only=kind == "name", jsonb=True))
     return out
 
 
-def _table_sources(cols: list[tuple[str, str]]) -> list[_Source]:
-    out = [_Source(column, sql.SQL("t.{}").format(sql.Identifier(column)), whole=data_type != "jsonb")
-           for column, data_type in cols]
-    out += [_Source(column, sql.SQL("t.{}").format(sql.Identifier(column)), jsonb=True)
-            for column, data_type in cols if data_type == "jsonb"]
+def _table_sources(cols: list[tuple[str, str]]) -> list[Source]:
+    out = [Source(column, whole=data_type != "jsonb") for column, data_type in cols]
+    out += [Source(column, jsonb=True) for column, data_type in cols if data_type == "jsonb"]
     return out
-
-
-def _hashes_only(queries: list[sql.Composable]) -> sql.Composable:
-    return sql.SQL(" UNION ALL ").join(sql.SQL("SELECT q.h FROM ({}) q").format(q) for q in queries)
 
 
 def _by_table(cols: Mapping[tuple[str, str], Column]) -> dict[str, list[Column]]:
@@ -173,16 +83,7 @@ def _by_table(cols: Mapping[tuple[str, str], Column]) -> dict[str, list[Column]]
     return out
 
 
-def _copy(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], query: sql.Composable, table: str,
-          columns: str) -> None:
-    with src.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(query)) as out, \
-            dst.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), sql.SQL(columns))) \
-            as into:
-        for chunk in out:
-            into.write(chunk)
-
-
-def _text_columns(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, str]]]:
+def _text_columns(conn: Connection) -> dict[str, list[tuple[str, str]]]:
     rows = conn.execute(
         "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
         "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
@@ -195,12 +96,12 @@ def _text_columns(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[str, st
     return out
 
 
-def _ids(conn: psycopg.Connection[Any]) -> set[str]:
+def _ids(conn: Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.columns WHERE table_schema = "
                                        "'public' AND column_name = 'id' AND data_type IN ('integer', 'bigint')")}
 
 
-def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], catalogue: Catalogue, *,
+def scan_clone(conn: Connection, source: Connection, catalogue: Catalogue, *,
                filestore: Path | None = None, source_filestore: Path | None = None) -> dict[str, Any]:
     """Scan the copy behind `conn` for `source`'s personal values; returns {"ok", "leaks", "chance", ...}."""
     started = time.monotonic()
@@ -221,29 +122,20 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
         kind = col.rule.kind
         if kind in LOW_KINDS:
             if table in src_ids:
-                where = sql.SQL("t.{c} IS NOT NULL AND t.{c}::text ~ '[0-9A-Za-z]'").format(
-                    c=sql.Identifier(col.rule.column))
-                if src_keep.get(table) is not None:
-                    where = sql.SQL("{w} AND NOT ({k})").format(w=where, k=src_keep[table])
-                q = sql.SQL("SELECT {tl}, {cl}, t.id, md5(lower(btrim(t.{c}::text)))::uuid FROM {t} t "
-                            "WHERE {w}").format(tl=sql.Literal(table), cl=sql.Literal(col.rule.column),
-                                                c=sql.Identifier(col.rule.column), t=sql.Identifier(table), w=where)
-                _copy(source, conn, q, "oo_low", "tbl, col, id, h")
+                copy_low_values(source, conn, table, col.rule.column, src_keep.get(table))
             continue
     for table, cols in _by_table(src_cols).items():
         sources = _catalogue_sources(cols)
         keep = src_keep.get(table)
-        _copy(source, conn, _hashes_only(_forms(table, sources, sql.SQL("NOT ({})").format(keep) if keep else None,
-                                                False)), "oo_pii", "h")
+        copy_hashes(source, conn, table, sources, f"NOT ({keep})" if keep else None, "oo_pii")
         if keep is not None:
-            _copy(source, conn, _hashes_only(_forms(table, sources, keep, False)), "oo_kept", "h")
+            copy_hashes(source, conn, table, sources, keep, "oo_kept")
     # Strings shipped with Odoo's modules (views, module descriptions, menus, templates) are not anyone's
     # data: a partner whose e-mail equals the one in a website snippet does not make every copy fail.
     src_text = _text_columns(source)
     for table in MODULE_DATA_TABLES:
         if table in src_text:
-            _copy(source, conn, _hashes_only(_forms(table, _table_sources(src_text[table]), None, False)),
-                  "oo_kept", "h")
+            copy_hashes(source, conn, table, _table_sources(src_text[table]), None, "oo_kept")
     conn.execute("CREATE TEMP TABLE oo_p AS SELECT DISTINCT h FROM oo_pii EXCEPT SELECT h FROM oo_kept")
     conn.execute("DROP TABLE oo_pii, oo_kept")
     conn.execute("ALTER TABLE oo_p RENAME TO oo_pii")
@@ -258,13 +150,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
         if table.startswith("oo_"):
             continue
         columns_scanned += len(text_cols)
-        sources = _table_sources(text_cols)
-        names = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(x.name) for x in sources))
-        for query in _forms(table, sources, None, table in dst_ids):
-            # One scan of the table per form, hash-joined with the source's values.
-            conn.execute(sql.SQL("INSERT INTO oo_match (tbl, col, id, cell, h) SELECT {tl}, ({n})[q.i], q.id, "
-                                 "q.cell, q.h FROM ({q}) q WHERE q.h IN (SELECT h FROM oo_pii) LIMIT {m}").format(
-                tl=sql.Literal(table), n=names, q=query, m=sql.Literal(MAX_MATCHES)))
+        insert_matches(conn, table, _table_sources(text_cols), table in dst_ids, MAX_MATCHES)
     phases["tables"] = time.monotonic() - started - sum(phases.values())
     # 4. Judge each match: did the cell keep its source value (stayed)?
     matches = conn.execute("SELECT DISTINCT tbl, col, id, cell, h::text FROM oo_match").fetchall()
@@ -277,10 +163,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
         types = dict(src_text.get(tbl, []))
         if col_name not in types or tbl not in src_ids:
             continue
-        item, v = _values(tbl, col_name, types[col_name])
-        q = sql.SQL("SELECT t.id, x.h::text FROM {t} t, {i}, LATERAL ({e}) x WHERE t.id = ANY(%s)").format(
-            t=sql.Identifier(tbl), i=item, e=_extract(v))
-        for row_id, h in source.execute(q, (sorted(set(ids)),)).fetchall():
+        for row_id, h in cell_hashes(source, tbl, col_name, types[col_name], sorted(set(ids))):
             stayed.add((tbl, col_name, int(row_id), h))
     # A cell stayed when the copy's cell holds a value its source cell held (the source's other values don't count).
     stayed &= {(t, c, int(i), h) for t, c, i, _cell, h in matches if i is not None}
@@ -316,11 +199,7 @@ def scan_clone(conn: psycopg.Connection[Any], source: psycopg.Connection[Any], c
     for (table, column), col in sorted(dst_cols.items()):
         if col.rule.kind not in LOW_KINDS or table not in dst_ids:
             continue
-        n = int(cast(tuple[Any, ...], conn.execute(sql.SQL(
-            "SELECT count(*) FROM {t} t JOIN oo_low l ON l.tbl = {tl} AND l.col = {cl} AND l.id = t.id "
-            "WHERE t.{c} IS NOT NULL AND md5(lower(btrim(t.{c}::text)))::uuid = l.h").format(
-            t=sql.Identifier(table), tl=sql.Literal(table), cl=sql.Literal(column),
-            c=sql.Identifier(column))).fetchone())[0])
+        n = low_values_kept(conn, table, column)
         if n:
             leaks[f"{table}.{column}"] = leaks.get(f"{table}.{column}", 0) + n
             if len(examples) < 20:
@@ -376,7 +255,7 @@ def _inodes(root: Path | None) -> set[tuple[int, int]]:
     return out
 
 
-def _scan_files(conn: psycopg.Connection[Any], filestore: Path, source_filestore: Path | None,
+def _scan_files(conn: Connection, filestore: Path, source_filestore: Path | None,
                 generated: Iterable[str]) -> dict[str, Any]:
     source_inodes = _inodes(source_filestore)
     hardlinked = 0
@@ -400,9 +279,7 @@ def _scan_files(conn: psycopg.Connection[Any], filestore: Path, source_filestore
             tokens.extend((rel, h) for h in file_tokens(data))
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS oo_file_tokens (fname text, h uuid)")
     conn.execute("TRUNCATE oo_file_tokens")
-    with conn.cursor().copy("COPY oo_file_tokens (fname, h) FROM STDIN") as cp:
-        for row in tokens:
-            cp.write_row(row)
+    copy_rows(conn, "COPY oo_file_tokens (fname, h) FROM STDIN", tokens)
     found = conn.execute("SELECT fname, h::text FROM oo_file_tokens WHERE h IN (SELECT h FROM oo_pii)").fetchall()
     conn.execute("DROP TABLE oo_file_tokens")
     gen = set(generated)

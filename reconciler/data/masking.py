@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from faker.providers.address.en_US import Provider as AddressProvider
 from faker.providers.person.en_US import Provider as PersonProvider
-from psycopg import sql
 
 from reconciler.data.catalogue import DEFAULT_VERSION, Catalogue, MaskRule, load_catalogue
 from reconciler.data.fake_phones import CALLING_CODES, FALLBACK_CODE, pools
 from reconciler.errors import OdooOpsError
+from reconciler.executors.masking_sql import TEXT_TYPES, phone_source_table, table_update
+from reconciler.executors.sql import Connection, copy_rows, database_errors, statement
 from reconciler.secrets import SecretStore
 
 # The kinds .odooops.yaml accepts (schemas/odooops.schema.json masking.rules[].kind) plus internal ones.
@@ -28,7 +28,6 @@ PHONE_KINDS = frozenset({"phone", "phone_e164"})
 # compares them row by row (same id) instead of against every source value.
 LOW_ENTROPY_KINDS = frozenset({"zip", "city", "digits"})
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-TEXT_TYPES = frozenset({"character varying", "text", "character"})
 
 # Vocabularies of fake values: Faker's en_US provider data (a maintained library, not our own lists).
 FIRST: tuple[str, ...] = tuple(PersonProvider.first_names)
@@ -196,7 +195,7 @@ def merged_rules(extra: Iterable[MaskRule] = (), catalogue: Catalogue = CATALOGU
     return list(catalogue.with_rules(list(extra)).rules)
 
 
-def install_functions(conn: psycopg.Connection[Any]) -> None:
+def install_functions(conn: Connection) -> None:
     """The mask functions live in this session's pg_temp: nothing is left in the copy afterwards."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS oo_phone_map (src text PRIMARY KEY, intl text, e164 text)")
     conn.execute(FUNCTIONS_SQL)
@@ -210,7 +209,7 @@ class Column:
     nullable: bool
 
 
-def applicable(conn: psycopg.Connection[Any], rules: Iterable[MaskRule]) -> list[Column]:
+def applicable(conn: Connection, rules: Iterable[MaskRule]) -> list[Column]:
     """The rules whose table and column exist in this database (Odoo versions and modules differ)."""
     rows = conn.execute("SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length, "
                         "c.is_nullable = 'YES' FROM information_schema.columns c JOIN information_schema.tables t "
@@ -230,31 +229,7 @@ def applicable(conn: psycopg.Connection[Any], rules: Iterable[MaskRule]) -> list
     return out
 
 
-def mask_expression(col: Column) -> sql.Composable:
-    """SQL computing the masked value of `col` from itself; the key is the query parameter %(k)s."""
-    ident = sql.Identifier(col.rule.column)
-    if col.rule.kind == "null":
-        if col.nullable:
-            return sql.SQL("NULL")
-        return sql.SQL("''") if col.data_type in TEXT_TYPES else sql.SQL("'{}'::jsonb")
-    fn = sql.SQL("pg_temp.{}").format(sql.Identifier(f"oo_{col.rule.kind}"))
-    if col.data_type == "jsonb":
-        # Translated fields: {"en_US": "...", "fr_FR": "..."}; every string value is masked.
-        return sql.SQL(
-            "CASE WHEN jsonb_typeof({c}) = 'object' THEN (SELECT jsonb_object_agg(j.key, CASE WHEN "
-            "jsonb_typeof(j.value) = 'string' THEN to_jsonb({fn}(j.value #>> '{{}}', %(k)s)) ELSE j.value END) "
-            "FROM jsonb_each({c}) j) ELSE {c} END").format(c=ident, fn=fn)
-    expr = sql.SQL("{fn}({c}::text, %(k)s)").format(fn=fn, c=ident)
-    return _fit(expr, col)
-
-
-def _fit(expr: sql.Composable, col: Column) -> sql.Composable:
-    if col.max_length:
-        return sql.SQL("left({e}, {n})").format(e=expr, n=sql.Literal(col.max_length))
-    return expr
-
-
-def keep_condition(catalogue: Catalogue | None, table: str, conn: psycopg.Connection[Any]) -> sql.Composable | None:
+def keep_condition(catalogue: Catalogue | None, table: str, conn: Connection) -> str | None:
     """The catalogue's "rows that are not personal data" condition of `table`, when its tables exist."""
     cond = (catalogue.keep_rows if catalogue else {}).get(table)
     if not cond:
@@ -264,22 +239,22 @@ def keep_condition(catalogue: Catalogue | None, table: str, conn: psycopg.Connec
                                        "'public' AND table_name = ANY(%s)", (list(needed),)).fetchall()}
     if needed - have:
         return None
-    return sql.SQL(cond)  # reviewed package data (the catalogue), never project input
+    return cond  # reviewed package data (the catalogue), never project input
 
 
-def _default_calling_code(conn: psycopg.Connection[Any]) -> int:
+def _default_calling_code(conn: Connection) -> int:
     """Numbers written without a country code belong to the main company's country (else +1)."""
     try:
-        with conn.transaction():
+        with database_errors(), conn.transaction():
             row = conn.execute("SELECT c.phone_code FROM res_company co JOIN res_country c ON c.id = co.country_id "
                                "WHERE c.phone_code IS NOT NULL ORDER BY co.id LIMIT 1").fetchone()
-    except psycopg.Error:
+    except OdooOpsError:
         return FALLBACK_CODE
     return int(row[0]) if row and row[0] else FALLBACK_CODE
 
 
-def build_phone_map(conn: psycopg.Connection[Any], key: str, columns: list[Column],
-                    keeps: Mapping[str, sql.Composable | None]) -> int:
+def build_phone_map(conn: Connection, key: str, columns: list[Column],
+                    keeps: Mapping[str, str | None]) -> int:
     """oo_phone_map(src -> international form, E.164) for every distinct phone value of `columns`, set-based:
     distinct values and their calling codes in SQL, one pool of valid numbers per calling code in Python
     (phonenumbers), then a keyed pick per value in SQL. The same source value (and the same number written
@@ -288,28 +263,10 @@ def build_phone_map(conn: psycopg.Connection[Any], key: str, columns: list[Colum
     if not columns:
         return 0
     default = _default_calling_code(conn)
-    selects = []
-    for col in columns:
-        keep = keeps.get(col.rule.table)
-        where = sql.SQL("{c} IS NOT NULL AND {c}::text <> ''").format(c=sql.Identifier(col.rule.column))
-        if keep is not None:
-            where = sql.SQL("{w} AND NOT ({k})").format(w=where, k=keep)
-        selects.append(sql.SQL("SELECT {c}::text AS v FROM {t} WHERE {w}").format(
-            c=sql.Identifier(col.rule.column), t=sql.Identifier(col.rule.table), w=where))
     conn.execute("DROP TABLE IF EXISTS oo_phone_src, oo_phone_pool, oo_cc")
     conn.execute("CREATE TEMP TABLE oo_cc (code text PRIMARY KEY)")
-    with conn.cursor().copy("COPY oo_cc (code) FROM STDIN") as cp:
-        for code in CALLING_CODES:
-            cp.write_row((str(code),))
-    conn.execute(sql.SQL(
-        "CREATE TEMP TABLE oo_phone_src AS SELECT v AS src, intl, d, "
-        "CASE WHEN intl THEN coalesce(c1.code, c2.code, c3.code) END AS cc FROM ("
-        "  SELECT v, v ~ '^\\s*(\\+|00)' AS intl, CASE WHEN v ~ '^\\s*00' "
-        "    THEN substr(regexp_replace(v, '\\D', '', 'g'), 3) ELSE regexp_replace(v, '\\D', '', 'g') END AS d "
-        "  FROM ({u}) a GROUP BY v) s "
-        "LEFT JOIN oo_cc c1 ON s.intl AND c1.code = left(s.d, 1) "
-        "LEFT JOIN oo_cc c2 ON s.intl AND c2.code = left(s.d, 2) "
-        "LEFT JOIN oo_cc c3 ON s.intl AND c3.code = left(s.d, 3)").format(u=sql.SQL(" UNION ALL ").join(selects)))
+    copy_rows(conn, "COPY oo_cc (code) FROM STDIN", ((str(code),) for code in CALLING_CODES))
+    conn.execute(phone_source_table(columns, keeps))
     # Local numbers ("0470 12 34 56") take the default country; their full form drops the trunk 0.
     conn.execute("UPDATE oo_phone_src SET cc = %s, d = %s || ltrim(d, '0') WHERE cc IS NULL",
                  (str(default), str(default)))
@@ -317,10 +274,9 @@ def build_phone_map(conn: psycopg.Connection[Any], key: str, columns: list[Colum
     pool = pools(needed, key)
     conn.execute("CREATE TEMP TABLE oo_phone_pool (cc text, idx integer, intl text, e164 text, "
                  "PRIMARY KEY (cc, idx))")
-    with conn.cursor().copy("COPY oo_phone_pool (cc, idx, intl, e164) FROM STDIN") as cp:
-        for code, numbers in pool.items():
-            for idx, (intl, e164) in enumerate(numbers):
-                cp.write_row((str(code), idx, intl, e164))
+    copy_rows(conn, "COPY oo_phone_pool (cc, idx, intl, e164) FROM STDIN",
+              ((str(code), idx, intl, e164) for code, numbers in pool.items()
+               for idx, (intl, e164) in enumerate(numbers)))
     conn.execute("UPDATE oo_phone_src SET cc = %s WHERE cc NOT IN (SELECT DISTINCT cc FROM oo_phone_pool)",
                  (str(FALLBACK_CODE),))
     conn.execute("ANALYZE oo_phone_src; ANALYZE oo_phone_pool")
@@ -340,14 +296,14 @@ def build_phone_map(conn: psycopg.Connection[Any], key: str, columns: list[Colum
     return cur.rowcount
 
 
-def _has_id(conn: psycopg.Connection[Any], table: str) -> bool:
+def _has_id(conn: Connection, table: str) -> bool:
     return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
                         "AND column_name = 'id'", (table,)).fetchone() is not None
 
 
-def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
-                  keep: sql.Composable | None) -> sql.Composed:
-    """One UPDATE for the table: expressions for most kinds, a join with oo_phone_map for phones."""
+def _phone_columns(conn: Connection, table: str, cols: list[Column]) -> tuple[list[Column], list[str]]:
+    """The phone columns of the table that take their value from oo_phone_map, and the columns joined with it
+    (theirs and those they derive from, where they exist)."""
     phones = [c for c in cols if c.rule.kind in PHONE_KINDS and c.data_type in TEXT_TYPES]
     if phones and not _has_id(conn, table):
         phones = []  # the per-value lookup function serves these
@@ -358,55 +314,19 @@ def _table_update(conn: psycopg.Connection[Any], table: str, cols: list[Column],
                 joined.append(name)
     existing = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
                                            "'public' AND table_name = %s", (table,)).fetchall()}
-    joined = [name for name in joined if name in existing]
-    sets: list[sql.Composable] = []
-    for c in cols:
-        ident = sql.Identifier(c.rule.column)
-        expr: sql.Composable
-        if c in phones:
-            if c.rule.kind == "phone":
-                value = sql.SQL("p.{}").format(sql.Identifier(f"oo_i{joined.index(c.rule.column)}"))
-            else:
-                sources = [n for n in c.rule.derive_from if n in joined] + [c.rule.column]
-                value = sql.SQL("coalesce({})").format(sql.SQL(", ").join(
-                    sql.SQL("p.{}").format(sql.Identifier(f"oo_e{joined.index(n)}")) for n in sources))
-            expr = sql.SQL("CASE WHEN {c} IS NULL OR {c} = '' THEN {c} ELSE coalesce({v}, {c}) END").format(
-                c=ident, v=_fit(value, c))
-        else:
-            expr = mask_expression(c)
-        sets.append(sql.SQL("{} = {}").format(ident, expr))
-    t = sql.Identifier(table)
-    stmt = sql.SQL("UPDATE {t} SET {s}").format(t=t, s=sql.SQL(", ").join(sets))
-    conds: list[sql.Composable] = []
-    if joined:
-        outs: list[sql.Composable] = [sql.SQL("s.id AS oo_id")]
-        joins: list[sql.Composable] = []
-        for i, name in enumerate(joined):
-            m = sql.Identifier(f"m{i}")
-            outs.append(sql.SQL("{m}.intl AS {a}, {m}.e164 AS {b}").format(
-                m=m, a=sql.Identifier(f"oo_i{i}"), b=sql.Identifier(f"oo_e{i}")))
-            joins.append(sql.SQL("LEFT JOIN oo_phone_map {m} ON {m}.src = s.{c}::text").format(
-                m=m, c=sql.Identifier(name)))
-        stmt += sql.SQL(" FROM (SELECT {o} FROM {t} s {j}) p").format(
-            o=sql.SQL(", ").join(outs), t=t, j=sql.SQL(" ").join(joins))
-        conds.append(sql.SQL("p.oo_id = {t}.id").format(t=t))
-    if keep is not None:
-        conds.append(sql.SQL("NOT ({})").format(keep))
-    if conds:
-        stmt += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
-    return stmt
+    return phones, [name for name in joined if name in existing]
 
 
-def delete_tables(conn: psycopg.Connection[Any], tables: Iterable[str]) -> dict[str, int]:
+def delete_tables(conn: Connection, tables: Iterable[str]) -> dict[str, int]:
     """Empty the catalogue's log and transient tables that exist (base tables only, never views)."""
     wanted = list(tables)
     found = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
                                         "'public' AND table_type = 'BASE TABLE' AND table_name = ANY(%s) "
                                         "ORDER BY table_name", (wanted,)).fetchall()]
-    return {t: conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(t))).rowcount for t in found}
+    return {t: conn.execute(statement("DELETE FROM {}", t)).rowcount for t in found}
 
 
-def apply_masking(conn: psycopg.Connection[Any], key: str, rules: Iterable[MaskRule],
+def apply_masking(conn: Connection, key: str, rules: Iterable[MaskRule],
                   catalogue: Catalogue | None = None) -> dict[str, Any]:
     """Mask every applicable column with one UPDATE per table (phones through one mapping table), leave the
     catalogue's kept rows alone and empty its log tables; returns {"columns", "rows", "deleted", "phones"}."""
@@ -420,14 +340,15 @@ def apply_masking(conn: psycopg.Connection[Any], key: str, rules: Iterable[MaskR
                                          and c.data_type in TEXT_TYPES], keeps)
     rows: dict[str, int] = {}
     for table, cols in sorted(by_table.items()):
-        cur = conn.execute(_table_update(conn, table, cols, keeps[table]), {"k": key})
+        phones_here, joined = _phone_columns(conn, table, cols)
+        cur = conn.execute(table_update(table, cols, phones_here, joined, keeps[table]), {"k": key})
         rows[table] = cur.rowcount
     deleted = delete_tables(conn, catalogue.deletes) if catalogue else {}
     return {"columns": [f"{c.rule.table}.{c.rule.column}" for c in columns], "rows": rows,
             "applied": [c.rule for c in columns], "deleted": deleted, "phones": phones}
 
 
-def cut_secrets(conn: psycopg.Connection[Any]) -> dict[str, int]:
+def cut_secrets(conn: Connection) -> dict[str, int]:
     """Delete API keys and passkeys, reset passwords, clear OAuth/IAP/mail secrets (where they exist)."""
     rows = conn.execute("SELECT table_name, column_name FROM information_schema.columns "
                         "WHERE table_schema = 'public'").fetchall()
@@ -438,13 +359,12 @@ def cut_secrets(conn: psycopg.Connection[Any]) -> dict[str, int]:
         if table not in tables or (column is not None and (table, column) not in cols):
             continue
         if column is None:
-            cur = conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            cur = conn.execute(statement("DELETE FROM {}", table))
             done[table] = cur.rowcount
             continue
-        value = sql.SQL("NULL") if action == "null" else sql.SQL("left(md5(random()::text || clock_timestamp()::text)"
-                                                                   " || md5(random()::text), 43)")
-        cur = conn.execute(sql.SQL("UPDATE {t} SET {c} = {v} WHERE {c} IS NOT NULL").format(
-            t=sql.Identifier(table), c=sql.Identifier(column), v=value))
+        value = "NULL" if action == "null" else ("left(md5(random()::text || clock_timestamp()::text)"
+                                                 " || md5(random()::text), 43)")
+        cur = conn.execute(statement(f"UPDATE {{}} SET {{}} = {value} WHERE {{}} IS NOT NULL", table, column, column))
         done[f"{table}.{column}"] = cur.rowcount
     return done
 
@@ -465,7 +385,7 @@ TEXT_ATTACHMENTS = ("(coalesce(mimetype, '') LIKE 'text/%%' OR mimetype IN ('app
                     "'application/csv', 'application/x-vcard', 'application/vnd.ms-outlook'){indexed})")
 
 
-def replace_attachments(conn: psycopg.Connection[Any], filestore: Path, scope: str = "all") -> dict[str, int]:
+def replace_attachments(conn: Connection, filestore: Path, scope: str = "all") -> dict[str, int]:
     """Give personal attachments placeholder contents (scope "all": every attachment of a record; "text":
     text-like ones only, binaries keep their bytes in the copy's own files); their old files are unlinked
     from this copy's filestore only (they may be links shared with the source: never written through)."""

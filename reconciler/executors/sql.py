@@ -6,9 +6,9 @@ Connections come from Postgres.connect; the data layer writes SQL text and passe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import psycopg
 from psycopg import sql
@@ -45,6 +45,13 @@ def statement(template: str, *tables: str) -> sql.Composed:
     """The template with each {} replaced by a table (or column) name, quoted as an identifier; parameter
     placeholders (%s, %(name)s) are left for execute."""
     return sql.SQL(template).format(*(sql.Identifier(t) for t in tables))
+
+
+def copy_rows(conn: Connection, copy: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Write rows through `COPY table (columns) FROM STDIN` (the fastest way in for many rows)."""
+    with cast(psycopg.Connection[Any], conn).cursor().copy(copy) as cp:
+        for row in rows:
+            cp.write_row(row)
 
 
 @contextmanager
