@@ -20,6 +20,7 @@ from reconciler.api import rest, routes, webhooks
 from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
+from reconciler.api.readiness import CachedChecks, NotReadyBody, ReadyBody, verdict
 from reconciler.core.hints import Hint
 from reconciler.errors import OdooOpsError
 from reconciler.platform.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -104,9 +105,11 @@ def _too_large(limit: int) -> webhooks.WebhookError:
 
 def create_app(daemon: Reconciler, secret_file: Path | None = None,
                max_payload: int = webhooks.DEFAULT_MAX_PAYLOAD, journal: DeliveryJournal | None = None,
-               max_age: float = webhooks.DEFAULT_MAX_AGE, api: rest.ApiContext | None = None) -> FastAPI:
+               max_age: float = webhooks.DEFAULT_MAX_AGE, api: rest.ApiContext | None = None,
+               checks: CachedChecks | None = None) -> FastAPI:
     """The daemon's app; with `api` (keys, operations, audit log) the REST API under /api/v1 is live,
-    without it the /api/v1 routes answer 503 (they are always declared, so the OpenAPI document is whole)."""
+    without it the /api/v1 routes answer 503 (they are always declared, so the OpenAPI document is whole).
+    With `checks` (`odooops doctor`'s, cached), /readyz also needs every one of them not to fail."""
     app = FastAPI(title="OdooOps API", version=__version__, docs_url=None, redoc_url=None,
                   description="REST API of the OdooOps reconciler; see docs/api.md.")
     app.router.redirect_slashes = False  # a stray "/" is a 404 JSON error, never a redirect elsewhere
@@ -184,12 +187,20 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
         return error_response(OdooOpsError("DAEMON_STALLED", "the poller or the workers stopped",
                                            "read the daemon's log and restart it"), 503)
 
-    @app.get("/readyz", operation_id="readyz", summary="Readiness (no token)", openapi_extra={"security": []})
+    @app.get("/readyz", operation_id="readyz", summary="Readiness (no token)", openapi_extra={"security": []},
+             responses={200: {"model": ReadyBody, "description": "polled once, and no host check failed"},
+                        503: {"model": NotReadyBody, "description": "not polled yet (NOT_READY), or a host "
+                              "check failed (HOST_CHECK_FAILED, with every check's status and fix)"}})
     def readyz() -> JSONResponse:
-        if daemon.is_ready():
-            return JSONResponse({"status": "ready"})
-        return error_response(OdooOpsError("NOT_READY", "the first poll of the repository has not succeeded yet",
-                                           "wait, or read the daemon's log for the poll error"), 503)
+        if not daemon.is_ready():
+            return error_response(OdooOpsError("NOT_READY", "the first poll of the repository has not succeeded "
+                                               "yet", "wait, or read the daemon's log for the poll error"), 503)
+        if checks is None:
+            return JSONResponse({"status": "ready", "checks": []})
+        body, err = verdict(checks.get())
+        if err is not None:
+            return error_response(err, 503)
+        return JSONResponse(body)
 
     def operator_only(request: Request, operation: str) -> None:
         # Operator endpoints: open to local clients (Prometheus, health scripts on this host; a client

@@ -41,6 +41,7 @@ COMMANDS = {
     "completion": "reconciler.cli.completion:completion_command",
     "explain": "reconciler.cli.explain:explain_command",
     "host": "reconciler.cli.host:host_group",
+    "doctor": "reconciler.cli.doctor:doctor_command",
 }
 
 # One-line help per command, so `odooops --help` and shell completion need not import every module.
@@ -69,6 +70,7 @@ SHORT_HELP = {
     "completion": "Print the shell completion script (bash, zsh, fish).",
     "explain": "What an error code means and how to fix it (offline).",
     "host": "This host's settings and where each comes from (offline).",
+    "doctor": "Check this host (and a project, with --repo) and say how to fix what fails.",
 }
 
 

@@ -103,8 +103,8 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                   rate_limit: str, log_level: str, state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
-    Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz,
-    /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
+    Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz (after the
+    first poll, and none of `odooops doctor`'s checks failing), /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
     """
     import uvicorn
 
@@ -115,10 +115,12 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.client_address import LOOPBACK
     from reconciler.api.delivery_journal import DeliveryJournal
     from reconciler.api.ratelimit import RateLimiter, parse_rate
+    from reconciler.api.readiness import CachedChecks
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
-    from reconciler.controller.planning import default_state_dir
+    from reconciler.controller.planning import compute_plan, default_state_dir
     from reconciler.platform.host import HostSettings
+    from reconciler.service.doctor_project import Doctor, ProjectTarget
     from reconciler.service.operations import Operations
     from reconciler.sources.audit_anchors import GitAnchors
 
@@ -149,8 +151,11 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                      auth_failures=RateLimiter(failure_rate, failure_burst), max_token_ttl_s=max_ttl,
                      known_secrets=lambda: ops.secret_store().all_values())
     journal = DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite", retention=webhook_retention)
+    # /readyz runs doctor's checks against the daemon's own plan (its mirror, no fetch of its own).
+    doctor = Doctor(host, ProjectTarget(repo, lambda: compute_plan(daemon.project(), refresh=False),
+                                        webhook_secret_file))
     app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
-                     max_age=webhook_max_age, api=api)
+                     max_age=webhook_max_age, api=api, checks=CachedChecks(doctor.run))
     if webhook_secret_file is None:
         logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
     daemon.start()

@@ -769,10 +769,12 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'GIT_PUSH_FAILED': ErrorEntry(
         'failed',
-        what='could not push BRANCH to DISPLAY: OUTPUT; or: git could not ACTION SHOWN: CAUSE',
+        what=('could not push BRANCH to DISPLAY: OUTPUT; or: git could not ACTION SHOWN: CAUSE; or: cannot write '
+              'refs/notes/odooops into GITDIR: REASON'),
         fix=(
             "check that the server's credentials may push to the repository, then retry; or: Run `git "
-            "ls-remote SHOWN` to see the remote's own error, then retry."
+            "ls-remote SHOWN` to see the remote's own error, then retry; or: give the user running OdooOps "
+            "write access to GITDIR"
         ),
     ),
     'GIT_REMOTE_UNREACHABLE': ErrorEntry(
@@ -784,6 +786,12 @@ ERRORS: dict[str, ErrorEntry] = {
         'timeout',
         what='ENV did not pass HEALTH_PATH within ELAPSED_Ss after ATTEMPTS attempts (last: SEEN)',
         fix='odooops logs ENV --role web',
+    ),
+    'HOST_CHECK_FAILED': ErrorEntry(
+        'unavailable',
+        what='host checks failed: CHECK IDS',
+        fix="follow each failed check's fix (odooops doctor on the server's host shows the same)",
+        why='GET /readyz runs the checks of `odooops doctor` (cached a few seconds); one of them failed',
     ),
     'HOST_CONFIG_INVALID': ErrorEntry(
         'invalid',
@@ -1335,7 +1343,7 @@ ERRORS: dict[str, ErrorEntry] = {
         'failed',
         what=(
             'terraform OP failed for environment ENV: FIRST LINE OF ITS OUTPUT; or: no root module for '
-            'environment ENV in DIR; or: another OdooOps run is using DIR'
+            'environment ENV in DIR; or: another OdooOps run is using DIR; or: cannot run Terraform (WHAT)'
         ),
         fix=(
             'follow the remediation in the error (it names the cause Terraform gave); wait for another run '

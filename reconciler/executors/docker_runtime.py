@@ -40,6 +40,7 @@ from reconciler.executors.runtime import (  # noqa: F401  the records and labels
     ODOO_USER,
     CatcherContainer,
     CatcherSpec,
+    EngineFacts,
     EnsureResult,
     Handover,
     LogStream,
@@ -468,6 +469,16 @@ class DockerRuntime:
     def cpu_count(self) -> int:
         """The engine host's CPUs (a container's CPU limit may not exceed them)."""
         return int(self.client.info().get("NCPU") or 1)
+
+    def engine_facts(self) -> EngineFacts:
+        with self.engine("read the engine's version and settings"):
+            version, info = self.client.version(), self.client.info()
+        return EngineFacts(
+            version=str(version.get("Version") or "?"), api_version=str(version.get("ApiVersion") or "?"),
+            memory_limit=bool(info.get("MemoryLimit")), cpu_limit=bool(info.get("CpuCfsQuota")),
+            cgroup_version=str(info.get("CgroupVersion") or "?"), storage_driver=str(info.get("Driver") or "?"),
+            root_dir=str(info.get("DockerRootDir") or ""), mem_total=int(info.get("MemTotal") or 0),
+            warnings=tuple(str(w) for w in info.get("Warnings") or ()))
 
     def stop_container(self, container_id: str, timeout_s: int) -> None:
         """Stop (not remove) one container: SIGTERM, then SIGKILL after timeout_s."""

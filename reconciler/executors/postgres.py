@@ -60,6 +60,25 @@ class Postgres:
 
     # ------------------------------------------------------------------ catalog reads
 
+    def server_facts(self) -> dict[str, Any]:
+        """What `odooops doctor` checks: the server's version, the admin role's rights, its connection
+        slots, and how far its clock is from this host's (midpoint of the query's round trip)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
+                "r.rolsuper, r.rolcreatedb, r.rolcreaterole, current_setting('max_connections')::int, "
+                "current_setting('superuser_reserved_connections')::int, "
+                "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') "
+                "FROM pg_roles r WHERE r.rolname = current_user").fetchone()
+            before = time.time()
+            clock = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            after = time.time()
+        assert row is not None and clock is not None
+        return {"version_num": int(row[0]), "version": str(row[1]), "superuser": bool(row[2]),
+                "createdb": bool(row[3]), "createrole": bool(row[4]), "max_connections": int(row[5]),
+                "reserved": int(row[6]), "in_use": int(row[7]),
+                "clock_offset_s": float(clock[0]) - (before + after) / 2, "round_trip_s": after - before}
+
     def exists(self, db: str) -> bool:
         with self.connect() as conn:
             return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None

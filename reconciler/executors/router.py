@@ -124,6 +124,10 @@ class CaddyRouter:
                 out[rid[len(ROUTE_PREFIX):]] = parsed
         return out
 
+    def route_count(self) -> int:
+        """How many routes the server has (any owner): one read that proves the admin API answers."""
+        return len(self._get_routes()[0] or [])
+
     # ------------------------------------------------------------------ admin API plumbing
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

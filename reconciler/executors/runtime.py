@@ -31,6 +31,21 @@ NEXT = "-next"
 ODOO_USER = "61000:61000"
 
 @dataclass(frozen=True)
+class EngineFacts:
+    """What `odooops doctor` reads about the engine: versions, whether it enforces limits, where it stores."""
+
+    version: str
+    api_version: str
+    memory_limit: bool  # container memory limits are enforced (cgroup memory controller)
+    cpu_limit: bool  # CPU quotas are enforced (CFS quota)
+    cgroup_version: str
+    storage_driver: str
+    root_dir: str  # the engine's data root on its host
+    mem_total: int  # bytes of memory on the engine's host
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ObservedContainer:
     """One container as the engine reports it; identity comes from its labels only."""
 
@@ -201,6 +216,8 @@ class Runtime(Protocol):
     def image_id(self, ref: str) -> str: ...
 
     def cpu_count(self) -> int: ...
+
+    def engine_facts(self) -> EngineFacts: ...
 
     # one-shots, logs and single containers
     def run_once(self, spec: dict[str, Any], container: dict[str, Any], command: list[str],

@@ -7,6 +7,7 @@ from reconciler.executors.runtime import Runtime
 from reconciler.platform.host import HostSettings
 
 
-def open_runtime(host: HostSettings) -> Runtime:
-    """The runtime of this host: a Docker Engine at DOCKER_HOST (the only implementation so far)."""
-    return DockerRuntime(host.docker_host)
+def open_runtime(host: HostSettings, timeout_s: float = 60.0) -> Runtime:
+    """The runtime of this host: a Docker Engine at DOCKER_HOST (the only implementation so far);
+    `timeout_s` bounds each engine call (doctor asks for a short one)."""
+    return DockerRuntime(host.docker_host, timeout_s=timeout_s)

