@@ -27,10 +27,11 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.5, max=300), default=5.0, show_default=True,
               help="Seconds each check may take; one that has not answered by then fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
+@click.option("--serial", is_flag=True, hidden=True, help="Run the checks one after another (bench/bench_doctor.py).")
 @state_dir_option
 @handle_errors
 def doctor_command(repo: str | None, policy_file: Path | None, webhook_secret_file: Path | None, timeout_s: float,
-                   as_json: bool, state_dir: Path | None) -> None:
+                   as_json: bool, serial: bool, state_dir: Path | None) -> None:
     """Check the host's services (PostgreSQL, Docker, Caddy, DNS, Terraform, disk, backup store) and, with
     --repo, the project (remote, notes push, .odooops.yaml, webhook secret, what its plan needs).
 
@@ -58,7 +59,7 @@ def doctor_command(repo: str | None, policy_file: Path | None, webhook_secret_fi
             return compute_plan(Project.open(repo, state_dir=state, policy_file=policy_file))
 
         project = ProjectTarget(repo, plan, webhook_secret_file)
-    results = Doctor(host, project, timeout_s).run()
+    results = Doctor(host, project, timeout_s, serial).run()
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     else:

@@ -106,38 +106,49 @@ def _one(check: Check) -> CheckResult:
                        round((time.monotonic() - started) * 1000))
 
 
-def run_checks(checks: list[Check], timeout_s: float,
-               inflight: dict[str, threading.Thread] | None = None) -> list[CheckResult]:
-    """Run every check in its own daemon thread and wait at most timeout_s for all of them. `inflight`
-    (kept across runs by a long-lived caller) stops a check still hung from an earlier run from being
-    started again: it is reported as not answering, and no thread piles up behind it."""
+def run_checks(checks: list[Check], timeout_s: float, inflight: dict[str, threading.Thread] | None = None,
+               serial: bool = False) -> list[CheckResult]:
+    """Run every check in its own daemon thread and wait at most timeout_s for all of them (`serial`: one after
+    another, each with timeout_s; the benchmark's baseline). `inflight` (kept across runs by a long-lived
+    caller) stops a check still hung from an earlier run from being started again: it is reported as not
+    answering, and no thread piles up behind it."""
     slots: dict[str, CheckResult] = {}
-    threads: dict[str, threading.Thread] = {}
-    started = time.monotonic()
-    for check in checks:
+    threads: dict[str, tuple[threading.Thread, float]] = {}
+
+    def start(check: Check) -> None:
         previous = (inflight or {}).get(check.id)
         if previous is not None and previous.is_alive():
-            continue
+            return
 
-        def work(c: Check = check) -> None:
-            slots[c.id] = _one(c)
+        def work() -> None:
+            slots[check.id] = _one(check)
 
         thread = threading.Thread(target=work, name=f"doctor-{check.id}", daemon=True)
+        threads[check.id] = (thread, time.monotonic())
         thread.start()
-        threads[check.id] = thread
         if inflight is not None:
             inflight[check.id] = thread
-    out = []
-    for check in checks:
-        running = threads.get(check.id)
-        if running is not None:
-            running.join(max(0.0, started + timeout_s - time.monotonic()))
+
+    def finish(check: Check) -> CheckResult:
+        began = time.monotonic()
+        if check.id in threads:
+            thread, began = threads[check.id]
+            thread.join(max(0.0, began + timeout_s - time.monotonic()))
         result = slots.get(check.id)
         if result is None:
             result = CheckResult(check.id, FAIL, f"no answer within {timeout_s:g} s from {check.target}",
-                                 check.hung_fix, round((time.monotonic() - started) * 1000))
-        out.append(result)
-    return out
+                                 check.hung_fix, round((time.monotonic() - began) * 1000))
+        return result
+
+    if serial:
+        out = []
+        for check in checks:
+            start(check)
+            out.append(finish(check))
+        return out
+    for check in checks:
+        start(check)
+    return [finish(check) for check in checks]
 
 
 def failed(results: list[CheckResult]) -> bool:

@@ -60,6 +60,7 @@ class Doctor:
     host: HostSettings | OdooOpsError  # the error when the host settings cannot be read
     project: ProjectTarget | None = None
     timeout_s: float = 5.0
+    serial: bool = False  # one check after another: only the benchmark's baseline wants this
     _inflight: dict[str, threading.Thread] = field(default_factory=dict, init=False, repr=False)
 
     def run(self) -> list[CheckResult]:
@@ -74,7 +75,7 @@ class Doctor:
             checks += _store_checks(self.host, plan)
         if self.project is not None:
             checks += _project_checks(self.project, plan)
-        return head + run_checks(checks, self.timeout_s, self._inflight)
+        return head + run_checks(checks, self.timeout_s, self._inflight, self.serial)
 
 
 # -- what the plan asks of the host -------------------------------------------------------------------
