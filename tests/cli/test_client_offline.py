@@ -200,7 +200,7 @@ def test_completion_scripts(tmp_path: Path, shell: str, marker: str) -> None:
 def test_completion_completes_commands_and_subcommands(tmp_path: Path) -> None:
     top = odooops(tmp_path, _ODOOOPS_COMPLETE="bash_complete", COMP_WORDS="odooops d", COMP_CWORD="1")
     assert top.returncode == 0
-    assert {line.split(",")[1] for line in top.stdout.splitlines()} == {"db", "deploy", "destroy"}
+    assert {line.split(",")[1] for line in top.stdout.splitlines()} == {"db", "deploy", "destroy", "doctor"}
     sub = odooops(tmp_path, _ODOOOPS_COMPLETE="bash_complete", COMP_WORDS="odooops db ", COMP_CWORD="2")
     assert {line.split(",")[1] for line in sub.stdout.splitlines()} == {"backup", "backups", "restore", "clone",
                                                                          "verify", "prune"}
