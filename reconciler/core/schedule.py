@@ -35,3 +35,14 @@ def due(cron_expr: str, last_backup_at: datetime | None, now: datetime) -> bool:
     if last_backup_at is None:
         return True
     return next_run(cron_expr, last_backup_at, now) <= now
+
+
+def runs_per_day(cron_expr: str, start: datetime) -> float:
+    """How often the schedule fires a day, on average over the week from `start` (a retention of N days
+    keeps N times as many backups)."""
+    check_cron(cron_expr)
+    it = croniter(cron_expr, start)
+    end, runs = start.timestamp() + 7 * 86400, 0
+    while it.get_next(float) <= end:
+        runs += 1
+    return runs / 7

@@ -4,15 +4,18 @@ and what its plan asks of the host; `diagnose` composes the host and project che
 from __future__ import annotations
 
 import json
+import math
 import re
 import stat
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler.core.schedule import runs_per_day
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import HostSettings
 from reconciler.service.doctor import (
@@ -172,7 +175,8 @@ def _retention_disk(host: HostSettings, plan: Once | None) -> Verdict:
     for spec in outcome.plan.environments:
         if not spec.settings.get("backup_schedule"):
             continue
-        count = _retained_count(spec.settings.get("backup_retention") or {"days": 7})
+        count = _retained_count(spec.settings.get("backup_retention") or {"days": 7},
+                                str(spec.settings["backup_schedule"]))
         ids = backup_ids(store, spec.name)
         if not ids:
             without.append(spec.name)
@@ -183,8 +187,9 @@ def _retention_disk(host: HostSettings, plan: Once | None) -> Verdict:
     if not basis:
         note = f" (not backed up yet: {', '.join(without)})" if without else ""
         return OK, f"no environment with backups to estimate from{note}; {free / GIB:.1f} GiB free", ""
-    detail = (f"estimate {need / GIB:.1f} GiB (backups kept x newest backup's size, an upper bound: backups share "
-              f"unchanged files: {'; '.join(basis)}) against {free / GIB:.1f} GiB free on {_store_where(host)}")
+    detail = (f"estimate {need / GIB:.1f} GiB (backups the retention keeps x the newest backup's size, an upper "
+              f"bound: backups share unchanged files; {'; '.join(basis)}) against {free / GIB:.1f} GiB free on "
+              f"{_store_where(host)}")
     if without:
         detail += f"; not counted (no backup yet): {', '.join(without)}"
     fix = ("free space or move the store to a larger disk (ODOOOPS_BACKUP_STORE), or keep fewer backups "
@@ -196,9 +201,11 @@ def _retention_disk(host: HostSettings, plan: Once | None) -> Verdict:
     return OK, detail, ""
 
 
-def _retained_count(policy: dict[str, Any]) -> int:
+def _retained_count(policy: dict[str, Any], schedule: str) -> int:
+    """Backups the policy keeps: every one younger than N days (N x the schedule's runs a day), or the newest
+    of each of so many days, weeks and months (their sum: an upper bound, one backup may count twice)."""
     if "days" in policy:
-        return int(policy["days"])  # one scheduled backup a day
+        return math.ceil(int(policy["days"]) * runs_per_day(schedule, datetime.now(UTC)))
     return sum(int(policy.get(k) or 0) for k in ("daily", "weekly", "monthly"))
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.core.schedule import due, next_run
+from reconciler.core.schedule import due, next_run, runs_per_day
 from reconciler.errors import OdooOpsError
 
 T = datetime(2026, 2, 12, 3, 0, tzinfo=UTC)
@@ -44,3 +44,9 @@ def test_invalid_expressions_are_refused(expr: str) -> None:
     with pytest.raises(OdooOpsError) as err:
         due(expr, None, T)
     assert err.value.code == "SCHEDULE_INVALID" and "0 */6 * * *" in err.value.remediation
+
+
+@pytest.mark.parametrize(("expr", "per_day"), [("0 */6 * * *", 4.0), ("0 3 * * *", 1.0), ("0 3 * * 1", 1 / 7),
+                                               ("*/30 * * * *", 48.0)])
+def test_runs_per_day(expr: str, per_day: float) -> None:
+    assert runs_per_day(expr, datetime(2026, 2, 12, 5, 17, tzinfo=UTC)) == pytest.approx(per_day)

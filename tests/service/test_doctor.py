@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -257,3 +258,45 @@ def test_plan_needs_read_the_rendered_specs(tmp_path: Path, example: Path) -> No
     assert needs.environments == len(outcome.plan.environments) > 0
     assert needs.processes == expected_processes and needs.memory_bytes == expected_memory
     assert needs.connections_worst == 64 * expected_processes >= needs.connections
+
+
+def test_connections_and_memory_against_what_a_plan_needs(tmp_path: Path, services_env: dict[str, str]) -> None:
+    from reconciler.service.doctor import HostProbe, Once, PlanNeeds, host_checks, run_checks
+
+    # More connections than any PostgreSQL here allows, and more memory than any host has.
+    needs = PlanNeeds(environments=3, processes=500, connections_worst=32000, connections=4000,
+                      memory_bytes=2**60, db_maxconn=64)
+    probe = HostProbe(host_for(tmp_path / "state", services_env), 5.0, Once(lambda: needs, "project.config"))
+    results = by_id(run_checks(host_checks(probe), 5.0))
+    connections = results["postgres.max_connections"]
+    assert connections.status == FAIL and "capped by each database role's connection limit at 4000" in \
+        connections.detail
+    wanted = re.search(r"ALTER SYSTEM SET max_connections = (\d+)", connections.fix)
+    assert wanted is not None and int(wanted.group(1)) > 4000
+    assert results["host.memory"].status == WARN and "memory" in results["host.memory"].fix
+    modest = PlanNeeds(1, 2, 128, 20, 2**20, 64)
+    probe = HostProbe(host_for(tmp_path / "state", services_env), 5.0, Once(lambda: modest, "project.config"))
+    results = by_id(run_checks(host_checks(probe), 5.0))
+    assert results["postgres.max_connections"].status == OK and results["host.memory"].status == OK
+
+
+def test_retention_disk_estimate_from_the_newest_backup(tmp_path: Path, services_env: dict[str, str],
+                                                        example: Path) -> None:
+    from reconciler.data.backup import SCHEMA, manifest_key
+    from reconciler.executors.storage import LocalStore
+
+    store_dir = tmp_path / "store"
+    state = tmp_path / "state"
+    target = project(str(example), state)
+    production = next(s for s in target.plan().plan.environments if s.settings.get("backup_schedule"))
+    # A backup from before encryption (plain JSON manifest) of an impossible size: no disk holds the estimate.
+    manifest = {"schema": SCHEMA, "id": "2026-02-12-03-00-00-ab12", "env": production.name, "tier": "production",
+                "commit": None, "created_at": "2026-02-12T03:00:00+00:00", "reason": "scheduled",
+                "odoo_version": "19.0", "base_version": "19.0", "image": "odoo:19.0", "modules": {},
+                "database_uuid": None, "dump": {}, "files": {}, "seconds": 1.0,
+                "sizes": {"dump": 2**50, "filestore": 0, "files": 0, "total": 2**50}}
+    LocalStore(store_dir).put_bytes(manifest_key(production.name, manifest["id"]), json.dumps(manifest).encode())
+    host = host_for(state, services_env, ODOOOPS_BACKUP_STORE=json.dumps({"local": str(store_dir)}))
+    check = by_id(Doctor(host, target).run())["backup.disk"]
+    assert check.status == FAIL and f"{production.name}: " in check.detail and "1048576.00 GiB" in check.detail
+    assert "backup_retention" in check.fix
