@@ -139,7 +139,8 @@ def run_checks(checks: list[Check], timeout_s: float, inflight: dict[str, thread
             thread.join(max(0.0, began + timeout_s - time.monotonic()))
         result = slots.get(check.id)
         if result is None:
-            result = CheckResult(check.id, FAIL, f"no answer within {timeout_s:g} s from {check.target}",
+            still = "" if check.id in threads else " (still waiting for it since an earlier run)"
+            result = CheckResult(check.id, FAIL, f"no answer within {timeout_s:g} s from {check.target}{still}",
                                  check.hung_fix, round((time.monotonic() - began) * 1000))
         return result
 

@@ -209,6 +209,7 @@ def test_a_check_still_hung_from_the_previous_run_is_not_started_again(
         second = by_id(doctor.run())["router.admin"]
         assert hung.is_alive() and doctor._inflight["router.admin"] is hung
     assert first.status == second.status == FAIL and second.detail.startswith("no answer within")
+    assert "since an earlier run" in second.detail and "since an earlier run" not in first.detail
 
 
 def test_an_invalid_odooops_yaml_fails_the_config_check(tmp_path: Path, services_env: dict[str, str],
