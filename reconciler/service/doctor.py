@@ -8,6 +8,7 @@ one deadline: a service that accepts a connection and never answers costs `timeo
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 import socket
@@ -169,6 +170,13 @@ class HostProbe:
     host: HostSettings
     timeout_s: float
     needs: Once | None = None  # -> PlanNeeds, when a project is checked
+
+    @property
+    def adapter_timeout_s(self) -> float:
+        """The adapters' own timeouts run a second past doctor's deadline: a hang is reported by the deadline
+        (one message for every check), and the adapter's timeout only ends the abandoned thread."""
+        return float(math.ceil(self.timeout_s) + 1)  # whole seconds: libpq and the Docker SDK take ints
+
     pg: Once = field(init=False)
     engine: Once = field(init=False)
 
@@ -182,12 +190,12 @@ class HostProbe:
         # libpq counts connect_timeout in whole seconds and treats less than 2 as 2.
         h = self.host
         return Postgres(h.pg_host, h.pg_port, h.pg_admin_user, h.pg_admin_password,
-                        connect_timeout=max(2, int(self.timeout_s))).server_facts()
+                        connect_timeout=max(2, int(self.adapter_timeout_s))).server_facts()
 
     def _engine_facts(self) -> EngineFacts:
         from reconciler.executors.runtimes import open_runtime  # see the note on imports at the top
 
-        runtime = open_runtime(self.host, timeout_s=max(1.0, self.timeout_s))
+        runtime = open_runtime(self.host, timeout_s=self.adapter_timeout_s)
         try:
             return runtime.engine_facts()
         finally:
@@ -227,13 +235,14 @@ def host_checks(probe: HostProbe) -> list[Check]:
         Check("disk.state_dir", lambda: _disk("the state directory", h.state_dir), str(h.state_dir),
               f"check the file system of {h.state_dir} (a hung network mount?)"),
         Check("host.memory", lambda: _memory(probe), f"the Docker engine at {h.docker_host}", engine_hung),
-        Check("router.admin", lambda: _router_admin(h, probe.timeout_s), f"the Caddy admin API at {h.caddy_admin}",
+        Check("router.admin", lambda: _router_admin(h, probe.adapter_timeout_s),
+              f"the Caddy admin API at {h.caddy_admin}",
               f"check that Caddy answers: curl -sf {h.caddy_admin}/config/ >/dev/null"),
-        Check("router.http", lambda: _router_http(h, probe.timeout_s), f"the router at {h.router_http}",
+        Check("router.http", lambda: _router_http(h, probe.adapter_timeout_s), f"the router at {h.router_http}",
               f"check that Caddy listens on {h.router_http}: curl -sI {h.router_http}"),
         Check("dns.base_domain", lambda: _dns(h), f"the DNS resolver (doctor-probe.{h.base_domain})",
               "check /etc/resolv.conf: the resolver does not answer"),
-        Check("terraform.core", lambda: _terraform(h, probe.timeout_s), "Terraform (version -json)",
+        Check("terraform.core", lambda: _terraform(h, probe.adapter_timeout_s), "Terraform (version -json)",
               "run `python -m reconciler.executors.terraform version` (or the ODOOOPS_TERRAFORM binary) by hand"),
     ]
 
