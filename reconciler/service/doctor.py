@@ -251,8 +251,9 @@ def _pg_reachable(probe: HostProbe, where: str, psql: str) -> Verdict:
     try:
         facts = probe.pg.get()
     except OdooOpsError as exc:
-        return FAIL, exc.message, (f"start PostgreSQL or point the host settings (ODOOOPS_PG_HOST, ODOOOPS_PG_PORT, "
-                                   f"ODOOOPS_PG_USER, ODOOOPS_PG_PASSWORD) at it; test: {psql} -c 'select 1'")
+        return FAIL, exc.message, (f"start PostgreSQL or point the host settings at it (postgres: in the host file, or "
+                                   f"ODOOOPS_PG_HOST, ODOOOPS_PG_PORT, ODOOOPS_PG_USER, ODOOOPS_PG_PASSWORD; "
+                                   f"odooops host show lists them); test: {psql} -c 'select 1'")
     return OK, f"{where} answered as {probe.host.pg_admin_user} ({facts['round_trip_s'] * 1000:.0f} ms round trip)", ""
 
 
