@@ -241,15 +241,22 @@ def test_serve_from_the_wheel(installed: Install, tmp_path: Path, services_env: 
              "--poll-interval", "3600", "--sweep-interval", "3600", "--state-dir", str(tmp_path / "state"),
              "--api-key-file", str(tmp_path / "api.key"), "--audit-log", str(tmp_path / "audit.jsonl")],
             cwd=installed.outside, env=env, stdout=out, stderr=subprocess.STDOUT)
+    last: list[str] = []
     try:
         def ready() -> bool:
             assert proc.poll() is None, log.read_text()
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
+                answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            except httpx.HTTPError as exc:
+                last[:] = [repr(exc)]
                 return False
+            last[:] = [answer.text]
+            return answer.status_code == 200
 
-        wait_for(ready, 120, f"serve ready (log: {log})", step=0.1)
+        try:
+            wait_for(ready, 120, "serve ready", step=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last /readyz answer: {last}; log: {log.read_text()[-3000:]}") from None
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         proc.terminate()
