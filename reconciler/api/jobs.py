@@ -113,7 +113,8 @@ class JobRegistry:
             end.error = {**error_body(exc), "request_id": job.request_id}
             end.status, end.state = status_for(exc), "failed"
         except Exception:
-            log.exception("job %s (%s of %s) failed", job.id, job.operation, job.target)
+            log.exception("job %s (%s of %s) failed", job.id, job.operation, job.target,
+                          extra={"job": job.id, "env": job.target})
             end.error = {"error": "INTERNAL", "message": f"{job.operation} of {job.target} failed unexpectedly",
                          "remediation": f"the server log has the details (job {job.id}); run it again",
                          "docs": None, "request_id": job.request_id}
@@ -126,8 +127,10 @@ class JobRegistry:
             try:
                 on_done(end)
             except Exception:
-                log.exception("job %s: recording its outcome failed", job.id)
+                log.exception("job %s: recording its outcome failed", job.id, extra={"job": job.id})
         self._save(end)
+        log.info("job %s (%s of %s) %s", job.id, job.operation, job.target, end.state,
+                 extra={"job": job.id, "env": job.target, "operation": job.operation, "state": end.state})
         with self._lock:  # finished jobs are read from disk from now on
             self._jobs.pop(job.id, None)
             self._ended.notify_all()

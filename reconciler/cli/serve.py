@@ -12,8 +12,12 @@ from types import FrameType
 import click
 
 from reconciler.cli.common import handle_errors, state_dir_option
+from reconciler.cli.logformat import FORMATS
+from reconciler.cli.logformat import configure as configure_logging
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import host_setting
+
+STOP_GRACE_S = 90.0  # the unit's TimeoutStopSec leaves room beyond it (infra/systemd/odooops.service)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -92,6 +96,13 @@ def parse_ttl(text: str) -> int:
               help="Requests per token: RATE/UNIT (s, min, h), with a burst of about one unit.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              envvar="ODOOOPS_LOG_FORMAT",
+              help="text lines, or json: one object per line (time, level, logger, message, env, commit, job...) "
+                   "[env ODOOOPS_LOG_FORMAT].")
+@click.option("--stop-grace", type=click.FloatRange(min=0), default=STOP_GRACE_S, show_default=True,
+              help="Seconds SIGTERM waits for the running deploy steps to end before they are parked "
+                   "(the service unit's TimeoutStopSec must be longer).")
 @state_dir_option
 @handle_errors
 def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
@@ -100,11 +111,15 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                   api_key_file: Path | None, api_algorithm: str, audit_log: Path | None,
                   audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
                   trusted_proxy: tuple[str, ...], max_token_ttl: str, auth_failure_limit: str,
-                  rate_limit: str, log_level: str, state_dir: Path | None) -> None:
+                  rate_limit: str, log_level: str, log_format: str, stop_grace: float,
+                  state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
     Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz (after the
     first poll, and none of `odooops doctor`'s checks failing), /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
+
+    SIGTERM (or SIGINT): no new work; each running deploy finishes its current step and is parked,
+    re-queued at the next start; every lock is released; exit 0 (1 when a step outlived --stop-grace).
     """
     import uvicorn
 
@@ -124,8 +139,8 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.service.operations import Operations
     from reconciler.sources.audit_anchors import GitAnchors
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
+    log = logging.getLogger(__name__)
     bind, port = parse_listen(listen)
     state = state_dir or default_state_dir()
     host = HostSettings.from_env(state)
@@ -157,25 +172,50 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
                      max_age=webhook_max_age, api=api, checks=CachedChecks(doctor.run))
     if webhook_secret_file is None:
-        logging.getLogger(__name__).warning("no --webhook-secret-file: webhooks are refused, polling only")
+        log.warning("no --webhook-secret-file: webhooks are refused, polling only")
     daemon.start()
     anchoring = PeriodicAnchor(audit, audit_anchor_interval)
     anchoring.start()
     # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer; the API
     # reads it itself, from --trusted-proxy peers only (reconciler/api/client_address.py).
-    server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False,
-                                           limit_concurrency=256, timeout_keep_alive=5, lifespan="off",
-                                           proxy_headers=False))
+    # log_config=None: uvicorn's own lines go through the root handler, in --log-format like the rest.
+    config_http = uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False,
+                                 limit_concurrency=256, timeout_keep_alive=5, lifespan="off",
+                                 proxy_headers=False, log_config=None, timeout_graceful_shutdown=10)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # From the signal on, the daemon takes no new work, while the HTTP side shuts down.
+            if not daemon.stopping():
+                log.info("%s: stopping (no new work; running deploys park after their current step, "
+                         "grace %.0fs)", signal.Signals(sig).name, stop_grace)
+            daemon.request_stop()
+            super().handle_exit(sig, frame)
+
+    server = Server(config_http)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         # uvicorn handles the signal while it runs and re-raises it after its shutdown: this
-        # handler then only lets the finally clause stop the daemon (running applies finish).
+        # handler then only lets the finally clause stop the daemon.
         server.should_exit = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    clean = False
     try:
         server.run()
     finally:
+        daemon.request_stop()
         anchoring.stop()
-        daemon.stop()
+        clean = daemon.stop(stop_grace)
+    if not clean:
+        late = OdooOpsError("SERVE_STOP_GRACE_EXCEEDED",
+                           f"a deploy step or a backup was still running {stop_grace:.0f}s after the stop signal; "
+                           "it was cut short (the next start clears its leftovers and runs it again)",
+                           "give slow steps more time: odooops serve --stop-grace SECONDS, with the unit's "
+                           "TimeoutStopSec longer still", {"grace_s": stop_grace})
+        # Logged, not printed: the log may be JSON lines; exit 1 tells systemd the stop was not clean.
+        log.error("%s (fix: %s)", late.message, late.remediation, extra={"code": late.code})
+        sys.exit(1)
+    log.info("stopped: work finished or parked for the next start, locks released",
+             extra={"parked": sorted(daemon.parked.all())})

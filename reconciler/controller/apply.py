@@ -27,6 +27,7 @@ from reconciler.controller.steps.context import (
     EnvReport,
     Progress,
     StepFailed,
+    StepParked,
     StepRecord,
     StepResult,
     pg,
@@ -75,8 +76,12 @@ class Applier:
     handover = True
 
     def __init__(self, project: Project, host: HostSettings, progress: Progress | None = None,
-                 retry_failed: bool = False, mail_catcher_name: str | None = None) -> None:
+                 retry_failed: bool = False, mail_catcher_name: str | None = None,
+                 should_park: Callable[[], bool] | None = None) -> None:
         self.project = project
+        # Asked before each deploy step (the daemon's shutdown): True stops the deploy there, undone as a
+        # failed one would be but recorded as nothing, so the next start plans and runs it again.
+        self.should_park = should_park or (lambda: False)
         # One catcher per host address: hosts (or tests) sharing one engine with their own port get their own.
         self.mail_catcher_name = mail_catcher_name or (
             mail.CATCHER_NAME if host.mail_catcher_port == 1025 else f"{mail.CATCHER_NAME}-{host.mail_catcher_port}")
@@ -125,6 +130,10 @@ class Applier:
             report.host_prepared = files.prepare_host_once(self.host, self.progress)
             self._sweep_database_access()
         for action in todo:
+            if action.action is not ActionKind.DESTROY and self.should_park():
+                report.environments.append(EnvReport(action.env, str(action.action), action.branch, action.commit,
+                                                     result="parked"))
+                continue
             # One operation per environment across processes: a restore, clone or rollback of this
             # environment finishes before its apply starts (and a rollback's own apply re-enters).
             with env_lock(self.host.state_dir, action.env, f"apply ({action.action})", wait_s=LOCK_WAIT_S):
@@ -184,6 +193,8 @@ class Applier:
     # ------------------------------------------------------------------ one environment
 
     def _run(self, report: EnvReport, name: str, fn: Callable[[], StepResult]) -> None:
+        if report.action != "destroy" and self.should_park():
+            raise StepParked(name)
         self.progress(report.env, name, "start", "")
         t0 = time.monotonic()
         try:
@@ -214,6 +225,14 @@ class Applier:
             self._run(report, "runtime", lambda: runtime_step.run(ctx))
             self._run(report, "route", lambda: route.run(ctx))
             self._run(report, "health", lambda: health.run(ctx))
+        except StepParked as parked:
+            # Stopped between two steps: the same undo as a failure (the previous version keeps serving),
+            # but no state and no note, so the commit is still to deploy for the next start's plan.
+            recovery.abandon_handovers(ctx)
+            recovery.drop_working_copy(ctx)
+            report.result = "parked"
+            self.progress(report.env, parked.step, "parked", "the daemon is stopping; re-queued at its next start")
+            return report
         except StepFailed as failed:
             recovery.abandon_handovers(ctx)  # e.g. the route step failed: the old version keeps serving
             recovery.drop_working_copy(ctx)  # a refused deploy leaves the live database as it was

@@ -51,7 +51,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Result:
-    """What running an item came to: ok, noop, failed (permanent) or retry (transient)."""
+    """What running an item came to: ok, noop, failed (permanent), retry (transient) or parked (stopped
+    by a shutdown; the caller keeps it for the next start)."""
 
     status: str
     error: dict[str, Any] | None = None
@@ -205,17 +206,28 @@ class WorkQueue:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Stop taking work; wait up to timeout for running items. True if all finished."""
+    def halt(self) -> None:
+        """Stop handing out work (running items go on); `stop` then waits for them."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking work; wait up to timeout for running items. True if all finished."""
+        self.halt()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
         alive = [t for t in self._threads if t.is_alive()]
         self._threads = alive
         return not alive
+
+    def unfinished(self) -> list[Item]:
+        """Items that did not run to an end: still running, queued, waiting for a retry or a follow-up
+        (what a stopped queue leaves for the next start)."""
+        with self._cond:
+            st = self._state
+            return [*st.running.values(), *st.pending.values(), *st.rerun.values()]
 
     def _next(self) -> Item | None:
         """The oldest ready item whose key is not running; blocks until there is one or stop."""

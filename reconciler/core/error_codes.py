@@ -1334,6 +1334,14 @@ ERRORS: dict[str, ErrorEntry] = {
         what='the connection to the server broke: EXC',
         fix='retry; if it persists, check the server (`odooops serve` log)',
     ),
+    'SERVE_STOP_GRACE_EXCEEDED': ErrorEntry(
+        'timeout',
+        what='a deploy step or a backup was still running STOP_GRACE seconds after the stop signal; it was cut '
+             'short (the next start clears its leftovers and runs it again)',
+        fix='give slow steps more time: odooops serve --stop-grace SECONDS, with the unit\'s TimeoutStopSec '
+            'longer still',
+        why='`odooops serve` was stopped (SIGTERM) while a step outlived --stop-grace; it exits 1 instead of 0',
+    ),
     'SERVER_UNREACHABLE': ErrorEntry(
         'unavailable',
         what='cannot reach the OdooOps server at SERVER: STRERROR',

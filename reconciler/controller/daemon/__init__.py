@@ -30,7 +30,7 @@ from reconciler.controller.daemon.shared import (
 )
 from reconciler.controller.daemon.sweeper import Sweeper
 from reconciler.controller.planning import PlanOutcome, Project, project_id
-from reconciler.controller.workqueue import Claims, Records, Work, WorkQueue, merge_work
+from reconciler.controller.workqueue import Claims, Item, Records, Work, WorkQueue, merge_work
 from reconciler.core.model import Action
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import HostSettings
@@ -58,6 +58,7 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         self.claims = Claims(self.dir / "daemon-claims.json")
         self.closed = Records(self.dir / "daemon-closed-requests.json")
         self.request_events = Records(self.dir / "daemon-request-events.json")  # open/close not confirmed yet
+        self.parked = Records(self.dir / "daemon-parked.json")  # branches a shutdown stopped: re-queued at start
         self._events_lock = threading.Lock()  # a hint arriving while the poll confirms is kept for the next
         self._closed = frozenset(self.closed.all())
         self._force_plan = False
@@ -77,6 +78,7 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         self._lock_fd: int | None = None
         self._status: dict[str, Any] = {}
         self._applying: dict[str, dict[str, str]] = {}
+        self._commits: dict[str, str] = {}  # env -> the commit its running apply deploys (log fields)
         self._notes_handler = NotesRetryCounter(self.metrics)
         self._last_key: tuple[Any, ...] | None = None
         self._shared: tuple[Any, float, PlanOutcome] | None = None  # (memo key, valid until, full plan)
@@ -109,18 +111,54 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         self._poller = threading.Thread(target=self._poll_loop, name="odooops-poller", daemon=True)
         self._poller.start()
 
-    def stop(self, grace: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Take no new work (the first moment of a shutdown: SIGTERM); running deploys park at their
+        next step. `stop` then waits for them."""
         self._stop.set()
         self._wake.set()
-        self.queue.stop(grace)
-        if self._poller is not None:
-            self._poller.join(grace)
-        if self._backup_thread is not None:
-            self._backup_thread.join(grace)
+        self.queue.halt()
+
+    def stop(self, grace: float = 30.0) -> bool:
+        """Stop: no new work, each running deploy finishes its current step and parks (within `grace`
+        seconds), what never ran is recorded in `daemon-parked.json` for the next start, and every lock
+        this daemon took is released. True when all of it happened within the grace period; False when a
+        step was still running (it is cut short when the process exits, as by a crash)."""
+        self.request_stop()
+        deadline = time.monotonic() + grace
+        finished = self.queue.stop(grace)
+        self._park(self.queue.unfinished(), "stopped before it ran" if finished else "cut short by the stop")
+        for thread in (self._poller, self._backup_thread):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+                finished = finished and not thread.is_alive()
         logging.getLogger("reconciler.sources.notes").removeHandler(self._notes_handler)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        return finished
+
+    def _park(self, items: list[Item], why: str) -> None:
+        entries = {}
+        for item in items:
+            work: Work = item.payload or Work()
+            entries[item.key] = {"reason": item.reason, "why": why, "drift": work.drift,
+                                 "orphans": sorted(work.orphans), "since": time.time()}
+        if entries:
+            # An entry already there says more: an apply this stop parked, or work an earlier stop parked
+            # that has not run since (entries go when their branch runs to an end).
+            self.parked.add(entries)
+            log.info("parked %d branch(es) for the next start: %s", len(entries), ", ".join(sorted(entries)),
+                     extra={"branches": sorted(entries)})
+
+    def _resume_parked(self) -> None:
+        """Queue what the last shutdown parked (before the first poll: it ran first then too)."""
+        for branch, entry in sorted(self.parked.all().items()):
+            work = Work(drift=bool(entry.get("drift")), orphans=frozenset(entry.get("orphans") or ()))
+            self.queue.submit(branch, f"parked at the last stop: {entry.get('reason', '')}", work)
+            log.info("%s: re-queued work parked at the last stop", branch, extra={"branch": branch})
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def is_ready(self) -> bool:
         return self._ready.is_set()
@@ -135,6 +173,7 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
 
     def status(self) -> dict[str, Any]:
         return {**self._status, "ready": self.is_ready(), "queue": self.queue.snapshot(),
+                "parked": sorted(self.parked.all()),
                 "applying": dict(self._applying),
                 "backups": self.backups.status() if self.backups is not None else None}
 
@@ -175,7 +214,7 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         if self.host is None:
             raise OdooOpsError("HOST_NOT_CONFIGURED", "the daemon has no host settings",
                                "set -a && . .work/services.env && set +a")
-        return Applier(project, self.host, self._progress)
+        return Applier(project, self.host, self._progress, should_park=self._stop.is_set)
 
     def add_progress_hook(self, hook: Callable[[str, str, str, str], None]) -> None:
         """hook(env, step, status, detail) for every step of every apply (status and tests)."""
@@ -184,6 +223,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
     def _progress(self, env: str, step: str, status: str, detail: str) -> None:
         if status == "start":
             self._applying[env] = {"step": step, "since": f"{time.time():.3f}"}
-        log.info("%s %s %s %s", env, step, status, detail)
+        commit = self._commits.get(env)
+        log.info("%s %s %s %s", env, step, status, detail,
+                 extra={"env": env, "step": step, "status": status, **({"commit": commit} if commit else {})})
         for hook in self._progress_hooks:
             hook(env, step, status, detail)

@@ -55,6 +55,8 @@ class Poller:
 
         def _project(self) -> Project: ...
 
+        def _resume_parked(self) -> None: ...
+
         def _start_backups(self) -> None: ...
 
         def clear_stale_oneshots(self) -> list[str]: ...
@@ -68,6 +70,7 @@ class Poller:
         except Exception:
             log.exception("could not clear the one-shot containers of an interrupted apply")
         self.queue.start()
+        self._resume_parked()
         last_start = 0.0
         last_sweep = float("-inf")
         while not self._stop.is_set():

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from reconciler.controller.backup_schedule import BackupScheduler
     from reconciler.controller.daemon.shared import ApplierLike, DaemonConfig
-    from reconciler.controller.workqueue import Claims, WorkQueue
+    from reconciler.controller.workqueue import Claims, Records, WorkQueue
     from reconciler.platform.metrics import Metrics
 
 log = logging.getLogger("reconciler.controller.daemon")  # one logger for all the daemon's parts
@@ -42,9 +42,11 @@ class Scheduler:
 
     if TYPE_CHECKING:  # the daemon's state and parts this one uses (set in Daemon.__init__)
         _applying: dict[str, dict[str, str]]
+        _commits: dict[str, str]
         _backup_thread: threading.Thread | None
         backups: BackupScheduler | None
         claims: Claims
+        parked: Records
         clock: Callable[[], float]
         config: DaemonConfig
         _hooks: list[Callable[[str, Action, Work], None]]
@@ -91,6 +93,11 @@ class Scheduler:
             active = [a for a in outcome.plan.actions if a.action in ACTIVE] or list(outcome.plan.actions)
         self.claims.claim({a.env: (a.branch, a.tier) for a in active if a.action is not ActionKind.DESTROY})
         for action in active:
+            if action.commit:
+                self._commits[action.env] = action.commit
+            log.info("%s: %s %s (%s)", item.key, action.action, action.env, action.reason,
+                     extra={"env": action.env, "branch": item.key, "action": str(action.action),
+                            **({"commit": action.commit} if action.commit else {})})
             if work.hinted_at is not None:
                 self.metrics.webhook_to_apply.observe(max(0.0, time.time() - work.hinted_at))
             for hook in self._hooks:
@@ -100,6 +107,7 @@ class Scheduler:
         finally:
             for action in active:
                 self._applying.pop(action.env, None)
+                self._commits.pop(action.env, None)
         kinds = {a.env: str(a.action) for a in active}
         done = set()
         transient = None
@@ -110,6 +118,12 @@ class Scheduler:
             if env.result != "ok" and is_transient(env.error) and kinds.get(env.env) != "destroy":
                 transient = env.error
         self.claims.release(done)
+        parked = [env.env for env in report.environments if env.result == "parked"]
+        if parked:
+            self.parked.add({item.key: {"reason": item.reason, "why": f"stopped mid-apply ({', '.join(parked)})",
+                                        "drift": work.drift, "orphans": sorted(work.orphans),
+                                        "since": time.time()}}, replace=True)
+            return Result("parked")
         if getattr(report, "notes_pushed", None) is False:
             self._notes_retry = (True, 0.0, 1.0)
             self._wake.set()
@@ -158,6 +172,8 @@ class Scheduler:
         return None
 
     def _on_queue_event(self, event: str, item: Item, details: dict[str, Any]) -> None:
+        if event == "finished" and getattr(details.get("result"), "status", "parked") != "parked":
+            self.parked.remove({item.key})  # ran to an end (or to its own retry): no longer parked
         if event not in ("started", "finished"):
             self.metrics.queue_events.labels(event=event).inc()
         if event == "retry":

@@ -34,6 +34,14 @@ class StepFailed(Exception):
         self.log_excerpt = log_excerpt
 
 
+class StepParked(Exception):
+    """The deploy stops before `step` because the daemon is shutting down (not a failure)."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(f"parked before {step}")
+        self.step = step
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What a step reports: its status (ok | changed | skipped | failed) and one line of detail."""
@@ -59,7 +67,7 @@ class EnvReport:
     action: str
     branch: str
     commit: str | None
-    result: str = "ok"  # ok | failed
+    result: str = "ok"  # ok | failed | parked (stopped by a shutdown between two steps)
     url: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
     error: dict[str, Any] | None = None
