@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install everything OdooOps and its test suite need on a fresh Debian 12 machine:
-# Debian packages (git, PostgreSQL 15, Docker Engine, Caddy, debootstrap) and a virtualenv
-# with the Python dependencies pinned in requirements.lock. Idempotent: a second run is fast.
+# Debian packages (git, PostgreSQL 15, Docker Engine, Caddy, debootstrap, systemd: its unit checker verifies
+# the shipped service unit) and a virtualenv with the Python dependencies pinned in requirements.lock.
+# Idempotent: a second run is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(git postgresql-15 postgresql-client-15 docker.io caddy debootstrap iproute2 procps curl)
+APT_PACKAGES=(git postgresql-15 postgresql-client-15 docker.io caddy debootstrap iproute2 procps curl systemd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1342,6 +1342,14 @@ ERRORS: dict[str, ErrorEntry] = {
             'longer still',
         why='`odooops serve` was stopped (SIGTERM) while a step outlived --stop-grace; it exits 1 instead of 0',
     ),
+    'SERVICE_INSTALL_FAILED': ErrorEntry(
+        'failed',
+        what='`COMMAND` exited EXIT_CODE: LAST_LINE_OF_ITS_OUTPUT (or: the host configuration file PATH does '
+             'not exist; a system service is installed by root)',
+        fix='fix the cause and run odooops service install again (it is idempotent); without systemd, run the '
+            'commands odooops service install --dry-run prints by hand',
+        why='`odooops service install` could not create the service user or directories, or systemctl refused',
+    ),
     'SERVER_UNREACHABLE': ErrorEntry(
         'unavailable',
         what='cannot reach the OdooOps server at SERVER: STRERROR',

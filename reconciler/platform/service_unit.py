@@ -1,0 +1,116 @@
+"""The systemd unit of `odooops serve`: the shipped template filled in for this host, and how it is installed."""
+
+from __future__ import annotations
+
+import grp
+import pwd
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.core.resources import read_text
+
+UNIT_NAME = "odooops.service"
+TEMPLATE = "systemd/odooops.service"  # under infra/
+STOP_MARGIN_S = 60  # TimeoutStopSec beyond serve's --stop-grace: the parking, the HTTP shutdown, the exit
+
+# What a user's systemd (--user) cannot apply without privileges: dropped from a user unit rather than
+# left to fail its start.
+SYSTEM_ONLY = frozenset({
+    "User", "Group", "AmbientCapabilities", "CapabilityBoundingSet", "ProtectSystem", "ReadWritePaths",
+    "ProtectHome", "PrivateTmp", "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",
+    "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock", "ProtectHostname", "RestrictNamespaces",
+})
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """What the unit says about this host: the program and its arguments, where it keeps things, who runs it."""
+
+    command: tuple[str, ...]  # the executable and `serve ...`
+    state_dir: Path
+    key_dir: Path
+    config_dir: Path
+    host_config: Path | None = None
+    user: str = "odooops"
+    user_mode: bool = False
+    log_format: str = "text"
+    stop_grace_s: float = 90.0
+
+
+def quote(arg: str) -> str:
+    """One ExecStart= word: `%` and `$` are systemd's specifiers and variables, quotes and backslashes escaped."""
+    text = arg.replace("%", "%%").replace("$", "$$")
+    if text and not re.search(r'[\s"\'\\;]', text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _under_home(path: str | Path | None) -> bool:
+    return path is not None and Path(path).parts[1:2] in (("home",), ("root",), ("run",))
+
+
+def render_unit(s: UnitSettings) -> str:
+    values = {
+        "USER": s.user, "GROUP": s.user, "STATE_DIR": str(s.state_dir), "KEY_DIR": str(s.key_dir),
+        "CONFIG_DIR": str(s.config_dir), "LOG_FORMAT": s.log_format,
+        "EXEC_START": " ".join(quote(a) for a in s.command),
+        "TIMEOUT_STOP": f"{int(s.stop_grace_s) + STOP_MARGIN_S}s",
+        "WANTED_BY": "default.target" if s.user_mode else "multi-user.target",
+        "HOST_CONFIG": quote(str(s.host_config)) if s.host_config else "",
+        # An installation (or host file) under a home directory must stay readable to the service.
+        "PROTECT_HOME": "read-only" if any(_under_home(p) for p in (s.command[0], s.host_config)) else "yes",
+    }
+    lines = []
+    for line in read_text("infra", TEMPLATE).splitlines():
+        key = line.split("=", 1)[0]
+        if (s.user_mode and key in SYSTEM_ONLY) or (s.host_config is None and "@HOST_CONFIG@" in line):
+            continue
+        for name, value in values.items():
+            line = line.replace(f"@{name}@", value)
+        lines.append(line)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def unit_path(user_mode: bool, config_home: Path) -> Path:
+    """Where systemd looks for an administrator's unit (or, with --user, the user's)."""
+    return config_home / "systemd" / "user" / UNIT_NAME if user_mode else Path("/etc/systemd/system") / UNIT_NAME
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _in_group(user: str, group: str) -> bool | None:
+    """True/False whether user is in group; None when the group does not exist."""
+    try:
+        members = grp.getgrnam(group).gr_mem
+    except KeyError:
+        return None
+    return user in members
+
+
+def prepare_commands(s: UnitSettings) -> list[list[str]]:
+    """Before the unit is written: its user (a system account, home = state directory, no login; in the
+    docker group when there is one) and its directories, owned by that user."""
+    if s.user_mode:
+        return [["mkdir", "-p", str(s.state_dir)], ["mkdir", "-p", "-m", "0700", str(s.key_dir)]]
+    out = []
+    if not _user_exists(s.user):
+        out.append(["useradd", "--system", "--user-group", "--home-dir", str(s.state_dir), "--no-create-home",
+                     "--shell", "/usr/sbin/nologin", s.user])
+    if _in_group(s.user, "docker") is False:  # the engine's socket is root:docker 0660
+        out.append(["usermod", "--append", "--groups", "docker", s.user])
+    out += [["install", "-d", "-o", s.user, "-g", s.user, "-m", "0750", str(s.state_dir)],
+            ["install", "-d", "-o", s.user, "-g", s.user, "-m", "0700", str(s.key_dir)]]
+    return out
+
+
+def activate_commands(s: UnitSettings, start: bool) -> list[list[str]]:
+    """After the unit is written: systemd reads it and starts it at boot (and now, with start)."""
+    systemctl = ["systemctl", "--user"] if s.user_mode else ["systemctl"]
+    return [[*systemctl, "daemon-reload"], [*systemctl, "enable", *(["--now"] if start else []), UNIT_NAME]]
