@@ -56,7 +56,9 @@ def parse_ttl(text: str) -> int:
 
 
 @click.command("serve")
-@click.option("--repo", required=True, help="URL (or local path) of the project repository.")
+@click.option("--repo", required=True, envvar="ODOOOPS_REPO",
+              help="URL (or local path) of the project repository [env ODOOOPS_REPO: a URL with a password "
+                   "stays out of `ps` and of the service unit].")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
               help="Seconds between polls of the remote (jittered by ±20%).")

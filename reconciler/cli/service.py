@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -23,6 +24,7 @@ from reconciler.platform.service_unit import (
     render_unit,
     unit_path,
 )
+from reconciler.sources.remote import redact_url
 
 
 def current_program() -> list[str]:
@@ -65,7 +67,9 @@ def service_group() -> None:
 
 
 @service_group.command("install")
-@click.option("--repo", required=True, help="URL of the project repository the service reconciles.")
+@click.option("--repo", default=None,
+              help="URL of the project repository the service reconciles. Without it, serve reads ODOOOPS_REPO "
+                   "from the environment file (CONFIG_DIR/odooops.env): the place for a URL with a password.")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
 @click.option("--host-config", type=click.Path(path_type=Path, dir_okay=False), envvar="ODOOOPS_HOST_CONFIG",
               default=None, help="The host configuration file the service reads [env ODOOOPS_HOST_CONFIG].")
@@ -87,7 +91,7 @@ def service_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the unit and the commands; change nothing.")
 @click.argument("serve_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def install_command(repo: str, listen: str, host_config: Path | None, user_mode: bool, run_as: str,
+def install_command(repo: str | None, listen: str, host_config: Path | None, user_mode: bool, run_as: str,
                     state_dir: Path | None, key_dir: Path | None, log_format: str, stop_grace: float,
                     start: bool, dry_run: bool, serve_args: tuple[str, ...]) -> None:
     """Write the unit of `odooops serve` for this host, reload systemd and enable it.
@@ -107,7 +111,12 @@ def install_command(repo: str, listen: str, host_config: Path | None, user_mode:
             raise OdooOpsError("SERVICE_INSTALL_FAILED", f"the host configuration file {host_config} does not exist",
                                f"write it first (docs/configuration.md), then run this again with --host-config "
                                f"{host_config}", {"path": str(host_config)})
-    command = (*current_program(), "serve", "--repo", repo, "--listen", listen,
+    if repo is not None and urlsplit(repo).password:
+        raise OdooOpsError("USAGE", f"--repo {redact_url(repo)} carries a password, and a unit file is readable "
+                           "by every user of the host", f"put ODOOOPS_REPO={redact_url(repo)} (with its password) "
+                           f"in {config_dir / 'odooops.env'} (mode 0640, group {run_as}) and run this again "
+                           "without --repo")
+    command = (*current_program(), "serve", *(["--repo", repo] if repo else []), "--listen", listen,
                "--stop-grace", f"{stop_grace:g}", *serve_args)
     settings = UnitSettings(command=command, state_dir=_plain(state_dir, "--state-dir"),
                             key_dir=_plain(key_dir, "--key-dir"), config_dir=config_dir, host_config=host_config,

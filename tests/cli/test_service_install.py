@@ -158,3 +158,15 @@ def test_a_missing_host_configuration_file_is_refused(tmp_path: Path) -> None:
     proc = odooops("service", "install", "--repo", REPO, "--dry-run", "--host-config", str(tmp_path / "none.yaml"))
     assert proc.returncode == 1
     assert f"the host configuration file {tmp_path / 'none.yaml'} does not exist" in proc.stderr
+
+
+def test_a_repository_password_stays_out_of_the_unit() -> None:
+    proc = odooops("service", "install", "--dry-run", "--repo", "https://ci:s3cret@git.example.com/acme/odoo.git")
+    assert proc.returncode == 1 and "s3cret" not in proc.stdout + proc.stderr
+    assert "put ODOOOPS_REPO=https://***@git.example.com/acme/odoo.git (with its password) in " \
+           "/etc/odooops/odooops.env" in proc.stderr
+    # without --repo, serve reads ODOOOPS_REPO from the environment file the unit names
+    proc = odooops("service", "install", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    s = settings(proc.stdout.partition("\n# commands\n")[0])
+    assert "--repo" not in s["ExecStart"][0] and s["EnvironmentFile"] == ["-/etc/odooops/odooops.env"]
