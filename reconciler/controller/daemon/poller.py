@@ -87,7 +87,7 @@ class Poller:
                     last_sweep = time.monotonic()
                     self.sweep()
             except OdooOpsError as exc:
-                log.warning("poll failed: %s", exc)
+                log.warning("poll failed: %s", exc, extra={"code": exc.code})
                 self._status = {**self._status, "last_error": exc.to_dict()}
             except Exception:
                 log.exception("poll crashed")
@@ -112,7 +112,8 @@ class Poller:
             if first:
                 raise
             # The mirror is still a consistent snapshot: TTLs and finished applies are acted on.
-            log.warning("poll of %s failed (%s); planning from the mirror", redact_url(self.config.repo), exc.code)
+            log.warning("poll of %s failed (%s); planning from the mirror", redact_url(self.config.repo), exc.code,
+                        extra={"code": exc.code})
             self._status = {**self._status, "last_error": exc.to_dict()}
             fetched = None
             fresh = False
