@@ -93,11 +93,12 @@ class Scheduler:
             active = [a for a in outcome.plan.actions if a.action in ACTIVE] or list(outcome.plan.actions)
         self.claims.claim({a.env: (a.branch, a.tier) for a in active if a.action is not ActionKind.DESTROY})
         for action in active:
-            if action.commit:
-                self._commits[action.env] = action.commit
+            commit = action.commit or action.old_commit  # a destroy's: the commit the environment ran
+            if commit:
+                self._commits[action.env] = commit
             log.info("%s: %s %s (%s)", item.key, action.action, action.env, action.reason,
                      extra={"env": action.env, "branch": item.key, "action": str(action.action),
-                            **({"commit": action.commit} if action.commit else {})})
+                            **({"commit": commit} if commit else {})})
             if work.hinted_at is not None:
                 self.metrics.webhook_to_apply.observe(max(0.0, time.time() - work.hinted_at))
             for hook in self._hooks:
