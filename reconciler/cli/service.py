@@ -16,7 +16,10 @@ from reconciler.cli.logformat import FORMATS
 from reconciler.cli.serve import STOP_GRACE_S
 from reconciler.errors import OdooOpsError
 from reconciler.platform.atomic import write_atomic
+from reconciler.platform.host import HOST_CONFIG_ENV, load_host_file
 from reconciler.platform.service_unit import (
+    KEY_SETTINGS,
+    STATE_KEY,
     UNIT_NAME,
     UnitSettings,
     activate_commands,
@@ -100,6 +103,7 @@ def install_command(repo: str | None, listen: str, host_config: Path | None, use
     `-- --webhook-secret-file /etc/odooops/webhook.secret --max-concurrent 4`.
     """
     home = Path.home()
+    state_given = state_dir is not None
     if state_dir is None:
         state_dir = home / ".local" / "state" / "odooops" if user_mode else Path("/var/lib/odooops")
     if key_dir is None:
@@ -107,10 +111,16 @@ def install_command(repo: str | None, listen: str, host_config: Path | None, use
     config_dir = _config_home() / "odooops" if user_mode else Path("/etc/odooops")
     if host_config is not None:
         host_config = _plain(host_config.absolute(), "--host-config")
-        if not host_config.is_file():
-            raise OdooOpsError("SERVICE_INSTALL_FAILED", f"the host configuration file {host_config} does not exist",
-                               f"write it first (docs/configuration.md), then run this again with --host-config "
-                               f"{host_config}", {"path": str(host_config)})
+    # What the host file says wins over the defaults here, and its own settings stay in it: the unit names
+    # the file and sets only the variables the file leaves open (a variable would override the file).
+    env = {**os.environ, **({HOST_CONFIG_ENV: str(host_config)} if host_config else {})}
+    host_file = load_host_file(env)
+    if host_config is None and host_file is not None:
+        host_config = Path(host_file.name)
+    in_file = {k: Path(str(v[0])) for k in (STATE_KEY, *KEY_SETTINGS)
+               if host_file is not None and (v := host_file.get(k)) is not None}
+    if STATE_KEY in in_file and not state_given:
+        state_dir = in_file[STATE_KEY]
     if repo is not None and urlsplit(repo).password:
         raise OdooOpsError("USAGE", f"--repo {redact_url(repo)} carries a password, and a unit file is readable "
                            "by every user of the host", f"put ODOOOPS_REPO={redact_url(repo)} (with its password) "
@@ -118,9 +128,14 @@ def install_command(repo: str | None, listen: str, host_config: Path | None, use
                            "without --repo")
     command = (*current_program(), "serve", *(["--repo", repo] if repo else []), "--listen", listen,
                "--stop-grace", f"{stop_grace:g}", *serve_args)
+    key_dir = _plain(key_dir, "--key-dir")
+    key_files = {k: in_file.get(k) or key_dir / name for k, name in KEY_SETTINGS.items()}
     settings = UnitSettings(command=command, state_dir=_plain(state_dir, "--state-dir"),
-                            key_dir=_plain(key_dir, "--key-dir"), config_dir=config_dir, host_config=host_config,
-                            user=run_as, user_mode=user_mode, log_format=log_format, stop_grace_s=stop_grace)
+                            key_dir=key_dir, config_dir=config_dir, host_config=host_config,
+                            user=run_as, user_mode=user_mode, log_format=log_format, stop_grace_s=stop_grace,
+                            key_files={k: v for k, v in key_files.items() if k not in in_file},
+                            writable=tuple(sorted({str(p.parent) for p in key_files.values()} | {str(key_dir)})),
+                            state_in_file=STATE_KEY in in_file and not state_given)
     unit = render_unit(settings)
     path = unit_path(user_mode, _config_home())
     before, after = prepare_commands(settings), activate_commands(settings, start)

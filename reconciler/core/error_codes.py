@@ -1344,8 +1344,7 @@ ERRORS: dict[str, ErrorEntry] = {
     ),
     'SERVICE_INSTALL_FAILED': ErrorEntry(
         'failed',
-        what='`COMMAND` exited EXIT_CODE: LAST_LINE_OF_ITS_OUTPUT (or: the host configuration file PATH does '
-             'not exist; a system service is installed by root)',
+        what='`COMMAND` exited EXIT_CODE: LAST_LINE_OF_ITS_OUTPUT (or: a system service is installed by root)',
         fix='fix the cause and run odooops service install again (it is idempotent); without systemd, run the '
             'commands odooops service install --dry-run prints by hand',
         why='`odooops service install` could not create the service user or directories, or systemctl refused',

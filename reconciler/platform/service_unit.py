@@ -23,6 +23,14 @@ SYSTEM_ONLY = frozenset({
 })
 
 
+STATE_KEY = "state_dir"
+# Host file key -> the key file's name in --key-dir when the host file does not place it.
+KEY_SETTINGS = {"keys.api": "api.key", "keys.audit": "audit.key", "keys.secrets": "secret.key",
+                "keys.backup": "backup.key"}
+_KEY_VARIABLES = {"keys.api": "ODOOOPS_API_KEY_FILE", "keys.audit": "ODOOOPS_AUDIT_KEY_FILE",
+                  "keys.secrets": "ODOOOPS_SECRET_KEY_FILE", "keys.backup": "ODOOOPS_BACKUP_KEY_FILE"}
+
+
 @dataclass(frozen=True)
 class UnitSettings:
     """What the unit says about this host: the program and its arguments, where it keeps things, who runs it."""
@@ -36,6 +44,9 @@ class UnitSettings:
     user_mode: bool = False
     log_format: str = "text"
     stop_grace_s: float = 90.0
+    key_files: dict[str, Path] | None = None  # host file key -> path, for the keys the host file leaves open
+    writable: tuple[str, ...] = ()  # the key files' directories (besides the state directory)
+    state_in_file: bool = False  # the host file sets the state directory: no variable to override it
 
 
 def quote(arg: str) -> str:
@@ -61,10 +72,15 @@ def render_unit(s: UnitSettings) -> str:
         # An installation (or host file) under a home directory must stay readable to the service.
         "PROTECT_HOME": "read-only" if any(_under_home(p) for p in (s.command[0], s.host_config)) else "yes",
     }
+    keys = s.key_files if s.key_files is not None else {k: s.key_dir / n for k, n in KEY_SETTINGS.items()}
+    values["KEY_ENVIRONMENT"] = "\n".join(f"Environment={_KEY_VARIABLES[k]}={p}" for k, p in sorted(keys.items()))
+    values["WRITABLE"] = " ".join(dict.fromkeys([str(s.state_dir), *(s.writable or [str(s.key_dir)])]))
     lines = []
     for line in read_text("infra", TEMPLATE).splitlines():
         key = line.split("=", 1)[0]
-        if (s.user_mode and key in SYSTEM_ONLY) or (s.host_config is None and "@HOST_CONFIG@" in line):
+        if (s.user_mode and key in SYSTEM_ONLY) or (s.host_config is None and "@HOST_CONFIG@" in line) \
+                or (s.state_in_file and line.startswith("Environment=ODOOOPS_STATE_DIR=")) \
+                or (not keys and "@KEY_ENVIRONMENT@" in line):
             continue
         for name, value in values.items():
             line = line.replace(f"@{name}@", value)
@@ -97,8 +113,9 @@ def _in_group(user: str, group: str) -> bool | None:
 def prepare_commands(s: UnitSettings) -> list[list[str]]:
     """Before the unit is written: its user (a system account, home = state directory, no login; in the
     docker group when there is one) and its directories, owned by that user."""
+    key_dirs = list(s.writable or (str(s.key_dir),))
     if s.user_mode:
-        return [["mkdir", "-p", str(s.state_dir)], ["mkdir", "-p", "-m", "0700", str(s.key_dir)]]
+        return [["mkdir", "-p", str(s.state_dir)], *(["mkdir", "-p", "-m", "0700", d] for d in key_dirs)]
     out = []
     if not _user_exists(s.user):
         out.append(["useradd", "--system", "--user-group", "--home-dir", str(s.state_dir), "--no-create-home",
@@ -106,7 +123,7 @@ def prepare_commands(s: UnitSettings) -> list[list[str]]:
     if _in_group(s.user, "docker") is False:  # the engine's socket is root:docker 0660
         out.append(["usermod", "--append", "--groups", "docker", s.user])
     out += [["install", "-d", "-o", s.user, "-g", s.user, "-m", "0750", str(s.state_dir)],
-            ["install", "-d", "-o", s.user, "-g", s.user, "-m", "0700", str(s.key_dir)]]
+            *(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0700", d] for d in key_dirs)]
     return out
 
 

@@ -20,8 +20,10 @@ REPO = "https://git.example.com/acme/odoo.git"
 
 
 def odooops(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # The test services name their host file in ODOOOPS_HOST_CONFIG: each test names its own or none.
+    base = {k: v for k, v in os.environ.items() if k != "ODOOOPS_HOST_CONFIG"}
     return subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, check=False, timeout=60)
+                          cwd=ROOT, env={**base, **(env or {})}, check=False, timeout=60)
 
 
 def dry_run(*args: str, env: dict[str, str] | None = None) -> tuple[str, list[str]]:
@@ -68,17 +70,20 @@ def check_golden(name: str, text: str) -> None:
 
 def test_system_unit_is_hardened_and_systemd_accepts_it(tmp_path: Path) -> None:
     host_file = tmp_path / "host.yaml"
-    host_file.write_text("# host settings\n")
-    unit, commands = dry_run("--host-config", str(host_file), "--state-dir", "/srv/odooops/state",
+    # The host file places the state directory and the audit key: the unit leaves them to it (a variable
+    # would override the file) and makes them writable; the other keys go to --key-dir.
+    host_file.write_text("version: 1\nstate_dir: /srv/odooops/state\nkeys:\n  audit: /srv/odooops/keys/audit.key\n")
+    unit, commands = dry_run("--host-config", str(host_file),
                              "--", "--webhook-secret-file", "/etc/odooops/webhook secret")
     s = settings(unit)
     assert s["User"] == ["odooops"] and s["Group"] == ["odooops"]
     for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
                        "Restart": "on-failure", "KillMode": "mixed", "KillSignal": "SIGTERM"}.items():
         assert s[key] == [value], key
-    assert s["ReadWritePaths"] == ["/srv/odooops/state /etc/odooops/keys"]
+    assert s["ReadWritePaths"] == ["/srv/odooops/state /etc/odooops/keys /srv/odooops/keys"]
     assert f"ODOOOPS_HOST_CONFIG={host_file}" in s["Environment"]
-    assert "ODOOOPS_STATE_DIR=/srv/odooops/state" in s["Environment"]
+    assert not [e for e in s["Environment"] if e.startswith(("ODOOOPS_STATE_DIR=", "ODOOOPS_AUDIT_KEY_FILE="))]
+    assert "ODOOOPS_API_KEY_FILE=/etc/odooops/keys/api.key" in s["Environment"]
     # the stop timeout leaves serve's grace period room: SIGTERM parks work before systemd kills
     assert s["TimeoutStopSec"] == ["150s"] and "--stop-grace 90" in s["ExecStart"][0]
     # the program that ran this command, by absolute path; serve's own options passed through, quoted
@@ -107,6 +112,7 @@ def test_user_unit_leaves_out_what_a_user_manager_cannot_apply(tmp_path: Path) -
     assert not {"User", "Group", "ProtectSystem", "ReadWritePaths", "PrivateTmp", "AmbientCapabilities"} & set(s)
     assert s["NoNewPrivileges"] == ["yes"] and s["WantedBy"] == ["default.target"]
     assert f"ODOOOPS_STATE_DIR={home}/.local/state/odooops" in s["Environment"]
+    assert f"ODOOOPS_SECRET_KEY_FILE={home}/.config/odooops/secret.key" in s["Environment"]
     assert "ODOOOPS_LOG_FORMAT=json" in s["Environment"]
     assert not any(e.startswith("ODOOOPS_HOST_CONFIG=") for e in s["Environment"])
     assert commands[-2:] == ["systemctl --user daemon-reload", "systemctl --user enable --now odooops.service"]
@@ -157,7 +163,8 @@ def test_a_failing_systemctl_is_an_error_naming_the_command(systemctl_log: tuple
 def test_a_missing_host_configuration_file_is_refused(tmp_path: Path) -> None:
     proc = odooops("service", "install", "--repo", REPO, "--dry-run", "--host-config", str(tmp_path / "none.yaml"))
     assert proc.returncode == 1
-    assert f"the host configuration file {tmp_path / 'none.yaml'} does not exist" in proc.stderr
+    assert f"the host file {tmp_path / 'none.yaml'} (named by --host-config or ODOOOPS_HOST_CONFIG) does not " \
+           "exist" in proc.stderr
 
 
 def test_a_repository_password_stays_out_of_the_unit() -> None:
