@@ -1056,6 +1056,23 @@ ERRORS: dict[str, ErrorEntry] = {
             'SUBJECT`; on environments of other tiers this token is enough (docs/api.md#roles)'
         ),
     ),
+    'PROJECT_NAME_COLLISION': ErrorEntry(
+        'conflict',
+        what=(
+            'project names INPUT and OTHER both normalise to NAME, so their databases, containers and host '
+            'names would be the same'
+        ),
+        fix='rename one of them, for example to NAME-2',
+        why='project names are normalised (lowercase, other characters become hyphens) before they name resources',
+    ),
+    'PROJECT_NAME_INVALID': ErrorEntry(
+        'invalid',
+        what=(
+            'project name INPUT is empty, too short or too long, or has other characters: a project name is 3-20 '
+            'characters of a-z and 0-9, words joined by single hyphens'
+        ),
+        fix='use a valid name, for example SUGGESTION',
+    ),
     'PROMOTION_APPLY_FAILED': ErrorEntry(
         'failed',
         what='BRANCH was fast-forwarded but deploying it to TARGET failed: GET',
