@@ -109,10 +109,14 @@ def unique_projects(inputs: Iterable[str]) -> dict[ProjectName, str]:
                 "PROJECT_NAME_COLLISION",
                 f"project names {seen[name]!r} and {text!r} both normalise to {name.value!r}, so their "
                 "databases, containers and host names would be the same",
-                f"rename one of them, for example to {suggest(name.value + '-2')!r}",
+                f"rename one of them, for example to {_other_than(name)!r}",
                 {"project": name.value, "inputs": [seen[name][:100], text[:100]]})
         seen[name] = text
     return seen
+
+
+def _other_than(name: ProjectName) -> str:
+    return name.value[: PROJECT_MAX - 2].rstrip("-") + "-2"
 
 
 def environment_key(project: ProjectName, env: str) -> str:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from reconciler.core.desired import desired_state
@@ -178,12 +178,15 @@ variants = st.sampled_from([str.upper, str.title, lambda s: f" {s} ", lambda s: 
 
 
 @given(projects, variants)
+@example(ProjectName("a" * PROJECT_MAX), str.upper)
 def test_inputs_that_normalise_to_one_name_collide(project: ProjectName, variant: object) -> None:
     other = variant(project.value)  # type: ignore[operator]
     with pytest.raises(OdooOpsError) as caught:
         unique_projects(["first-one", project.value, other])
     assert caught.value.code == "PROJECT_NAME_COLLISION"
     assert repr(project.value) in caught.value.message and repr(other) in caught.value.message
+    suggested = caught.value.remediation.split("to ")[-1].strip("'")
+    assert is_valid_project_name(suggested) and suggested != project.value, suggested
 
 
 @given(st.lists(projects, min_size=1, max_size=10, unique=True))
