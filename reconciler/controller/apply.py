@@ -192,8 +192,8 @@ class Applier:
 
     # ------------------------------------------------------------------ one environment
 
-    def _run(self, report: EnvReport, name: str, fn: Callable[[], StepResult]) -> None:
-        if report.action != "destroy" and self.should_park():
+    def _run(self, report: EnvReport, name: str, fn: Callable[[], StepResult], may_park: bool = True) -> None:
+        if may_park and report.action != "destroy" and self.should_park():
             raise StepParked(name)
         self.progress(report.env, name, "start", "")
         t0 = time.monotonic()
@@ -220,11 +220,15 @@ class Applier:
             self._run(report, "infra", lambda: infra.run(ctx))
             self._run(report, "files", lambda: files_step.run(ctx))
             self._run(report, "database", lambda: database.run(ctx))
+            # A database step that changed the live database itself (no working copy: production, tiers
+            # without tests) is past the point a shutdown may stop at: parking now would leave the old
+            # code on the new schema, so the deploy runs to its end within the stop grace.
+            may_park = ctx.state.working_copy is not None or report.steps[-1].result != "changed"
             if spec["run_tests"]:
-                self._run(report, "tests", lambda: tests.run(ctx))
-            self._run(report, "runtime", lambda: runtime_step.run(ctx))
-            self._run(report, "route", lambda: route.run(ctx))
-            self._run(report, "health", lambda: health.run(ctx))
+                self._run(report, "tests", lambda: tests.run(ctx), may_park)
+            self._run(report, "runtime", lambda: runtime_step.run(ctx), may_park)
+            self._run(report, "route", lambda: route.run(ctx), may_park)
+            self._run(report, "health", lambda: health.run(ctx), may_park)
         except StepParked as parked:
             # Stopped between two steps: the same undo as a failure (the previous version keeps serving),
             # but no state and no note, so the commit is still to deploy for the next start's plan.

@@ -92,9 +92,10 @@ def evaluate(policy: Policy, subject: Subject, evidence: Iterable[Evidence]) -> 
             else:
                 detail = f"no environment ran the tests of tree {s.tree[:12]}"
             gates.append(Gate(name, hit is not None, detail, None if hit else (
-                f"run the tests on this tree: set tiers.{s.source_tier}.run_tests: true in .odooops.yaml on "
-                f"{s.source_branch} and push (or push {short} to a branch whose environment runs tests), "
-                "fix any failure, then promote again")))
+                f"run the tests on this tree: push {short} to a branch whose environment runs tests (a tier "
+                "with run_tests: true in the policy, e.g. a feature branch), fix any failure, then promote again; "
+                f"or have the policy run the tests on tier {s.source_tier} (tiers.{s.source_tier}.run_tests: "
+                "true in the policy file; .odooops.yaml cannot set it)")))
         elif name == "migrated_on_production_copy":
             hit = next((e for e in on_source if _healthy(e.entry)
                         and (e.entry.get("data") or {}).get("source") == "production"), None)
