@@ -102,7 +102,7 @@ branch_sets = st.lists(st.sampled_from(["main", "develop", "release/1", "feature
 
 
 @given(branch_sets, st.randoms())
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 def test_plan_digest_depends_only_on_inputs(branches: list[str], rnd) -> None:
     heads = [head(b, commit=f"{i:040x}") for i, b in enumerate(branches)]
     shuffled = heads[:]
