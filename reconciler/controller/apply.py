@@ -220,10 +220,12 @@ class Applier:
             self._run(report, "infra", lambda: infra.run(ctx))
             self._run(report, "files", lambda: files_step.run(ctx))
             self._run(report, "database", lambda: database.run(ctx))
-            # A database step that changed the live database itself (no working copy: production, tiers
-            # without tests) is past the point a shutdown may stop at: parking now would leave the old
-            # code on the new schema, so the deploy runs to its end within the stop grace.
-            may_park = ctx.state.working_copy is not None or report.steps[-1].result != "changed"
+            # A database step that changed the live database of a running version itself (no working
+            # copy: production, tiers without tests) is past the point a shutdown may stop at: parking
+            # now would leave the old code on the new schema, so the deploy runs to its end within the
+            # stop grace. A new environment's fresh database has no version serving it: that one parks.
+            may_park = (ctx.state.working_copy is not None or report.steps[-1].result != "changed"
+                        or ctx.previous.get("state") != "running")
             if spec["run_tests"]:
                 self._run(report, "tests", lambda: tests.run(ctx), may_park)
             self._run(report, "runtime", lambda: runtime_step.run(ctx), may_park)

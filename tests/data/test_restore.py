@@ -44,8 +44,11 @@ def _set_marker(ctx: Any, env: str, value: str | None) -> None:
             conn.execute("INSERT INTO ir_config_parameter (key, value) VALUES (%s, %s)", (MARKER, value))
 
 
-def _scratch(ctx: Any) -> set[str]:
-    return {d for d in ctx.pg.list_databases("oo_") if d.startswith(("oo_restore_", "oo_old_", "oo_verify_"))}
+def _scratch(ctx: Any, env: str) -> set[str]:
+    """The scratch databases of `env` (its role owns them): other tests restore into their own environments
+    on the same server at the same time, so the cluster's whole list is not this test's to compare."""
+    return {d for d, owner in ctx.pg.database_owners("oo_").items()
+            if owner == env and d.startswith(("oo_restore_", "oo_old_", "oo_verify_"))}
 
 
 def _health(ctx: Any, env: str) -> int:
@@ -58,12 +61,12 @@ def test_production_restore_without_confirm_is_refused_and_changes_nothing(as_pr
     m = create_backup(ctx, env)
     _set_marker(ctx, env, "after-backup")
     web = ctx.runtime.observe_env(env).container("web")
-    before = _scratch(ctx)
+    before = _scratch(ctx, env)
     with pytest.raises(OdooOpsError) as err:
         restore(ctx, env, m.id)
     assert err.value.code == "RESTORE_NEEDS_CONFIRMATION"
     assert f"odooops db restore {env} --backup {m.id} --confirm" in err.value.remediation
-    assert _marker(ctx, env) == "after-backup" and _scratch(ctx) == before
+    assert _marker(ctx, env) == "after-backup" and _scratch(ctx, env) == before
     after = ctx.runtime.observe_env(env).container("web")
     assert web is not None and after is not None and after.id == web.id and after.running
 
@@ -77,7 +80,7 @@ def test_restore_swaps_the_backup_in_and_the_env_keeps_serving(as_production: di
     _set_marker(ctx, env, None)
     victim = sorted(m.files)[0]
     (fs / victim).unlink()
-    before = _scratch(ctx)
+    before = _scratch(ctx, env)
     result = restore(ctx, env, m.id, confirm=True)
     assert result["swapped"] and result["backup"] == m.id and result["dropped_old"].startswith("oo_old_")
     assert set(result["phases"]) >= {"restore_to_scratch", "stop", "rename_database", "rename_filestore",
@@ -85,7 +88,7 @@ def test_restore_swaps_the_backup_in_and_the_env_keeps_serving(as_production: di
     assert _marker(ctx, env) == "before-backup"
     assert (fs / victim).is_file()
     assert _health(ctx, env) == 200
-    assert _scratch(ctx) == before  # the old copy was dropped after the health check passed
+    assert _scratch(ctx, env) == before  # the old copy was dropped after the health check passed
     assert not [p for p in fs.parent.iterdir() if p.name != env]
 
 
