@@ -65,11 +65,14 @@ def probing(world: dict[str, Any], env: str, query: str = "") -> Iterator[Counte
     done = threading.Event()
 
     def run() -> None:
+        # One connection per request: every route change reloads Caddy's server, which closes idle
+        # keep-alive connections, and a request sent on one at that instant is dropped unanswered (a
+        # client's retry case, RFC 9112 9.3.1), which says nothing about the upstreams being served.
         with httpx.Client(trust_env=False) as client:
             while not done.is_set():
                 try:
                     r = client.get(f"{world['host'].router_http}/web/health{query}",
-                                   headers={"Host": f"{env}.odooops.localhost"}, timeout=10)
+                                   headers={"Host": f"{env}.odooops.localhost", "Connection": "close"}, timeout=10)
                     seen["pass" if r.status_code == 200 and r.json().get("status") == "pass"
                          else f"HTTP {r.status_code}"] += 1
                 except httpx.HTTPError as exc:
