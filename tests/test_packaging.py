@@ -24,7 +24,7 @@ import pytest
 from reconciler import __version__
 from reconciler.core.resources import KINDS
 from reconciler.platform.host import HostSettings
-from tests.daemon.gitserve import free_port, wait_for
+from tests.daemon.gitserve import free_port, wait_serve_ready
 from tests.example_repo import ROOT, build_example, git
 
 DATA_DIRS = KINDS  # a kind setup.py or MANIFEST.in forgets fails the content check
@@ -241,22 +241,8 @@ def test_serve_from_the_wheel(installed: Install, tmp_path: Path, services_env: 
              "--poll-interval", "3600", "--sweep-interval", "3600", "--state-dir", str(tmp_path / "state"),
              "--api-key-file", str(tmp_path / "api.key"), "--audit-log", str(tmp_path / "audit.jsonl")],
             cwd=installed.outside, env=env, stdout=out, stderr=subprocess.STDOUT)
-    last: list[str] = []
     try:
-        def ready() -> bool:
-            assert proc.poll() is None, log.read_text()
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
-            except httpx.HTTPError as exc:
-                last[:] = [repr(exc)]
-                return False
-            last[:] = [answer.text]
-            return answer.status_code == 200
-
-        try:
-            wait_for(ready, 120, "serve ready", step=0.1)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last /readyz answer: {last}; log: {log.read_text()[-3000:]}") from None
+        wait_serve_ready(proc, f"http://127.0.0.1:{port}", log, request_timeout_s=10)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
     finally:
         proc.terminate()

@@ -12,7 +12,7 @@ import httpx
 
 from reconciler.api.auth import KeyRing, issue_token
 from tests.api.conftest import OPENAPI, ROOT
-from tests.daemon.gitserve import free_port, git, git_daemon, wait_for
+from tests.daemon.gitserve import free_port, git, git_daemon, wait_serve_ready
 from tests.example_repo import build_example
 
 
@@ -54,14 +54,7 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         try:
-            def ready() -> bool:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 120, f"serve ready (log: {log})", step=0.1)
+            wait_serve_ready(proc, base, log)
             assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
             assert key_file.stat().st_mode & 0o777 == 0o600  # created on the first start
             refused = httpx.get(f"{base}/api/v1/environments")

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import httpx
+
 GIT_ENV = {
     **os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.test",
@@ -48,6 +50,39 @@ def wait_for(cond: Callable[[], Any], deadline_s: float = 60.0, what: str = "con
             raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
         time.sleep(step)
 
+def wait_port(port: int, deadline_s: float, what: str, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:port (fail at once if `proc` exits)."""
+    def up() -> bool:
+        assert proc is None or proc.poll() is None, f"{what} exited with {proc.returncode if proc else None}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+    wait_for(up, deadline_s, what)
+
+
+def wait_serve_ready(proc: subprocess.Popen[Any], base: str, log: Path, deadline_s: float = 120,
+                     request_timeout_s: float = 2) -> None:
+    """Wait until `odooops serve` at `base` answers /readyz with 200; on failure, the last answer and the log."""
+    last: list[str] = []
+
+    def ready() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            answer = httpx.get(f"{base}/readyz", timeout=request_timeout_s)
+        except httpx.HTTPError as exc:
+            last[:] = [repr(exc)]
+            return False
+        last[:] = [answer.text]
+        return answer.status_code == 200
+
+    try:
+        wait_for(ready, deadline_s, "serve ready", step=0.1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last /readyz answer: {last}; log: {log.read_text()[-3000:]}") from None
+
+
 
 @contextmanager
 def git_daemon(base: Path, port: int | None = None) -> Iterator[str]:
@@ -58,14 +93,7 @@ def git_daemon(base: Path, port: int | None = None) -> Iterator[str]:
          f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
         env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def up() -> bool:
-            assert proc.poll() is None, f"git daemon exited with {proc.returncode}"
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-        wait_for(up, 10, "git daemon")
+        wait_port(port, 10, "git daemon", proc)
         yield f"git://127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ import yaml
 
 from reconciler.executors.postgres import Postgres
 from reconciler.platform.host import HOST_CONFIG_ENV, HostSettings
-from tests.daemon.gitserve import free_port, git, git_daemon, wait_for
+from tests.daemon.gitserve import free_port, git, git_daemon, wait_serve_ready
 from tests.example_repo import ROOT, build_example
 
 
@@ -69,14 +69,7 @@ def test_serve_starts_with_only_the_host_file(tmp_path: Path, services_env: dict
             env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         try:
-            def ready() -> bool:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(ready, 120, f"serve ready (log: {log})", step=0.1)
+            wait_serve_ready(proc, base, log)
             assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
         finally:
             proc.terminate()

@@ -18,7 +18,7 @@ import pytest
 from reconciler.platform.host import HostSettings
 from reconciler.service.doctor import FAIL, OK, SKIPPED, WARN, CheckResult
 from reconciler.service.doctor_project import Doctor, ProjectTarget, plan_needs
-from tests.daemon.gitserve import GIT_ENV, free_port, git_daemon
+from tests.daemon.gitserve import GIT_ENV, free_port, git_daemon, wait_port
 from tests.example_repo import build_example, commit_file, git
 
 STATUSES = {OK, WARN, FAIL, SKIPPED}
@@ -169,16 +169,7 @@ def test_a_server_that_refuses_pushes(tmp_path: Path, services_env: dict[str, st
                             stderr=subprocess.DEVNULL)
     try:
         location = f"git://127.0.0.1:{port}/acme.git"
-        from tests.daemon.gitserve import wait_for
-
-        def up() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, 10, "git daemon")
+        wait_port(port, 10, "git daemon")
         results = by_id(Doctor(host_for(tmp_path / "state", services_env), project(location, tmp_path / "s")).run())
     finally:
         proc.terminate()
