@@ -212,7 +212,7 @@ def credentials(request: Request, env: str = EnvName) -> Response:
             raise ApiError("HOST_NOT_CONFIGURED", "the server has no host settings",
                            "start odooops serve with its host settings: odooops host show names what is missing",
                            status=503)
-        result = admin_credentials(Postgres.from_host(ctx.ops.host), ctx.ops.secret_store(), name)
+        result = admin_credentials(Postgres.from_host(ctx.ops.host), ctx.ops.secret_store(), ctx.ops.project.key(name))
         result["url"] = entry.get("url")
         out["env"] = name
     body = Credentials(**result).model_dump_json().encode()

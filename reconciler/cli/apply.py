@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, state_dir_option
+from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, project_option, state_dir_option
 from reconciler.cli.plan_output import human
 from reconciler.controller.apply import Applier, ApplyReport, EnvReport
 from reconciler.controller.planning import PlanOutcome, Project, compute_plan
@@ -49,10 +49,12 @@ def progress_printer(enabled: bool) -> Callable[[str, str, str, str], None]:
 @click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--retry-failed", is_flag=True, help="Also redeploy environments whose last deploy failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the apply report as JSON.")
+@project_option
 @state_dir_option
 @handle_errors
 def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: bool, plan_file: Path | None,
-                  policy_file: Path | None, retry_failed: bool, as_json: bool, state_dir: Path | None) -> None:
+                  policy_file: Path | None, retry_failed: bool, as_json: bool, project_name: str | None,
+                  state_dir: Path | None) -> None:
     """Make the environments match the plan: infrastructure, database, runtime, route, status notes."""
     saved = None
     if plan_file is not None:
@@ -60,7 +62,9 @@ def apply_command(repo: str | None, branches: tuple[str, ...], auto_approve: boo
         repo = repo or saved.get("repo")
     if not repo:
         raise OdooOpsError("USAGE", "no repository given", "pass --repo PATH_OR_URL (or --plan-file)")
-    project = Project.open(repo, state_dir=state_dir, policy_file=policy_file)
+    if saved is not None and project_name is None:
+        project_name = saved.get("project")  # the saved plan was made for this project
+    project = Project.open(repo, state_dir=state_dir, policy_file=policy_file, project=project_name)
     host = HostSettings.from_env(project.state_dir)
     outcome = compute_plan(project, branches=branches or None)
     if saved is not None:

@@ -27,6 +27,13 @@ def state_dir_option(f: F) -> F:
                              "default ~/.local/state/odooops].")(f)
 
 
+def project_option(f: F) -> F:
+    return click.option("--project", "project_name", envvar="ODOOOPS_PROJECT", default=None, metavar="NAME",
+                        help="The project of the installation this repository is (registered on first use; its "
+                             "resources are named <project>--<env>). Without it: the installation's unnamed "
+                             "project, whose resources are named by environment [env ODOOOPS_PROJECT].")(f)
+
+
 def handle_errors(f: F) -> F:
     """Print an OdooOpsError as the error object (JSON with --json) and exit 1."""
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, state_dir_option
+from reconciler.cli.common import EXIT_ERROR, EXIT_OK, handle_errors, project_option, state_dir_option
 
 if TYPE_CHECKING:
     from reconciler.controller.outcome import PlanOutcome
@@ -28,10 +28,11 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
               help="Seconds each check may take; one that has not answered by then fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as a JSON list.")
 @click.option("--serial", is_flag=True, hidden=True, help="Run the checks one after another (bench/bench_doctor.py).")
+@project_option
 @state_dir_option
 @handle_errors
 def doctor_command(repo: str | None, policy_file: Path | None, webhook_secret_file: Path | None, timeout_s: float,
-                   as_json: bool, serial: bool, state_dir: Path | None) -> None:
+                   as_json: bool, serial: bool, project_name: str | None, state_dir: Path | None) -> None:
     """Check the host's services (PostgreSQL, Docker, Caddy, DNS, Terraform, disk, backup store) and, with
     --repo, the project (remote, notes push, .odooops.yaml, webhook secret, what its plan needs).
 
@@ -56,7 +57,7 @@ def doctor_command(repo: str | None, policy_file: Path | None, webhook_secret_fi
         def plan() -> PlanOutcome:
             from reconciler.controller.planning import Project, compute_plan
 
-            return compute_plan(Project.open(repo, state_dir=state, policy_file=policy_file))
+            return compute_plan(Project.open(repo, state_dir=state, policy_file=policy_file, project=project_name))
 
         project = ProjectTarget(repo, plan, webhook_secret_file)
     results = Doctor(host, project, timeout_s, serial).run()

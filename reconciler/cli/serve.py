@@ -11,7 +11,7 @@ from types import FrameType
 
 import click
 
-from reconciler.cli.common import handle_errors, state_dir_option
+from reconciler.cli.common import handle_errors, project_option, state_dir_option
 from reconciler.cli.logformat import FORMATS
 from reconciler.cli.logformat import configure as configure_logging
 from reconciler.errors import OdooOpsError
@@ -105,6 +105,7 @@ def parse_ttl(text: str) -> int:
 @click.option("--stop-grace", type=click.FloatRange(min=0), default=STOP_GRACE_S, show_default=True,
               help="Seconds SIGTERM waits for the running deploy steps to end before they are parked "
                    "(the service unit's TimeoutStopSec must be longer).")
+@project_option
 @state_dir_option
 @handle_errors
 def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
@@ -114,7 +115,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
                   audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
                   trusted_proxy: tuple[str, ...], max_token_ttl: str, auth_failure_limit: str,
                   rate_limit: str, log_level: str, log_format: str, stop_grace: float,
-                  state_dir: Path | None) -> None:
+                  project_name: str | None, state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
     Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz (after the
@@ -154,7 +155,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
     config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
                           max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval,
-                          request_event_wait=webhook_max_age)
+                          request_event_wait=webhook_max_age, project=project_name)
     daemon = Daemon(config, host)
     ops = Operations(daemon, host)
     audit_path = audit_log or state / "audit" / "audit.jsonl"

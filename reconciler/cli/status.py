@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from reconciler.cli.common import handle_errors, state_dir_option
+from reconciler.cli.common import handle_errors, project_option, state_dir_option
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import HostSettings
 
@@ -27,7 +27,9 @@ def collect(project: Project) -> list[dict[str, Any]]:
         from reconciler.executors.runtimes import open_runtime
 
         host = HostSettings.from_env(project.state_dir)
-        runtime = {name: rt for name, rt in open_runtime(host).observe().items()
+        # The runtime knows environments by key (docs/adr/0037): shown by their names.
+        names = {project.key(n): n for n in set(entries) | set(observed)}
+        runtime = {names.get(key, key): rt for key, rt in open_runtime(host).observe().items()
                    if any(c.project == project.id for c in rt.containers)}
     except OdooOpsError:
         runtime = {}
@@ -36,7 +38,7 @@ def collect(project: Project) -> list[dict[str, Any]]:
     from reconciler.sources.notes import iter_notes
 
     heads = {h.commit for h in project.heads()}
-    for commit, note in iter_notes(project.source.repo):
+    for commit, note in iter_notes(project.source.repo, ref=project.source.notes_ref):
         for name, e in (note.get("environments") or {}).items():
             if isinstance(e, dict) and e.get("state") == "blocked" and commit in heads:
                 blocked[name] = e
@@ -87,9 +89,11 @@ def failure_reason(entry: dict[str, Any]) -> str | None:
 @click.option("--server", envvar="ODOOOPS_SERVER", metavar="URL",
               help="OdooOps server [env ODOOOPS_SERVER; else the config file].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_option
 @state_dir_option
 @handle_errors
-def status_command(repo: str | None, server: str | None, as_json: bool, state_dir: Path | None) -> None:
+def status_command(repo: str | None, server: str | None, as_json: bool, project_name: str | None,
+                   state_dir: Path | None) -> None:
     """What runs: per environment the commit, state, runtime, URL and last result.
 
     With --repo it reads this host's state, the notes and the Docker engine directly; otherwise the
@@ -101,7 +105,7 @@ def status_command(repo: str | None, server: str | None, as_json: bool, state_di
     # Imported when used (startup time): the planning pipeline loads only for a local status.
     from reconciler.controller.planning import Project
 
-    project = Project.open(repo, state_dir=state_dir)
+    project = Project.open(repo, state_dir=state_dir, project=project_name)
     rows = collect(project)
     if as_json:
         click.echo(json.dumps({"environments": rows}, indent=2))

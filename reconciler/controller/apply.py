@@ -136,7 +136,8 @@ class Applier:
                 continue
             # One operation per environment across processes: a restore, clone or rollback of this
             # environment finishes before its apply starts (and a rollback's own apply re-enters).
-            with env_lock(self.host.state_dir, action.env, f"apply ({action.action})", wait_s=LOCK_WAIT_S):
+            with env_lock(self.host.state_dir, self.project.key(action.env), f"apply ({action.action})",
+                          wait_s=LOCK_WAIT_S):
                 if action.action is ActionKind.DESTROY:
                     report.environments.append(self._destroy(action))
                 else:
@@ -153,7 +154,7 @@ class Applier:
         reachable by a role other than its own (data.access_sweep repairs it; one catalogue query when
         nothing is wrong). A sweep that cannot run is reported and leaves the deploys to fail on their own."""
         try:
-            report = access_sweep.sweep(pg(self.host), set(self.project.store.entries()))
+            report = access_sweep.sweep(pg(self.host), {self.project.key(e) for e in self.project.store.entries()})
         except OdooOpsError as exc:
             self.progress("host", "database access", "failed", exc.message)
             return
@@ -176,14 +177,15 @@ class Applier:
                      "commit": a.commit, "spec_digest": "", "state": "blocked", "reason": a.reason,
                      "remediation": a.remediation or "", "updated_at": 0}
             try:
-                wrote |= write_env_entry(self.project.source.repo, a.commit, a.env, entry)
+                wrote |= write_env_entry(self.project.source.repo, a.commit, a.env, entry,
+                                         ref=self.project.source.notes_ref)
             except OdooOpsError as exc:
                 self.progress(a.env, "note", "failed", exc.message)
         return wrote
 
     def _push_notes(self) -> bool:
         try:
-            push_notes(self.project.source.repo, self.project.location)
+            push_notes(self.project.source.repo, self.project.location, ref=self.project.source.notes_ref)
             return True
         except OdooOpsError as exc:
             # Notes stay in the mirror and are merged and pushed by the next apply.
@@ -266,7 +268,7 @@ class Applier:
                   if k not in ("container_spec", "infra_digest", "credentials", "db_login")}
         public["schema"] = "odooops/status-entry/v1"
         try:
-            write_env_entry(self.project.source.repo, commit, env, public)
+            write_env_entry(self.project.source.repo, commit, env, public, ref=self.project.source.notes_ref)
         except OdooOpsError as exc:
             self.progress(env, "note", "failed", exc.message)
 
@@ -274,11 +276,12 @@ class Applier:
         report = EnvReport(action.env, "destroy", action.branch, action.old_commit)
         previous = self.project.store.entries().get(action.env, {})
         expired = "TTL" in action.reason
+        key = self.project.key(action.env)
         try:
-            self._run(report, "runtime", lambda: destroy.remove_runtime(self, action.env))
-            self._run(report, "route", lambda: destroy.remove_route(self, action.env))
-            self._run(report, "infra", lambda: destroy.destroy_infra(self, action.env))
-            self._run(report, "files", lambda: destroy.destroy_files(self, action.env))
+            self._run(report, "runtime", lambda: destroy.remove_runtime(self, key))
+            self._run(report, "route", lambda: destroy.remove_route(self, key))
+            self._run(report, "infra", lambda: destroy.destroy_infra(self, key))
+            self._run(report, "files", lambda: destroy.destroy_files(self, key))
         except StepFailed as failed:
             report.result = "failed"
             report.error = failed.error.to_dict()

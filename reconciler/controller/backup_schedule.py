@@ -106,23 +106,24 @@ class BackupScheduler:
             return []  # backing off after a failure: a full store or a down server is not hammered
         if st.schedule and entry.get("state") == "running":
             if not st.looked_up:
-                ids = backup_ids(store_for(ctx.host, ctx.secrets), env)
+                ids = backup_ids(store_for(ctx.host, ctx.secrets), ctx.key(env))
                 st.last_id, st.last_at = (ids[0], id_time(ids[0])) if ids else (None, None)
                 st.looked_up = True
                 if ids:  # after a restart the gauge shows the store's newest backup, not nothing
                     self.metrics.backup_last_success.labels(env=env).set(id_time(ids[0]).timestamp())
             if due(st.schedule, st.last_at, now):
-                return self._locked(env, st, now, "backup", lambda: self._backup(ctx, env, entry, st, now))
+                return self._locked(env, ctx.key(env), st, now, "backup",
+                                    lambda: self._backup(ctx, env, entry, st, now))
         if st.last_prune_at is None or now - st.last_prune_at >= PRUNE_EVERY:
-            return self._locked(env, st, now, "prune", lambda: self._prune(ctx, env, entry, st, now))
+            return self._locked(env, ctx.key(env), st, now, "prune", lambda: self._prune(ctx, env, entry, st, now))
         return []
 
-    def _locked(self, env: str, st: EnvBackups, now: datetime, op: str,
+    def _locked(self, env: str, key: str, st: EnvBackups, now: datetime, op: str,
                 work: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Run work under the environment's lock; a busy environment is skipped, not waited for."""
+        """Run work under the environment's lock (by its key); a busy environment is skipped, not waited for."""
         with ExitStack() as held:
             try:
-                held.enter_context(env_lock(self.host.state_dir, env, f"scheduled {op}", wait_s=self.lock_wait_s))
+                held.enter_context(env_lock(self.host.state_dir, key, f"scheduled {op}", wait_s=self.lock_wait_s))
             except OdooOpsError as exc:
                 if exc.code != "ENV_BUSY":
                     raise
@@ -156,7 +157,7 @@ class BackupScheduler:
     def _prune(self, ctx: DataContext, env: str, entry: dict[str, Any], st: EnvBackups,
                now: datetime) -> list[dict[str, Any]]:
         policy = retention_for(entry)
-        ids = backup_ids(store_for(ctx.host, ctx.secrets), env)
+        ids = backup_ids(store_for(ctx.host, ctx.secrets), ctx.key(env))
         if ids and (st.last_id is None or id_time(ids[0]) > id_time(st.last_id)):
             # A manual backup (API, CLI) since the lookup: the schedule counts from it too. Times,
             # not ids: ids taken within one second are ordered by their random suffix.

@@ -35,13 +35,14 @@ def terraform_summaries(project: Project, host: HostSettings, outcome: PlanOutco
     for action in outcome.plan.actions:
         if action.action not in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.REDEPLOY):
             continue
-        logins = db_logins(secrets, action.env, entries.get(action.env, {}), placeholder=_PLAN_ONLY_PASSWORD)
-        platform = host.platform_values(action.env, "0" * 64, host.state_dir / "artifacts", _owner(host), project.id,
+        key = project.key(action.env)
+        logins = db_logins(secrets, key, entries.get(action.env, {}), placeholder=_PLAN_ONLY_PASSWORD)
+        platform = host.platform_values(key, "0" * 64, host.state_dir / "artifacts", _owner(host), project.id,
                                         db_login=logins.active)
         root = json.loads(fill(outcome.artifacts[action.env]["main.tf.json"], platform))
         try:
-            runner.write_root(action.env, root, logins.terraform_vars())
-            out[action.env] = runner.plan(action.env).summary()
+            runner.write_root(key, root, logins.terraform_vars())
+            out[action.env] = runner.plan(key).summary()
         except OdooOpsError as exc:
             out[action.env] = {"error": exc.to_dict()}
     return out

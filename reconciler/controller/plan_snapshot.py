@@ -20,8 +20,10 @@ from pathlib import Path
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, templates_digest
 from reconciler.core.config import PARSER_VERSION
 from reconciler.core.model import Plan, digest
+from reconciler.core.projects import ProjectName, project_state_dir
 from reconciler.core.resources import code_root, data_dir
 from reconciler.platform.host import host_setting
+from reconciler.platform.project_registry import ProjectRegistry, Registered
 from reconciler.platform.state_store import StateStore
 from reconciler.sources.urls import file_url_path
 
@@ -34,11 +36,37 @@ def default_state_dir() -> Path:
     return Path(host_setting("state_dir"))
 
 
+def canonical_location(location: str) -> str:
+    """A repository's location as the installation records it: URLs as given, paths made absolute."""
+    return location if "://" in location or "@" in location.split("/")[0] else str(Path(location).resolve())
+
+
 def project_id(location: str) -> str:
     """A stable folder name for a repository: readable tail plus a hash of the full location."""
-    loc = location if "://" in location or "@" in location.split("/")[0] else str(Path(location).resolve())
+    loc = canonical_location(location)
     tail = re.sub(r"[^a-z0-9]+", "-", loc.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")[:40] or "repo"
     return f"{tail}-{hashlib.sha256(loc.encode()).hexdigest()[:12]}"
+
+
+def project_dir(state_dir: Path, location: str, project: ProjectName | None = None) -> Path:
+    """Where a project's state lives: the legacy project's folder is named after its repository,
+    a named project's after its name (docs/adr/0037: two projects may share one repository)."""
+    if project is None:
+        return state_dir / "projects" / project_id(location)
+    return state_dir / str(project_state_dir(project))
+
+
+def register(state_dir: Path, location: str, project: str) -> Registered:
+    """The registered project `project` names (registered now if new: scheme legacy when it takes over the
+    environments this repository has from before projects, docs/adr/0037)."""
+    legacy = StateStore(project_dir(state_dir, location) / "state.json")
+    return ProjectRegistry(state_dir).resolve(project, canonical_location(location),
+                                              legacy_state=bool(legacy.entries()))
+
+
+def naming(state_dir: Path, location: str, project: str | None) -> ProjectName | None:
+    """What a project's resource names derive from (None: the legacy scheme, today's names)."""
+    return register(state_dir, location, project).naming if project is not None else None
 
 
 def local_git_dir(location: str) -> Path | None:
@@ -88,15 +116,17 @@ def _code_stamp() -> tuple[int, int]:
     return (max(stamps), len(stamps))
 
 
-def snapshot_key(location: str, state_dir: Path, policy_text: str, branches: tuple[str, ...] | None) -> str | None:
+def snapshot_key(location: str, state_dir: Path, policy_text: str, branches: tuple[str, ...] | None,
+                 project: ProjectName | None = None) -> str | None:
     git_dir = local_git_dir(location)
     if git_dir is None:
         return None
-    state_stamp = StateStore(state_dir / "projects" / project_id(location) / "state.json").stamp()
+    state_stamp = StateStore(project_dir(state_dir, location, project) / "state.json").stamp()
     schema_text = (data_dir("schemas") / "odooops.schema.json").read_text(encoding="utf-8")
     return digest({
         "refs": sorted(read_refs(git_dir).items()), "state": state_stamp, "branches": branches,
         "policy": hashlib.sha256(policy_text.encode()).hexdigest(), "templates": templates_digest(),
+        "project": project.value if project is not None else None,
         "parser": [PARSER_VERSION, hashlib.sha256(schema_text.encode()).hexdigest()], "code": _code_stamp(),
     })
 

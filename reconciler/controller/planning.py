@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.controller.modules import effective_test_tags, repo_modules
 from reconciler.controller.outcome import LazyArtifacts, LazyRenderer, PlanOutcome, sha256_text, templates_digest
-from reconciler.controller.plan_snapshot import default_state_dir, project_id
+from reconciler.controller.plan_snapshot import default_state_dir, project_dir, project_id, register
 from reconciler.core.config import PARSER_VERSION, parse_config, schema
 from reconciler.core.data_copy import production_copy_source
 from reconciler.core.desired import PlatformConfig, desired_state
@@ -19,6 +19,7 @@ from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, P
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
+from reconciler.core.projects import ProjectName, ResourceNames, notes_ref, pin_prefix
 from reconciler.core.resources import read_text
 from reconciler.platform.host import host_setting
 from reconciler.platform.state_store import StateStore, merge_observed
@@ -26,7 +27,6 @@ from reconciler.sources.blob_cache import BlobCache
 from reconciler.sources.git import GitSource
 from reconciler.sources.notes import iter_notes
 from reconciler.sources.pins import pins_key, read_pins
-from reconciler.sources.remote import NOTES_REF
 
 
 @dataclass
@@ -37,6 +37,9 @@ class Project:
     state_dir: Path
     policy: Policy
     platform: PlatformConfig = field(default_factory=PlatformConfig)
+    # The registered name (--project), also for the project that took over an installation from before
+    # projects and keeps its legacy resource names (then `name`, what names derive from, is None).
+    project_name: str | None = None
     source: GitSource = field(init=False)
     cache: BlobCache = field(init=False)
     store: StateStore = field(init=False)
@@ -56,9 +59,11 @@ class Project:
     _observed_last: tuple[Any, dict[str, ObservedEnv]] = field(default=(None, {}), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.source = GitSource(self.location, self.state_dir)
-        self.id = project_id(self.location)
-        self.dir = self.state_dir / "projects" / self.id
+        self.source = GitSource(self.location, self.state_dir, notes_ref=notes_ref(self.name),
+                                pin_prefix=pin_prefix(self.name))
+        # The legacy project is known by its repository; a named one by its name (two may share a repository).
+        self.id = project_id(self.location) if self.name is None else self.name.value
+        self.dir = project_dir(self.state_dir, self.location, self.name)
         # The parse result depends on the parser and schema too: a new release gets a new cache file.
         parser = digest([PARSER_VERSION, schema()])[:12]
         self.cache = BlobCache(self.state_dir / "cache" / f"configs-{parser}.sqlite", reader=self.source.read_blob)
@@ -67,8 +72,14 @@ class Project:
 
     @classmethod
     def open(cls, location: str, state_dir: Path | None = None, policy_file: Path | None = None,
-             platform: PlatformConfig | None = None) -> Project:
+             platform: PlatformConfig | None = None, project: str | None = None) -> Project:
+        """`project`: the project's name as the user gave it (--project), registered on first use
+        (platform.project_registry); None: the installation's unnamed legacy project."""
         state_dir = state_dir or default_state_dir()
+        platform = platform or PlatformConfig()
+        registered = register(state_dir, location, project) if project is not None else None
+        if registered is not None:
+            platform = replace(platform, project=registered.naming)
         if policy_file is not None:
             text, name = policy_file.read_text(encoding="utf-8"), str(policy_file)
         else:
@@ -79,7 +90,19 @@ class Project:
         raw = cache.get_or_compute(key, lambda data: validate_policy(data.decode(), name))
         cache.close()
         return cls(location=location, state_dir=state_dir, policy=policy_from_raw(raw, name),
-                   platform=platform or PlatformConfig())
+                   platform=platform, project_name=registered.name.value if registered else None)
+
+    @property
+    def name(self) -> ProjectName | None:
+        """The project's name; None for the legacy project of an installation made before projects."""
+        return self.platform.project
+
+    def names(self, env: str) -> ResourceNames:
+        return self.platform.names(env)
+
+    def key(self, env: str) -> str:
+        """The identity of an environment's resources in PostgreSQL, Docker, the router and the state dir."""
+        return self.platform.names(env).key
 
     def heads(self, refs_digest: str | None = None, targets: dict[str, str] | None = None) -> list[Head]:
         """Branch and request heads; `refs_digest` (the caller's fresh source.refs_digest()) saves a read,
@@ -99,7 +122,7 @@ class Project:
 
     def pins(self, targets: dict[str, str] | None = None) -> dict[str, Pin]:
         """Rollback pins (refs/odooops/pins/*), one ref listing (none with `targets`); none in most repositories."""
-        return read_pins(self.source.repo, targets)
+        return read_pins(self.source.repo, targets, prefix=self.source.pin_prefix)
 
     def configs(self, heads: Iterable[Head], pins: Iterable[Pin] = ()) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -115,7 +138,7 @@ class Project:
         parsed when they change, the notes when their ref moves, and an ObservedEnv is rebuilt only
         for an entry that changed."""
         try:
-            ref = self.source.repo.references.get(NOTES_REF)
+            ref = self.source.repo.references.get(self.source.notes_ref)
         except ValueError:
             ref = None
         tip = str(ref.target) if ref is not None else None
@@ -130,7 +153,7 @@ class Project:
 
     def _latest_notes(self) -> dict[str, dict[str, Any]]:
         from_notes: dict[str, dict[str, Any]] = {}
-        for _commit, note in iter_notes(self.source.repo):
+        for _commit, note in iter_notes(self.source.repo, ref=self.source.notes_ref):
             for name, entry in (note.get("environments") or {}).items():
                 if isinstance(entry, dict) and "env" in entry:
                     prev = from_notes.get(name)
@@ -148,14 +171,14 @@ def observed_key(project: Project, targets: dict[str, str] | None = None) -> tup
     every memo (this module's, the daemon's) compares this key. `targets`: a source.ref_targets()
     listing of this round (the refs are read here otherwise)."""
     if targets is not None:
-        notes = targets.get(NOTES_REF)
+        notes = targets.get(project.source.notes_ref)
     else:
         try:
-            ref = project.source.repo.references.get(NOTES_REF)
+            ref = project.source.repo.references.get(project.source.notes_ref)
         except ValueError:
             ref = None
         notes = str(ref.target) if ref is not None else None
-    return (notes, project.store.stamp(), pins_key(project.source.repo, targets))
+    return (notes, project.store.stamp(), pins_key(project.source.repo, targets, prefix=project.source.pin_prefix))
 
 
 def ttl_deadline(observed: dict[str, ObservedEnv], result: Plan) -> float:

@@ -14,6 +14,7 @@ from reconciler.core import copy_guard, naming
 from reconciler.core.config import CONFIG_FILE
 from reconciler.core.model import Blocked, ConfigError, DesiredState, EnvSpec, Head, Pin, Tier
 from reconciler.core.policy import BranchRule, Policy, limit_violations, match_rule, repo_rules
+from reconciler.core.projects import ProjectName, ResourceNames
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,11 @@ class PlatformConfig:
 
     base_domain: str = "odooops.localhost"
     default_odoo_version: str = "19.0"
+    project: ProjectName | None = None  # None: the legacy project, whose resources are named by env name
+
+    def names(self, env: str) -> ResourceNames:
+        """Every resource name of one of this project's environments (docs/adr/0037)."""
+        return ResourceNames(self.project, env)
 
 
 def _defaults(platform: PlatformConfig) -> dict[str, tuple[Any, str]]:
@@ -188,12 +194,14 @@ def _resolve(head: Head, rule: BranchRule, name: str, parsed: dict[str, Any], po
     copy_guard.spec_masking(values, origins, rule.tier, bool(values.get(copy_guard.UNTRUSTED_SETTING)))
     values["demo"] = values["data_source"] == "fresh_demo"
     origins["demo"] = origins["data_source"]
+    names = platform.names(name)
     if "domains" not in values:
-        values["domains"] = [f"{name}.{platform.base_domain}"]
-        origins["domains"] = "default: <env>.<base domain>"
+        values["domains"] = [names.host_name(platform.base_domain)]
+        origins["domains"] = ("default: <env>.<base domain>" if platform.project is None
+                              else "default: <project>--<env>.<base domain>")
     settings = {k: values[k] for k in sorted(values)}
     return EnvSpec.build(
-        name=name, branch=head.branch, ref=head.ref, kind=head.kind, number=head.number,
+        name=name, key=names.key, branch=head.branch, ref=head.ref, kind=head.kind, number=head.number,
         commit=head.commit, commit_time=head.commit_time, tier=rule.tier,
         rule=f"{rule.origin}:{rule.id}", settings=settings,
         origins={k: origins[k] for k in sorted(origins)}, pin=pin,

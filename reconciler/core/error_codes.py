@@ -1056,6 +1056,14 @@ ERRORS: dict[str, ErrorEntry] = {
             'SUBJECT`; on environments of other tiers this token is enough (docs/api.md#roles)'
         ),
     ),
+    'PROJECT_REPO_MISMATCH': ErrorEntry(
+        'conflict',
+        what='project NAME of this installation serves the repository REGISTERED, not GIVEN',
+        fix='pass that repository with --project NAME, or name this one differently (e.g. --project NAME-2)',
+        why=('a project name is bound to its repository when it is first used (`odooops ... --project NAME`): '
+             'names that normalise alike ("Acme", "acme") are one project, so another repository under the '
+             'same name would take over its databases, containers and routes'),
+    ),
     'PROJECT_NAME_COLLISION': ErrorEntry(
         'conflict',
         what=(

@@ -124,6 +124,9 @@ class EnvSpec:
     settings: dict[str, Any]
     origins: dict[str, str]
     spec_digest: str = field(default="")
+    # The identity of the environment's resources in shared systems (docs/adr/0037): the name itself for
+    # the legacy project, `<project>--<env>` for a namespaced one. Set by build() (default: the name).
+    key: str = field(default="")
     # A rollback pin that applies (or was released by a new push); not part of the digest or JSON
     # so plans of repositories without pins are unchanged.
     pin: Pin | None = field(default=None, compare=False)
@@ -132,12 +135,18 @@ class EnvSpec:
     @classmethod
     def build(cls, *, settings: dict[str, Any], **identity: Any) -> EnvSpec:
         spec = cls(settings=settings, **identity)
+        if not spec.key:
+            object.__setattr__(spec, "key", spec.name)
         object.__setattr__(spec, "spec_digest", digest(spec.digest_input()))
         return spec
 
     def digest_input(self) -> dict[str, Any]:
-        """What the spec digest covers: everything but the commit (a new commit is a redeploy)."""
-        return {"name": self.name, "branch": self.branch, "tier": str(self.tier), "settings": self.settings}
+        """What the spec digest covers: everything but the commit (a new commit is a redeploy). The key only
+        when it differs from the name, so the legacy project's digests are those it always had."""
+        out = {"name": self.name, "branch": self.branch, "tier": str(self.tier), "settings": self.settings}
+        if self.key and self.key != self.name:
+            out["key"] = self.key
+        return out
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key]
@@ -155,7 +164,7 @@ class EnvSpec:
             "odoo_version": self.settings["odoo_version"], "workers": self.settings["workers"],
             "ttl_hours": self.settings["ttl_hours"], "spec_digest": self.spec_digest,
             "settings": self.settings, "origins": self.origins,
-        }
+        } | ({"key": self.key} if self.key and self.key != self.name else {})
 
 
 @dataclass(frozen=True)

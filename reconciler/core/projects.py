@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from reconciler.core.naming import is_valid_env_name, rotation_login
+from reconciler.core.naming import PRODUCTION_NAME, is_valid_env_name, rotation_login
 from reconciler.errors import OdooOpsError
 
 PROJECT_MIN = 3  # "ab--main" would put "--" at positions 3-4, which DNS reserves for IDNA (xn--)
@@ -236,20 +236,17 @@ class ResourceNames:
     @property
     def backup_prefix(self) -> str:
         """Where the environment's backup manifests live in the backup store (objects are shared and
-        content-addressed under `objects/` and `sealed/`, whoever wrote them)."""
-        if self.project is None:
-            return f"backups/{self.env}/"
-        return f"projects/{self.project.value}/backups/{self.env}/"
+        content-addressed under `objects/` and `sealed/`, whoever wrote them). Keyed by the key, unique
+        across the installation, so one listing of `backups/` finds every project's manifests."""
+        return f"backups/{self.key}/"
 
     @property
     def notes_ref(self) -> str:
-        return LEGACY_NOTES_REF if self.project is None else f"{LEGACY_NOTES_REF}-{self.project.value}"
+        return notes_ref(self.project)
 
     @property
     def pin_ref(self) -> str:
-        if self.project is None:
-            return LEGACY_PINS + self.env
-        return f"refs/odooops/projects/{self.project.value}/pins/{self.env}"
+        return pin_prefix(self.project) + self.env
 
     def all_names(self, base_domain: str = "odooops.localhost") -> dict[str, str]:
         """Every name by kind (for `odooops env show`, and the tests that no two environments share one)."""
@@ -263,6 +260,23 @@ class ResourceNames:
             "mailbox_dir": str(self.mailbox_dir), "lock_file": str(self.lock_file),
             "secret_scope": self.secret_scope, "backup_prefix": self.backup_prefix, "pin_ref": self.pin_ref,
         }
+
+
+def is_production_key(key: str) -> bool:
+    """Whether a key (a secret scope, a database) is a production environment's, of any project: the
+    legacy `production` or `<project>--production` (short enough never to be shortened)."""
+    return key == PRODUCTION_NAME or (key.endswith(SEPARATOR + PRODUCTION_NAME) and SHORTENED not in key
+                                      and is_valid_project_name(key[: -len(SEPARATOR + PRODUCTION_NAME)]))
+
+
+def notes_ref(project: ProjectName | None) -> str:
+    """The Git notes ref a project's status is written to (one per project: two may share a repository)."""
+    return LEGACY_NOTES_REF if project is None else f"{LEGACY_NOTES_REF}-{project.value}"
+
+
+def pin_prefix(project: ProjectName | None) -> str:
+    """The ref folder of a project's rollback pins (`<prefix><env>`)."""
+    return LEGACY_PINS if project is None else f"refs/odooops/projects/{project.value}/pins/"
 
 
 def project_secret_scope(project: ProjectName | None) -> str:

@@ -86,6 +86,8 @@ def backup_key(host: Any, store: ObjectStore | None = None, *, create: bool = Fa
 
 
 def manifest_key(env: str, backup_id: str) -> str:
+    """Where a manifest lives; `env` is the environment's key (its name for the legacy project), unique
+    across the installation, so one listing of `backups/` sees every project's manifests (sweep)."""
     return f"backups/{env}/{backup_id}.json"
 
 
@@ -269,9 +271,10 @@ def _check_space(ctx: DataContext, store: ObjectStore, env: str) -> None:
     free = store.free_bytes()
     if free is None:
         return
-    files = sum(p.stat().st_size for _, p in _walk(ctx.host.filestore_dir(env)))
+    key = ctx.key(env)
+    files = sum(p.stat().st_size for _, p in _walk(ctx.host.filestore_dir(key)))
     # A custom-format dump is compressed: a tenth of the database size is a conservative floor.
-    need = ctx.pg.size_bytes(env) // 10 + files // 10
+    need = ctx.pg.size_bytes(key) // 10 + files // 10
     if need > free:
         raise disk_full(store.description, need=need, free=free)
 
@@ -296,11 +299,11 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, key: BackupKey, entr
     created_at = datetime.now(UTC)
     try:
         _check_space(ctx, store, env)
-        facts = database_facts(ctx, env)
+        facts = database_facts(ctx, ctx.key(env))
         phase(f"dumping the database of {env}")
-        dump = _dump(ctx, store, env, created, key)
+        dump = _dump(ctx, store, ctx.key(env), created, key)
         phase(f"storing the filestore of {env}")
-        files, new_files = _filestore(store, ctx.host.filestore_dir(env), created, key)
+        files, new_files = _filestore(store, ctx.host.filestore_dir(ctx.key(env)), created, key)
         phase("writing the manifest")
         fs_bytes = sum(f["size"] for f in files.values())
         manifest = Manifest(
@@ -312,7 +315,7 @@ def _create(ctx: DataContext, env: str, store: ObjectStore, key: BackupKey, entr
                    "new_bytes": (dump["size"] if dump["key"] in created else 0) + new_files},
             seconds=round(time.monotonic() - started, 3),
             extra={"encryption": {"scheme": SCHEME, "key_id": key.id}})
-        save_manifest(store, key, env, backup_id, manifest.to_json())
+        save_manifest(store, key, ctx.key(env), backup_id, manifest.to_json())
     except BaseException:
         # No manifest references what this backup stored: remove it so nothing partial stays behind.
         for created_key in created:
@@ -404,14 +407,15 @@ def backup_ids(store: ObjectStore, env: str) -> list[str]:
 def list_backups(ctx: DataContext, env: str) -> list[Manifest]:
     """Every backup of env, newest first."""
     store = store_for(ctx.host, ctx.secrets)
-    return sorted((load_manifest(store, env, i) for i in backup_ids(store, env)), key=lambda m: (m.created, m.id),
+    folder = ctx.key(env)
+    return sorted((load_manifest(store, folder, i) for i in backup_ids(store, folder)), key=lambda m: (m.created, m.id),
                   reverse=True)
 
 
 def resolve(ctx: DataContext, env: str, id_or_prefix: str, store: ObjectStore | None = None) -> str:
     """The one backup id starting with id_or_prefix (`2026-02-12-03-00` is enough when unique)."""
     store = store or store_for(ctx.host, ctx.secrets)
-    ids = backup_ids(store, env)
+    ids = backup_ids(store, ctx.key(env))
     matches = [i for i in ids if i.startswith(id_or_prefix)] if id_or_prefix else []
     if len(matches) == 1:
         return matches[0]
@@ -442,7 +446,7 @@ def prune(ctx: DataContext, env: str, now: datetime, policy: dict[str, int] | No
     plan = plan_retention({i: m.created for i, m in manifests.items()}, now, policy)
     with store_lock(ctx, exclusive=True):
         for backup_id in plan.prune:
-            store.delete(manifest_key(env, backup_id))
+            store.delete(manifest_key(ctx.key(env), backup_id))
         sweep(store)
     return plan.prune
 
@@ -474,11 +478,11 @@ def record_verification(ctx: DataContext, env: str, backup_id: str, result: dict
     verified backup, in env's state entry, where the plan reads it. Returns {"verified_at", "verification"}."""
     store = store_for(ctx.host, ctx.secrets)
     key = backup_key(ctx.host, store, create=True)
-    m = load_manifest(store, env, backup_id, key)
+    m = load_manifest(store, ctx.key(env), backup_id, key)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     verification = {k: result[k] for k in ("ok", "modules", "base_version", "bytes", "seconds") if k in result}
     doc = {**m.to_json(), "verified_at": now, "verification": verification}
-    save_manifest(store, key, env, m.id, doc)
+    save_manifest(store, key, ctx.key(env), m.id, doc)
     if verification.get("ok") is True:
         known = (ctx.store.entries().get(env) or {}).get("verified_backup") or {}
         created = m.created.timestamp()
@@ -493,13 +497,13 @@ def newest_verified(ctx: DataContext, env: str, max_age_s: float, now: datetime 
     time: only the manifests within the age limit are read)."""
     store = store or store_for(ctx.host, ctx.secrets)
     now = now or datetime.now(UTC)
-    for backup_id in backup_ids(store, env):
+    for backup_id in backup_ids(store, ctx.key(env)):
         try:
             if (now - id_time(backup_id)).total_seconds() > max_age_s:
                 break
         except ValueError:
             continue  # not an id this module wrote
-        m = load_manifest(store, env, backup_id)
+        m = load_manifest(store, ctx.key(env), backup_id)
         if is_verified(m) and (now - m.created).total_seconds() <= max_age_s:
             return m
     return None

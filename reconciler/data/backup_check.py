@@ -145,7 +145,7 @@ def facts_problems(m: Manifest, facts: dict[str, Any]) -> list[str]:
 def verify_backup(ctx: DataContext, env: str, backup_id: str) -> dict[str, Any]:
     """Re-check every checksum, restore into `oo_verify_*`, compare with the manifest; always dropped."""
     store = store_for(ctx.host, ctx.secrets)
-    m = load_manifest(store, env, resolve(ctx, env, backup_id, store))
+    m = load_manifest(store, ctx.key(env), resolve(ctx, env, backup_id, store))
     timings: dict[str, float] = {}
     db = scratch_name("verify")
     t = time.monotonic()

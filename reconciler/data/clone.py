@@ -69,16 +69,17 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
     check_copy_masking(source_env, target_env, from_production=is_production(ctx, source_env),
                        target_tier=target.get("tier"), target_untrusted=target_untrusted(target.get("settings")),
                        mask=mask)
-    if not ctx.pg.role_exists(target_env):
+    target_key, source_key = ctx.key(target_env), ctx.key(source_env)
+    if not ctx.pg.role_exists(target_key):
         raise OdooOpsError("CLONE_TARGET_MISSING", f"environment {target_env} has no database role yet",
                            f"deploy {target_env} first (odooops apply --branch <its branch>), then clone into it",
                            {"env": target_env})
     db = scratch_name("clone")
-    filestore = ctx.host.filestore_dir(target_env, db)
+    filestore = ctx.host.filestore_dir(target_key, db)
     steps: dict[str, float] = {}
     restored: RestoredBackup | None = None
     try:
-        reference = source_env  # what the copy is checked against: the data it was made from
+        reference = source_key  # what the copy is checked against: the data it was made from
         if is_production(ctx, source_env):
             # Never production itself (a FILE_COPY would terminate its sessions): its newest verified backup.
             # A masked copy shares no file with production: its files are copies, not the store's inodes.
@@ -86,29 +87,29 @@ def clone_to_scratch(ctx: DataContext, source_env: str, target_env: str, *, neut
             steps.update(restored.steps)
             reference = restored.db
             phase(f"copying backup {restored.backup['id']} of {source_env} (FILE_COPY of the restored backup)")
-            steps["copy_db"] = ctx.pg.clone(restored.db, db, owner=target_env)
+            steps["copy_db"] = ctx.pg.clone(restored.db, db, owner=target_key)
             stats = LinkStats(files=restored.files, bytes=restored.bytes)
         else:
             phase(f"copying {source_env}'s database (FILE_COPY)")
-            steps["copy_db"] = ctx.pg.clone(source_env, db, owner=target_env)
+            steps["copy_db"] = ctx.pg.clone(source_key, db, owner=target_key)
         t = time.monotonic()
-        ctx.pg.reassign_objects(db, target_env)
+        ctx.pg.reassign_objects(db, target_key)
         steps["reassign"] = time.monotonic() - t
         if restored is None:
             t = time.monotonic()
             phase("linking the filestore")
             # A masked copy shares no file with its source: its text attachments get new contents, and
             # even its binaries must not be the source's inodes (a copy's rewrite would reach production).
-            stats = link_tree(ctx.host.filestore_dir(source_env), filestore, hardlink=not mask)
+            stats = link_tree(ctx.host.filestore_dir(source_key), filestore, hardlink=not mask)
             steps["filestore"] = time.monotonic() - t
         phase("neutralizing, masking and verifying the copy" if mask else "neutralizing and verifying the copy")
         result = sanitize(ctx, db, target_env, neutralize=neutralize, mask=mask, source_db=reference,
                           run_odoo=run_odoo, mail_server=mail_server, rules=rules,
                           filestore=filestore if attachments or mask else None,
                           attachment_scope="all" if attachments else "text",
-                          source_filestore=ctx.host.filestore_dir(source_env))
+                          source_filestore=ctx.host.filestore_dir(source_key))
         # A clone empties every password: the copy gets the target's own admin password, never the source's.
-        ensure_admin_password(ctx.pg, ctx.secrets, target_env, db)
+        ensure_admin_password(ctx.pg, ctx.secrets, target_key, db)
     except BaseException:
         # Nothing half-made stays behind: not the database, not the filestore directory.
         with suppress(Exception):
@@ -130,7 +131,7 @@ def target_url(ctx: DataContext, env: str) -> str:
     entry = ctx.store.entries().get(env) or {}
     if entry.get("url"):
         return str(entry["url"]).rstrip("/")
-    domains = (entry.get("settings") or {}).get("domains") or [f"{env}.{ctx.host.base_domain}"]
+    domains = (entry.get("settings") or {}).get("domains") or [ctx.names(env).host_name(ctx.host.base_domain)]
     return f"http://{domains[0]}"
 
 
@@ -181,7 +182,7 @@ def sanitize(ctx: DataContext, db: str, target_env: str, *, neutralize: bool, ma
             t = time.monotonic()
             with conn.transaction():
                 catalogue = masking_catalogue(conn, mask_rules)
-                masked = apply_masking(conn, masking_key(ctx.secrets), catalogue.rules, catalogue)
+                masked = apply_masking(conn, masking_key(ctx.secrets, ctx.project), catalogue.rules, catalogue)
                 masked["secrets"] = cut_secrets(conn)
                 if filestore is not None:
                     masked["attachments"] = replace_attachments(conn, filestore, attachment_scope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reconciler.core.projects import ProjectName, ResourceNames
 from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.runtime import RunResult, Runtime
@@ -23,6 +24,9 @@ class ProjectRef(Protocol):
     @property
     def store(self) -> StateStore: ...
 
+    @property
+    def name(self) -> ProjectName | None: ...
+
 
 @dataclass
 class DataContext:
@@ -34,12 +38,21 @@ class DataContext:
     runtime: Runtime
     store: StateStore
     project_id: str
+    project: ProjectName | None = None  # None: the legacy project (resources named by env name)
+
+    def names(self, env: str) -> ResourceNames:
+        """Every resource name of one of the project's environments (docs/adr/0037)."""
+        return ResourceNames(self.project, env)
+
+    def key(self, env: str) -> str:
+        """An environment's database, owning role, secret scope, lock and filestore folder name."""
+        return env if self.project is None else ResourceNames(self.project, env).key
 
     @classmethod
     def for_project(cls, project: ProjectRef, host: HostSettings) -> DataContext:
         # Same secret store as the Applier: environment credentials and the masking key live together.
         return cls(host=host, pg=Postgres.from_host(host), secrets=SecretStore(host.state_dir / "secrets"),
-                   runtime=open_runtime(host), store=project.store, project_id=project.id)
+                   runtime=open_runtime(host), store=project.store, project_id=project.id, project=project.name)
 
     def entry(self, env: str) -> dict[str, Any]:
         """The state entry of a deployed environment (its settings and filled container spec)."""

@@ -29,7 +29,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.naming import PRODUCTION_NAME, is_valid_env_name
+from reconciler.core.naming import is_valid_env_name
+from reconciler.core.projects import is_production_key
 from reconciler.errors import OdooOpsError
 from reconciler.executors.runtime import L_MANAGED, L_ROLE, CatcherContainer, CatcherSpec, Runtime
 from reconciler.platform.atomic import write_atomic
@@ -149,7 +150,7 @@ def secret_envs(secrets: SecretStore) -> list[str]:
     out = []
     for path in sorted(secrets.root.glob("*.enc")):
         scope = path.stem
-        if is_valid_env_name(scope) and scope != PRODUCTION_NAME and SECRET_NAME in secrets.names(scope):
+        if is_valid_env_name(scope) and not is_production_key(scope) and SECRET_NAME in secrets.names(scope):
             out.append(scope)
     return out
 

@@ -13,6 +13,7 @@ from typing import Any
 from faker.providers.address.en_US import Provider as AddressProvider
 from faker.providers.person.en_US import Provider as PersonProvider
 
+from reconciler.core.projects import ProjectName, project_secret_scope
 from reconciler.data.catalogue import DEFAULT_VERSION, Catalogue, MaskRule, load_catalogue
 from reconciler.data.fake_phones import CALLING_CODES, FALLBACK_CODE, pools
 from reconciler.errors import OdooOpsError
@@ -171,9 +172,10 @@ FUNCTIONS_SQL = _FUNCTIONS % {
     "csuffixes": _array(CITY_SUFFIXES), "ncsuffixes": len(CITY_SUFFIXES)}
 
 
-def masking_key(secrets: SecretStore) -> str:
-    """The per-project key: the same value masks to the same fake in every copy of this project."""
-    return secrets.get_or_create("_project", "masking_key")
+def masking_key(secrets: SecretStore, project: ProjectName | None = None) -> str:
+    """The per-project key: the same value masks to the same fake in every copy of this project (and
+    another project's copies cannot be matched against this one's)."""
+    return secrets.get_or_create(project_secret_scope(project), "masking_key")
 
 
 def rules_from_config(raw: Iterable[Mapping[str, Any]] | None,

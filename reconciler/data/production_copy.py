@@ -75,7 +75,7 @@ class RestoredBackup:
 @contextmanager
 def _copy_lock(ctx: DataContext, env: str) -> Iterator[None]:
     """Concurrent copies of one production agree on one backup: the second waits for the first's new one."""
-    path = ctx.host.state_dir / "locks" / f"production-copy-{env}.lock"
+    path = ctx.host.state_dir / "locks" / f"production-copy-{ctx.key(env)}.lock"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -98,7 +98,8 @@ def restore_newest(ctx: DataContext, env: str, filestore: Path, share_files: boo
             steps: dict[str, float] = {}
             t = time.monotonic()
             phase(f"no verified backup of {env} from the last {limit:.0f} s: backing it up (pg_dump blocks no writer)")
-            with env_lock(ctx.host.state_dir, env, "backup for a copy of production", wait_s=BACKUP_LOCK_WAIT_S):
+            with env_lock(ctx.host.state_dir, ctx.key(env), "backup for a copy of production",
+                          wait_s=BACKUP_LOCK_WAIT_S):
                 m = create_backup(ctx, env, reason="production-copy")
             steps["backup"] = time.monotonic() - t
             # Restored and checked under the lock: a concurrent copy then uses this backup, verified.
@@ -120,7 +121,7 @@ def _restore(ctx: DataContext, store: ObjectStore, env: str, m: Manifest, filest
             phase(f"restoring {env}'s backup {m.id} (SHA-256 of every part checked)")
             dump = check_and_fetch(store, m, tmp, filestore=stage, link=share_files)
             pg_restore(ctx, dump, db, None, jobs=RESTORE_JOBS)
-        source_files = ctx.host.filestore_dir(env)
+        source_files = ctx.host.filestore_dir(ctx.key(env))
         if source_files.exists():
             _chown_tree(stage, _owner_of(source_files))  # Odoo's user, as in production's filestore
         os.rename(stage, filestore)

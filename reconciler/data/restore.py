@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 def _target_version(ctx: DataContext, target_env: str, entry: dict[str, Any]) -> str:
     version = (entry.get("settings") or {}).get("odoo_version")
-    return str(version) if version else database_facts(ctx, target_env)["odoo_version"]
+    return str(version) if version else database_facts(ctx, ctx.key(target_env))["odoo_version"]
 
 
 def needs_sanitize(m: Manifest, target_env: str, target_entry: dict[str, Any]) -> bool:
@@ -49,7 +49,7 @@ def needs_sanitize(m: Manifest, target_env: str, target_entry: dict[str, Any]) -
 def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: str) -> tuple[str, Path]:
     """Backup of `env` -> (`oo_restore_*` owned by target_env's role, its filestore dir); nothing live is touched."""
     store = store_for(ctx.host, ctx.secrets)
-    m = load_manifest(store, env, resolve(ctx, env, backup_id, store))
+    m = load_manifest(store, ctx.key(env), resolve(ctx, env, backup_id, store))
     entry = ctx.entry(target_env)
     version = _target_version(ctx, target_env, entry)
     if m.odoo_version != version:
@@ -61,9 +61,10 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
             "first; upgrading a database between Odoo versions is a migration, not a restore",
             {"backup": m.id, "backup_version": m.odoo_version, "target_version": version})
     db = scratch_name("restore")
-    final = ctx.host.filestore_dir(target_env, db)
+    target_key = ctx.key(target_env)
+    final = ctx.host.filestore_dir(target_key, db)
     stage = final.with_name(f".{db}.partial")
-    env_root = ctx.host.filestore_root / target_env
+    env_root = ctx.host.filestore_root / target_key
     try:
         with _scratch_dir("odooops-restore-") as tmp:
             stage.mkdir(parents=True)
@@ -71,7 +72,7 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
             phase(f"checking backup {m.id} (SHA-256 of every part)")
             dump = check_and_fetch(store, m, tmp, filestore=stage, link=True)
             phase(f"restoring the database into {db}")
-            pg_restore(ctx, dump, db, target_env)
+            pg_restore(ctx, dump, db, target_key)
         if env_root.exists():
             _chown_tree(stage, _owner_of(env_root))
         os.rename(stage, final)
@@ -80,7 +81,7 @@ def restore_to_scratch(ctx: DataContext, env: str, backup_id: str, target_env: s
             _sanitize(ctx, db, target_env, entry, from_production=m.env == PRODUCTION_NAME or str(
                 (ctx.store.entries().get(m.env) or {}).get("tier")) == "production")
         # The target's own admin password: a backup carries its source's (or a clone's emptied one).
-        ensure_admin_password(ctx.pg, ctx.secrets, target_env, db)
+        ensure_admin_password(ctx.pg, ctx.secrets, target_key, db)
     except BaseException:
         _drop_scratch(ctx, db, stage, final)
         raise
@@ -104,7 +105,7 @@ def restore(ctx: DataContext, env: str, backup_id: str, target_env: str | None =
     full_id = resolve(ctx, env, backup_id, store)
     require_confirmation(ctx, target, confirm, f"odooops db restore {env} --backup {full_id}"
                          + (f" --to {target}" if target != env else "") + " --confirm")
-    with env_lock(ctx.host.state_dir, target, f"restore of {env} backup {full_id}"):
+    with env_lock(ctx.host.state_dir, ctx.key(target), f"restore of {env} backup {full_id}"):
         t = time.monotonic()
         db, filestore = restore_to_scratch(ctx, env, full_id, target)
         scratch_s = round(time.monotonic() - t, 3)

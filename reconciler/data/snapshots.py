@@ -106,10 +106,10 @@ def clone_from(ctx: DataContext, snapshot: Template, target_env: str,
     Returns (scratch db, verification, timings); on any failure the scratch copy is dropped."""
     marks = [("start", time.monotonic())]
     db = scratch_name("clone")
-    ctx.pg.clone(snapshot.db, db, owner=target_env)
+    ctx.pg.clone(snapshot.db, db, owner=ctx.key(target_env))
     marks.append(("copy", time.monotonic()))
     try:
-        ctx.pg.reassign_objects(db, target_env)
+        ctx.pg.reassign_objects(db, ctx.key(target_env))
         marks.append(("ownership", time.monotonic()))
         with ctx.pg.connect(db) as conn:
             with conn.transaction():

@@ -35,7 +35,7 @@ def require_confirmation(ctx: DataContext, target_env: str, confirm: bool, comma
 def _stop(ctx: DataContext, env: str) -> list[str]:
     """Stop (not remove) the long-running containers, so nothing writes while the data moves."""
     stopped = []
-    for c in ctx.runtime.observe_env(env).containers:
+    for c in ctx.runtime.observe_env(ctx.key(env)).containers:
         if not c.oneshot and c.running:
             ctx.runtime.stop_container(c.id, 20)
             stopped.append(c.name)
@@ -50,7 +50,7 @@ def _start(ctx: DataContext, env: str, entry: dict[str, Any]) -> str:
         raise OdooOpsError("RUNTIME_NO_PORT", f"the web container of {env} publishes no port after the restore",
                            f"odooops logs {env}")
     with CaddyRouter(ctx.host.caddy_admin, ctx.host.caddy_server) as router:
-        router.set_route(env, _domains(entry), upstream, result.observed.websocket_upstream)
+        router.set_route(ctx.key(env), _domains(entry), upstream, result.observed.websocket_upstream)
     return upstream
 
 
@@ -106,7 +106,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
     if not entry.get("container_spec"):
         raise OdooOpsError("ENV_NOT_DEPLOYED", f"{target_env} has no deployment to restart after the swap",
                            f"odooops apply --branch {entry.get('branch') or '<branch>'}")
-    live_fs = ctx.host.filestore_dir(target_env)
+    live_fs = ctx.host.filestore_dir(ctx.key(target_env))
     if Path(filestore_dir).parent != live_fs.parent or not ctx.pg.exists(db):
         raise OdooOpsError("RESTORE_SCRATCH_MISSING", f"scratch database {db} or filestore {filestore_dir} is not "
                            f"ready for {target_env}", "run the restore again: odooops db restore ...",
@@ -125,7 +125,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
             phases[name] = round(time.monotonic() - t, 3)
 
     def rename_dbs() -> None:
-        swap_databases(ctx.pg, target_env, db, old, undo)
+        swap_databases(ctx.pg, ctx.key(target_env), db, old, undo)
 
     def rename_dirs() -> None:
         swap_filestores(live_fs, Path(filestore_dir), old_fs, undo)
@@ -146,7 +146,7 @@ def swap_in(ctx: DataContext, target_env: str, db: str, filestore_dir: Path, *, 
             exc.details.update(rolled_back=rolled_back, phases=phases)
             exc.remediation += "; the previous database and filestore are back in place"
         raise
-    result: dict[str, Any] = {"env": target_env, "swapped": True, "database": target_env, "stopped": stopped,
+    result: dict[str, Any] = {"env": target_env, "swapped": True, "database": ctx.key(target_env), "stopped": stopped,
                               "upstream": upstream, "health_s": round(health.elapsed_s, 3), "phases": phases}
     if keep_old:
         result.update(old_database=old, old_filestore=str(old_fs) if old_fs.exists() else None)

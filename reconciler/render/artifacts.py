@@ -18,6 +18,7 @@ import jinja2
 
 from reconciler.core.model import EnvSpec
 from reconciler.core.naming import rotation_login
+from reconciler.core.projects import SEPARATOR
 from reconciler.core.resources import data_dir
 
 ARTIFACTS: dict[str, str] = {
@@ -89,13 +90,16 @@ def context(spec: EnvSpec) -> dict[str, Any]:
     per_worker = max(s["memory_mib"] * 1024 * 1024 // (workers + 1), 256 * 1024 * 1024)
     addons = [f"/mnt/extra-addons/repo/{p.strip('/')}" for p in s["addons_paths"]]
     addons += [f"/mnt/extra-addons/external/{e['name']}" for e in s["external_addons"]]
+    key = spec.key or spec.name
+    # A namespaced key is `<project>--<env>` (docs/adr/0037); the legacy project's key is the name itself.
+    project = key.split(SEPARATOR, 1)[0] if key != spec.name else None
     return {
-        "env": {"name": spec.name, "branch": spec.branch, "tier": str(spec.tier), "commit": spec.commit,
-                "spec_digest": spec.spec_digest, "kind": spec.kind},
+        "env": {"name": spec.name, "key": key, "project": project, "branch": spec.branch, "tier": str(spec.tier),
+                "commit": spec.commit, "spec_digest": spec.spec_digest, "kind": spec.kind},
         "s": s,
-        "db_name": spec.name,
-        "db_role": spec.name,
-        "db_rotation_login": rotation_login(spec.name),
+        "db_name": key,
+        "db_role": key,
+        "db_rotation_login": rotation_login(key),
         "addons_path": addons or ["/mnt/extra-addons"],
         "limit_memory_hard": per_worker,
         "limit_memory_soft": per_worker * 4 // 5,

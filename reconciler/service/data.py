@@ -61,7 +61,7 @@ class DataService:
     def backup(self, env: str, verify: bool = False) -> dict[str, Any]:
         """Back up now; with verify, restore it into a scratch database and record the result in the manifest."""
         self.ctx.entry(env)
-        with env_lock(self.host.state_dir, env, "backup", wait_s=BACKUP_LOCK_WAIT_S):
+        with env_lock(self.host.state_dir, self.ctx.key(env), "backup", wait_s=BACKUP_LOCK_WAIT_S):
             manifest = backups.create_backup(self.ctx, env, reason="manual")
         if verify:
             phase(f"verifying backup {manifest.id} in a scratch database")
@@ -111,8 +111,9 @@ class DataService:
         settings = dst_entry.get("settings") or {}
         mail_server = None
         if settings.get("mail_catcher"):
-            mail_server = catcher_login(self.host, self.ctx.secrets, target, dst_entry.get("container_spec"))
-        with env_lock(self.host.state_dir, target, f"clone of {source}", wait_s=DATA_LOCK_WAIT_S):
+            mail_server = catcher_login(self.host, self.ctx.secrets, self.ctx.key(target),
+                                        dst_entry.get("container_spec"))
+        with env_lock(self.host.state_dir, self.ctx.key(target), f"clone of {source}", wait_s=DATA_LOCK_WAIT_S):
             result = clone_to_scratch(self.ctx, source, target, neutralize=neutralize, mask=mask,
                                       rules=settings.get("masking_rules") or None, mail_server=mail_server)
             try:
@@ -161,7 +162,7 @@ class DataService:
 
     def mail(self, env: str, limit: int = 100) -> dict[str, Any]:
         self.ctx.entry(env)
-        return {"env": env, "messages": list_messages(self.host, env, limit=limit)}
+        return {"env": env, "messages": list_messages(self.host, self.ctx.key(env), limit=limit)}
 
 
 __all__ = ["DataService", "backup_summary"]

@@ -177,11 +177,11 @@ def _retention_disk(host: HostSettings, plan: Once | None) -> Verdict:
             continue
         count = _retained_count(spec.settings.get("backup_retention") or {"days": 7},
                                 str(spec.settings["backup_schedule"]))
-        ids = backup_ids(store, spec.name)
+        ids = backup_ids(store, spec.key)
         if not ids:
             without.append(spec.name)
             continue
-        size = int(load_manifest(store, spec.name, ids[0]).sizes.get("total") or 0)
+        size = int(load_manifest(store, spec.key, ids[0]).sizes.get("total") or 0)
         need += count * size
         basis.append(f"{spec.name}: {count} x {size / GIB:.2f} GiB")
     if not basis:

@@ -18,6 +18,7 @@ from reconciler.controller.plan_json import plan_json
 from reconciler.controller.planning import compute_plan
 from reconciler.core.naming import is_valid_env_name
 from reconciler.core.production_exec import read_only_container
+from reconciler.core.projects import project_secret_scope
 from reconciler.data.backup import list_backups
 from reconciler.data.backup_check import verify_backup
 from reconciler.data.context import DataContext
@@ -40,7 +41,6 @@ TIERS = ("production", "staging", "development", "ephemeral", "preview")
 # matches; a name that matches but names nothing is a 404, anything else a 400.
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ROLES = ("web", "cron")
-PROJECT_SECRET_SCOPE = "_project"
 ROTATABLE = ("db_password", "admin_passwd")
 _PUBLIC_FIELDS = ("steps", "tests", "modules", "error", "deployed_at", "running_commit", "spec_digest", "settings",
                   "data", "pre_deploy_backup", "restored_at", "rollback")
@@ -148,7 +148,7 @@ class Operations:
         """Every status note that names the environment, newest first."""
         env, _ = self.entry(name)
         out = []
-        for commit, note in iter_notes(self.project.source.repo):
+        for commit, note in iter_notes(self.project.source.repo, ref=self.project.source.notes_ref):
             e = (note.get("environments") or {}).get(env)
             if isinstance(e, dict):
                 out.append({"commit": commit, "state": e.get("state"), "deployed_at": e.get("deployed_at"),
@@ -182,12 +182,12 @@ class Operations:
         env, _ = self.entry(name)
         if role not in _ROLES:
             raise OdooOpsError("ROLE_INVALID", f"no container role {role!r}", "use role=web or role=cron")
-        return str(self.runtime.logs(env, role=role, tail=tail))
+        return str(self.runtime.logs(self.project.key(env), role=role, tail=tail))
 
     def follow_logs(self, name: str, tail: int, role: str, max_seconds: float) -> Iterator[bytes]:
         """The container's log stream until it stops or max_seconds pass (a client can always reconnect)."""
         env, _ = self.entry(name)
-        obs = self.runtime.observe_env(env).container(role)
+        obs = self.runtime.observe_env(self.project.key(env)).container(role)
         if obs is None:
             raise OdooOpsError("CONTAINER_NOT_FOUND", f"environment {env} has no {role} container",
                                f"odooops status {env}  # is the environment deployed?")
@@ -329,8 +329,7 @@ class Operations:
         return SecretStore(state / "secrets")
 
     def secret_names(self, name: str | None) -> list[str]:
-        scope = PROJECT_SECRET_SCOPE if name is None else self.resolve_env(name)
-        return [str(n) for n in self.secret_store().names(scope)]
+        return [str(n) for n in self.secret_store().names(self._scope(name))]
 
     def set_secret(self, name: str | None, key: str, value: str) -> str:
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", key):
@@ -339,17 +338,22 @@ class Operations:
         if not value or len(value) > 65536:
             raise OdooOpsError("SECRET_VALUE_INVALID", "a secret value is 1-65536 characters",
                                'send {"value": "..."}')
-        scope = PROJECT_SECRET_SCOPE if name is None else self.resolve_env(name)
+        scope = self._scope(name)
         self.secret_store().set(scope, key, value)
         return scope
+
+    def _scope(self, name: str | None) -> str:
+        """The secret scope of an environment (its key) or, for None, of the project."""
+        return project_secret_scope(self.project.name) if name is None else self.project.key(self.resolve_env(name))
 
     def rotate(self, name: str) -> dict[str, Any]:
         """New platform-generated credentials; the next apply (queued now) rolls them out."""
         env, e = self.entry(name)
         store = self.secret_store()
-        rotated = [n for n in ROTATABLE if n in store.names(env)]
+        scope = self.project.key(env)
+        rotated = [n for n in ROTATABLE if n in store.names(scope)]
         for n in rotated:
-            store.rotate(env, n, keep_previous=n == DB_PASSWORD)  # the running version keeps logging in
+            store.rotate(scope, n, keep_previous=n == DB_PASSWORD)  # the running version keeps logging in
         if rotated:
             self.daemon.enqueue(str(e.get("branch") or env), "secrets rotated through the API")
         return {"rotated": rotated, "env": env}

@@ -55,7 +55,7 @@ def _deployed(project: Project, env: str) -> str:
 def _evidence(source: GitSource, tree: str) -> list[Evidence]:
     """Every status-note entry of a commit whose tree is `tree` (the same code, whatever the commit)."""
     out: list[Evidence] = []
-    for commit, note in iter_notes(source.repo):
+    for commit, note in iter_notes(source.repo, ref=source.notes_ref):
         if commit_tree(source.repo, commit) != tree:
             continue
         for env, entry in (note.get("environments") or {}).items():
@@ -189,12 +189,12 @@ def _apply(project: Project, host: HostSettings, branch: str, target: str) -> di
 def _note(project: Project, env: str, commit: str, report: dict[str, Any]) -> None:
     """Record who promoted what (and the gates) in the target's entry of the promoted commit's note."""
     repo = project.source.repo
-    entry = ((read_note(repo, commit) or {}).get("environments") or {}).get(env)
+    entry = ((read_note(repo, commit, ref=project.source.notes_ref) or {}).get("environments") or {}).get(env)
     if not isinstance(entry, dict):
         return
     summary = {k: report[k] for k in ("source", "from_commit", "actor", "gates")}
-    write_env_entry(repo, commit, env, {**entry, "promotion": summary})
+    write_env_entry(repo, commit, env, {**entry, "promotion": summary}, ref=project.source.notes_ref)
     if project.source.is_mirror:
         # On failure the note stays in the mirror; the next apply or daemon poll pushes it.
         with contextlib.suppress(OdooOpsError):
-            push_notes(repo, project.location)
+            push_notes(repo, project.location, ref=project.source.notes_ref)

@@ -55,7 +55,7 @@ def healthy_history(project: Project, env: str) -> list[dict[str, Any]]:
     A commit a rollback already left is never offered again: it was healthy by its gates but bad."""
     rolled_back: set[str] = set()
     found: dict[str, dict[str, Any]] = {}
-    for commit, note in iter_notes(project.source.repo):
+    for commit, note in iter_notes(project.source.repo, ref=project.source.notes_ref):
         entry = (note.get("environments") or {}).get(env)
         if not isinstance(entry, dict):
             continue
@@ -131,7 +131,7 @@ def _technical(table: str) -> bool:
 
 def backup_time(ctx: DataContext, env: str, restore: dict[str, Any]) -> float:
     """When the pre-deploy backup's dump started: its manifest's created_at (to the microsecond)."""
-    return load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).created.timestamp()
+    return load_manifest(store_for(ctx.host, ctx.secrets), ctx.key(env), str(restore["id"])).created.timestamp()
 
 
 def data_loss_window(ctx: DataContext, env: str, since: float, now: float | None = None) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def data_loss_window(ctx: DataContext, env: str, since: float, now: float | None
     now = time.time() if now is None else now
     stamp = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
     tables: dict[str, dict[str, int]] = {}
-    with ctx.pg.connect(env) as conn:
+    with ctx.pg.connect(ctx.key(env)) as conn:
         conn.read_only = True
         names = [r[0] for r in conn.execute(
             "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
@@ -181,7 +181,7 @@ def describe_window(window: dict[str, Any], backup_id: str) -> str:
 def code_only_refusal(ctx: DataContext, env: str, restore: dict[str, Any], since: float) -> str | None:
     """Why the previous code cannot run on today's database (None: it can). Conservative: any module
     installed, removed, changed in version or updated in place since the pre-deploy backup refuses."""
-    then = load_manifest(store_for(ctx.host, ctx.secrets), env, str(restore["id"])).modules
+    then = load_manifest(store_for(ctx.host, ctx.secrets), ctx.key(env), str(restore["id"])).modules
     now = database_facts(ctx, env)["modules"]
     reasons = []
     if sorted(set(now) - set(then)):
@@ -192,7 +192,7 @@ def code_only_refusal(ctx: DataContext, env: str, restore: dict[str, Any], since
     if versions:
         reasons.append("updated " + ", ".join(versions))
     stamp = datetime.fromtimestamp(since, UTC).replace(tzinfo=None)
-    with ctx.pg.connect(env) as conn:
+    with ctx.pg.connect(ctx.key(env)) as conn:
         touched = [r[0] for r in conn.execute(
             "SELECT name FROM ir_module_module WHERE write_date > %s ORDER BY name", (stamp,)).fetchall()]
     in_place = [m for m in touched if m in now and m in then and then[m] == now[m]]
@@ -254,7 +254,7 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
     t = time.perf_counter()
     # Held to the end: the daemon's apply of this env (woken by the pin) waits, and never sees
     # the containers stopped by the swap as drift to repair.
-    with env_lock(host.state_dir, env, f"rollback by {actor}"):
+    with env_lock(host.state_dir, project.key(env), f"rollback by {actor}"):
         head = _branch_head(project, branch, env)
         reason = f"rollback of {current[:12]} by {actor}"
         # Remote first: the mirror follows the remote's pins (the daemon's poll would drop a pin that
@@ -335,17 +335,17 @@ def _note(project: Project, env: str, commit: str, report: dict[str, Any]) -> bo
 
     The entry keeps its updated_at: this adds history, it is not a newer observation."""
     repo = project.source.repo
-    note = read_note(repo, commit) or {}
+    note = read_note(repo, commit, ref=project.source.notes_ref) or {}
     entry = (note.get("environments") or {}).get(env)
     if not isinstance(entry, dict):
         return False
     summary = {k: report[k] for k in ("commit", "from_commit", "branch_head", "actor", "restored_backup",
                                       "phases", "status")}
     summary["at"] = round(time.time(), 3)
-    write_env_entry(repo, commit, env, {**entry, "rollback": summary})
+    write_env_entry(repo, commit, env, {**entry, "rollback": summary}, ref=project.source.notes_ref)
     if project.source.is_mirror:
         try:
-            push_notes(repo, project.location)
+            push_notes(repo, project.location, ref=project.source.notes_ref)
         except OdooOpsError:
             return True  # kept in the mirror; the next apply or daemon poll pushes it
     return True
@@ -355,7 +355,7 @@ def clear_pin(project: Project, env: str, actor: str) -> dict[str, Any]:
     """Remove env's rollback pin: the next reconcile follows the branch head again."""
     if project.source.is_mirror:
         project.source.refresh_if_changed()
-    old = read_pins(project.source.repo).get(env)
+    old = read_pins(project.source.repo, prefix=project.source.pin_prefix).get(env)
     publish = _publisher(project, env)
     if publish is not None and project.source.repo.references.get(pin_ref(env)) is not None:
         publish(None)  # the remote first, as for a new pin (even a ref that is no valid pin)

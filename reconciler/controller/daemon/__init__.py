@@ -29,7 +29,8 @@ from reconciler.controller.daemon.shared import (
     SharedStateStore,
 )
 from reconciler.controller.daemon.sweeper import Sweeper
-from reconciler.controller.planning import PlanOutcome, Project, project_id
+from reconciler.controller.plan_snapshot import naming, project_dir
+from reconciler.controller.planning import PlanOutcome, Project
 from reconciler.controller.workqueue import Claims, Item, Records, Work, WorkQueue, merge_work
 from reconciler.core.model import Action
 from reconciler.errors import OdooOpsError
@@ -54,7 +55,7 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         self.clock = clock  # wall clock for TTLs; injectable so tests can move time forward
         self.metrics = metrics or Metrics()
         self._applier_factory = applier_factory or self._real_applier
-        self.dir = config.state_dir / "projects" / project_id(config.repo)
+        self.dir = project_dir(config.state_dir, config.repo, naming(config.state_dir, config.repo, config.project))
         self.claims = Claims(self.dir / "daemon-claims.json")
         self.closed = Records(self.dir / "daemon-closed-requests.json")
         self.request_events = Records(self.dir / "daemon-request-events.json")  # open/close not confirmed yet
@@ -104,7 +105,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
                 "DAEMON_ALREADY_RUNNING", f"another odooops serve reconciles {redact_url(self.config.repo)} "
                 f"with the state dir {self.config.state_dir}",
                 f"stop it first (fuser {self.dir / 'daemon.lock'}), or use another --state-dir") from None
-        Project.open(self.config.repo, self.config.state_dir, self.config.policy_file).cache.close()
+        Project.open(self.config.repo, self.config.state_dir, self.config.policy_file,
+                     project=self.config.project).cache.close()
         notes_log = logging.getLogger("reconciler.sources.notes")
         notes_log.setLevel(min(notes_log.getEffectiveLevel(), logging.INFO))
         notes_log.addHandler(self._notes_handler)
@@ -192,7 +194,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         """One Project (pygit2 repository, memo) per thread: pygit2 objects are not shared."""
         project: Project | None = getattr(self._local, "project", None)
         if project is None:
-            project = Project.open(self.config.repo, self.config.state_dir, self.config.policy_file)
+            project = Project.open(self.config.repo, self.config.state_dir, self.config.policy_file,
+                                   project=self.config.project)
             project.store = SharedStateStore(project.store.path)
             all_heads = project.heads
             # Closed requests are planned as gone (destroyed), although their refs remain.

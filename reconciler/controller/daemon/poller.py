@@ -160,7 +160,7 @@ class Poller:
             return
 
         try:
-            push_notes(project.source.repo, self.config.repo)
+            push_notes(project.source.repo, self.config.repo, ref=project.source.notes_ref)
             self._notes_retry = (False, 0.0, 1.0)
         except OdooOpsError as exc:
             # Jittered, and capped at NOTES_RETRY_MAX_S: a lost race is cheap to retry, and the status

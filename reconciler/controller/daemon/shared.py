@@ -35,6 +35,7 @@ class DaemonConfig:
     # How long an open/close event whose head commit the mirror does not have (yet) stays pending:
     # the provider may move refs/pull/N/head a moment after it sends the event.
     request_event_wait: float = 300.0
+    project: str | None = None  # the project's name (--project), None: the installation's unnamed legacy one
 
 
 NOTES_RETRY_MAX_S = 8.0

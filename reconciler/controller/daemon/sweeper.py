@@ -14,6 +14,7 @@ from reconciler.data import access_sweep, scratch
 from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.router import CaddyRouter
+from reconciler.executors.runtime import ObservedRuntime
 from reconciler.executors.runtimes import open_runtime
 from reconciler.executors.sql import database_errors
 from reconciler.platform.env_lock import is_busy
@@ -70,7 +71,7 @@ class Sweeper:
         if runtime is None:
             return []
         project = self._project()
-        mine = set(self.claims.all()) | set(project.observed())
+        mine = {project.key(e) for e in set(self.claims.all()) | set(project.observed())}
         removed = []
         for env, obs in runtime.observe().items():
             for c in obs.containers:
@@ -92,8 +93,12 @@ class Sweeper:
         desired |= {a.env for a in outcome.plan.actions if a.action is ActionKind.BLOCKED}
         busy = set(self.queue.running()) | {r["key"] for r in self.queue.snapshot()["pending"]}
         runtime = self._runtime()
-        labelled = runtime.observe() if runtime is not None else {}
         claims = self.claims.all()
+        # The runtime, the router and the locks know environments by key (docs/adr/0037); only this project's
+        # are looked at, or every other project's environments would look like orphans here.
+        names = {project.key(e): e for e in desired | set(observed) | set(claims)}
+        labelled = {names.get(key, key): rt for key, rt in (runtime.observe() if runtime is not None else {}).items()
+                    if _is_ours(project, rt)}
         claimed = sorted(e for e in claims if e not in desired and e not in observed)
         unclaimed = sorted(set(labelled) - desired - set(observed) - set(claims))
         self.metrics.orphans.labels(kind="claimed").set(len(claimed))
@@ -111,11 +116,11 @@ class Sweeper:
         for name, obs in observed.items():
             if runtime is None or obs.state != "running" or name not in desired or obs.branch in busy:
                 continue
-            if self.host is not None and is_busy(self.host.state_dir, name):
+            if self.host is not None and is_busy(self.host.state_dir, project.key(name)):
                 continue  # a restore or rollback stopped its containers on purpose
             rt = labelled.get(name)
             web = rt.container("web") if rt is not None else None
-            route = routes.get(name) if routes is not None else None
+            route = routes.get(project.key(name)) if routes is not None else None
             what = web_drift(web)
             if what is not None:
                 why = f"its web container {what}"
@@ -128,7 +133,7 @@ class Sweeper:
             self.queue.submit(obs.branch, "runtime drift", Work(drift=True))
         if project.source.is_mirror and project.source.notes_ahead_of(project.source.remote_refs()):
             try:  # retries are counted from push_notes' log records (NotesRetryCounter)
-                push_notes(project.source.repo, self.config.repo)
+                push_notes(project.source.repo, self.config.repo, ref=project.source.notes_ref)
             except OdooOpsError as exc:
                 log.warning("notes still not pushed: %s", exc.message)
         found = {"claimed": claimed, "unclaimed": unclaimed, "drifted": drifted}
@@ -144,7 +149,8 @@ class Sweeper:
         assert self.host is not None
         try:
             with database_errors():
-                report = access_sweep.sweep(Postgres.from_host(self.host), set(project.store.entries()))
+                report = access_sweep.sweep(Postgres.from_host(self.host),
+                                            {project.key(e) for e in project.store.entries()})
         except OdooOpsError as exc:
             log.warning("database access sweep skipped: %s", getattr(exc, "message", exc))
             return []
@@ -161,7 +167,8 @@ class Sweeper:
         assert self.host is not None
         try:
             with database_errors():
-                report = scratch.sweep(Postgres.from_host(self.host), self.host, envs=set(project.store.entries()))
+                report = scratch.sweep(Postgres.from_host(self.host), self.host,
+                                       envs={project.key(e) for e in project.store.entries()})
         except (OdooOpsError, OSError) as exc:
             log.warning("scratch sweep skipped: %s", getattr(exc, "message", exc))
             return []
@@ -175,3 +182,10 @@ class Sweeper:
                         "environment is fine): %s", ", ".join(report.set_aside))
         self._status = {**self._status, "scratch": report.to_json()}
         return report.dropped + report.removed
+
+
+def _is_ours(project: Project, env: ObservedRuntime) -> bool:
+    """Whether a labelled environment is this project's: its containers carry the project's id; containers
+    without one are the legacy project's (made before the label existed)."""
+    ids = {c.project for c in env.containers}
+    return project.id in ids or (project.name is None and ids <= {None})

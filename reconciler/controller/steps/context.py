@@ -155,7 +155,7 @@ def need(value: T | None, name: str) -> T:
 def platform_values(ctx: DeployContext) -> dict[str, str]:
     p, spec, st = ctx.platform, ctx.spec, ctx.state
     art: Artifact = need(st.artifact, "artifact")
-    values = p.host.platform_values(spec.name, art.id, art.path, need(st.owner, "owner"), p.project.id,
+    values = p.host.platform_values(spec.key, art.id, art.path, need(st.owner, "owner"), p.project.id,
                                     db_login=need(st.logins, "logins").active)
     # An internal network (untrusted code) reaches the catcher by name, on the catcher's own port.
     values.update(mail_catcher_name=p.mail_catcher_name, mail_catcher_container_port=str(mail.CONTAINER_PORT))

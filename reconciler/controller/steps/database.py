@@ -108,6 +108,11 @@ class DatabaseStep:
         return self.spec.name
 
     @property
+    def db(self) -> str:
+        """The environment's database, which is also its owning role and secret scope (its key)."""
+        return self.spec.key
+
+    @property
     def pg(self) -> Postgres:
         if self._pg is None:
             self._pg = Postgres.from_host(self.host)
@@ -115,7 +120,7 @@ class DatabaseStep:
 
     def data_context(self) -> DataContext:
         return DataContext(host=self.host, pg=self.pg, secrets=self.secrets, runtime=self.runtime,
-                           store=self.project.store, project_id=self.project.id)
+                           store=self.project.store, project_id=self.project.id, project=self.project.name)
 
     def odoo(self, cmd: list[str], timeout_s: float = 1800) -> RunResult:
         """A one-off Odoo command with THIS deploy's image, config and mounts (not the running ones)."""
@@ -141,7 +146,7 @@ class DatabaseStep:
 
     def _changes(self, db: str | None = None) -> ModuleChanges:
         """What to install and update, from the database's own module states and digests."""
-        with self.pg.connect(db or self.env) as conn:
+        with self.pg.connect(db or self.db) as conn:
             return module_plan(self.code, read_database(conn), self.spec["modules"])
 
     def _db_now(self) -> Any:
@@ -161,7 +166,7 @@ class DatabaseStep:
 
     def _migrate(self, mods: ModuleChanges, code: str = "ODOO_UPDATE_FAILED", db: str | None = None) -> str:
         """-i of new modules and -u of changed ones on `db` (default: the env's); '' when nothing changed."""
-        db = db or self.env
+        db = db or self.db
         if not (mods.install or mods.update):
             self._gate(db, None, None)
             return ""
@@ -186,12 +191,12 @@ class DatabaseStep:
         # leaves `admin`, a clone empties it, a template or snapshot holds another env's); cheap when it is.
         # (On the working copy when there is one: the live database only changes by the swap.)
         target = out.working_copy.db if out.working_copy is not None else None
-        if ensure_admin_password(self.pg, self.secrets, self.env, target).changed:
+        if ensure_admin_password(self.pg, self.secrets, self.db, target).changed:
             out.detail += f"; admin password set (odooops env credentials {self.env})"
         return out
 
     def _build_or_migrate(self) -> DatabaseOutcome:
-        if database_initialised(self.host, self.env):
+        if database_initialised(self.host, self.db):
             return self._existing()
         if self.spec["data_source"] == "production" and self.env != PRODUCTION_NAME:
             prod = self._running_production()
@@ -215,7 +220,7 @@ class DatabaseStep:
         old_commit = prev.get("commit") if prev.get("state") == "running" else prev.get("running_commit")
         mods = self._changes()
         if not (mods.install or mods.update):
-            self._gate(self.env, None, None)
+            self._gate(self.db, None, None)
             return DatabaseOutcome("ok", "no module changed", mods, data=data)
         backup = None
         if str(self.spec.tier) == "production":
@@ -235,7 +240,7 @@ class DatabaseStep:
         copy that passed, when the new version starts (data/working_copy.py)."""
         self.progress("working copy of the database")
         uid, gid = (int(x) for x in self.owner.split(":"))
-        copy = WorkingCopy.make(self.pg, self.host, self.env, owner=(uid, gid))
+        copy = WorkingCopy.make(self.pg, self.host, self.db, owner=(uid, gid))
         try:
             mods = self._changes(copy.db)
             what = self._migrate(mods, db=copy.db)
@@ -305,7 +310,8 @@ class DatabaseStep:
 
     def _running_production(self) -> dict[str, Any] | None:
         entry = self.project.store.entries().get(PRODUCTION_NAME) or {}
-        if entry.get("state") == "running" and entry.get("container_spec") and self.pg.exists(PRODUCTION_NAME):
+        live = self.project.key(PRODUCTION_NAME)
+        if entry.get("state") == "running" and entry.get("container_spec") and self.pg.exists(live):
             return entry
         return None
 
@@ -313,7 +319,7 @@ class DatabaseStep:
         if not self.spec["mail_catcher"]:
             return None
 
-        return catcher_login(self.host, self.secrets, self.env, self.container_spec)
+        return catcher_login(self.host, self.secrets, self.db, self.container_spec)
 
     def _from_production(self, prod: dict[str, Any]) -> DatabaseOutcome:
         prod_commit = str(prod.get("running_commit") or prod.get("commit"))
@@ -349,15 +355,15 @@ class DatabaseStep:
         # Verified: swap the scratch database in under the env's name (nothing serves it yet).
         try:
             self._replace_empty_database()
-            self.pg.rename(db, self.env)
+            self.pg.rename(db, self.db)
         except BaseException:
             self.pg.drop(db)
             raise
-        self.pg.restrict_connect(self.env, self.env)
+        self.pg.restrict_connect(self.db, self.db)
         if snapshot is not None:
-            self._link_filestore(filestore, self.host.filestore_dir(self.env))
+            self._link_filestore(filestore, self.host.filestore_dir(self.db))
         else:
-            self._move_filestore(filestore, self.host.filestore_dir(self.env))
+            self._move_filestore(filestore, self.host.filestore_dir(self.db))
         mods = self._changes()
         migrated = self._migrate(mods)
         data = {"source": "production", "cloned_at": time.time(), "production_commit": prod_commit,
@@ -407,10 +413,10 @@ class DatabaseStep:
 
     def _install(self) -> DatabaseOutcome:
         mods = ModuleChanges(install=tuple(sorted(set(self.spec["modules"]))) or ("base",), update=(), removed=())
-        cmd = install_command(self.env, list(mods.install), bool(self.spec["demo"]), str(self.spec["odoo_version"]))
+        cmd = install_command(self.db, list(mods.install), bool(self.spec["demo"]), str(self.spec["odoo_version"]))
         since = self._db_now()
         run = self._odoo_or_fail(cmd, "ODOO_INIT_FAILED")
-        self._gate(self.env, mods, since, run.logs)
+        self._gate(self.db, mods, since, run.logs)
         return DatabaseOutcome("changed", f"initialised with {', '.join(mods.install)}", mods,
                                data={"source": "fresh", "demo": bool(self.spec["demo"])})
 
@@ -421,7 +427,7 @@ class DatabaseStep:
             return "a template for these inputs was kept meanwhile by another apply"
         try:
             template, seconds, evicted = keep_copy(
-                self.pg, registry, self.env, self.host.filestore_dir(self.env), admin=self.host.pg_admin_user,
+                self.pg, registry, self.db, self.host.filestore_dir(self.db), admin=self.host.pg_admin_user,
                 key=key.id, commit=self.spec.commit, inputs=key.to_json(), built_by=self.env)
         except OdooOpsError as exc:
             # A template is an optimisation: the env is fine without one, the next one tries again.
@@ -434,19 +440,19 @@ class DatabaseStep:
         # Built under a scratch name and renamed when complete: a failed copy leaves the env's (empty)
         # database as it was, and a crash leaves only an oo_clone_* for the sweep.
         scratch = scratch_name("clone")
-        self.pg.clone(template.db, scratch, owner=self.env)
+        self.pg.clone(template.db, scratch, owner=self.db)
         marks.append(("copy", time.monotonic()))
         try:
-            self.pg.reassign_objects(scratch, self.env)
+            self.pg.reassign_objects(scratch, self.db)
             self._new_identity(scratch)
             self._replace_empty_database()
-            self.pg.rename(scratch, self.env)
+            self.pg.rename(scratch, self.db)
         except BaseException:
             self.pg.drop(scratch)
             raise
-        self.pg.restrict_connect(self.env, self.env)
+        self.pg.restrict_connect(self.db, self.db)
         marks.append(("ownership", time.monotonic()))
-        self._link_filestore(Path(template.filestore), self.host.filestore_dir(self.env))
+        self._link_filestore(Path(template.filestore), self.host.filestore_dir(self.db))
         marks.append(("filestore", time.monotonic()))
         cloned_s = marks[-1][1] - marks[0][1]
         timings = {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
@@ -467,19 +473,19 @@ class DatabaseStep:
 
     def _replace_empty_database(self) -> None:
         """Terraform created the env's database empty; a clone takes its place (never one with data)."""
-        if not self.pg.exists(self.env):
+        if not self.pg.exists(self.db):
             return
-        if database_initialised(self.host, self.env):
-            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.env} already holds an Odoo database",
+        if database_initialised(self.host, self.db):
+            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.db} already holds an Odoo database",
                                f"odooops status {self.env}  # it was initialised meanwhile; re-run odooops apply")
-        with self.pg.connect(self.env) as conn:
+        with self.pg.connect(self.db) as conn:
             tables = conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                   "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
                                   ).fetchone()
         if tables and tables[0]:
-            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.env} has {tables[0]} tables but no Odoo registry",
-                               f"inspect it (psql {self.env}); drop it yourself if it is garbage, then re-run apply")
-        self.pg.drop(self.env)
+            raise OdooOpsError("DATABASE_NOT_EMPTY", f"database {self.db} has {tables[0]} tables but no Odoo registry",
+                               f"inspect it (psql {self.db}); drop it yourself if it is garbage, then re-run apply")
+        self.pg.drop(self.db)
 
     def _new_identity(self, db: str) -> None:
         """A copied database is a new database for Odoo: its own uuid and secret (sessions, signed tokens)."""

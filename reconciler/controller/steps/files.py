@@ -22,7 +22,7 @@ def run(ctx: DeployContext) -> StepResult:
     if spec["mail_catcher"]:
         # The catcher authenticates each environment with its own password and files its mail under
         # it; it runs before the database step so a production clone can point its mail server at it.
-        values["smtp_password"] = mail.register_env(p.host, p.secrets, spec.name)[1]
+        values["smtp_password"] = mail.register_env(p.host, p.secrets, spec.key)[1]
         address, port = mail.ensure_catcher(p.host, p.runtime, p.secrets, need(st.image, "image"),
                                             name=p.mail_catcher_name)
         if spec.settings.get(UNTRUSTED_SETTING):
@@ -32,10 +32,10 @@ def run(ctx: DeployContext) -> StepResult:
         else:
             what += f"; mail goes to the catcher at {address}:{port}"
     conf = fill(ctx.rendered["odoo.conf"], platform_values(ctx), values)
-    changed = files.write_env_files(p.host.env_dir(spec.name), need(st.owner, "owner"), {"odoo.conf": conf})
+    changed = files.write_env_files(p.host.env_dir(spec.key), need(st.owner, "owner"), {"odoo.conf": conf})
     # Containers started before a rotation hold the old passwords: a new config replaces them.
     st.config_digest = digest(["odoo.conf", conf])
-    st.credentials = credentials(p.secrets, spec.name)
+    st.credentials = credentials(p.secrets, spec.key)
     return StepResult(("changed" if changed else "ok"), what)
 
 

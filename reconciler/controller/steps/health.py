@@ -38,7 +38,7 @@ def run(ctx: DeployContext) -> StepResult:
     logs = "".join(logs_of(p, h.new_id) for h in pending)
     if not pending:
         with contextlib.suppress(OdooOpsError):
-            logs = p.runtime.logs(spec.name)
+            logs = p.runtime.logs(spec.key)
     restore_previous(ctx)
     try:
         result.raise_if_unhealthy(spec.name)

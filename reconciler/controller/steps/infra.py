@@ -16,14 +16,14 @@ def run(ctx: DeployContext) -> StepResult:
     p, spec, st, previous = ctx.platform, ctx.spec, ctx.state, ctx.previous
     root = json.loads(fill(ctx.rendered["main.tf.json"], platform_values(ctx)))
     if p.host.tf_backend is not None:
-        root["terraform"]["backend"] = render_backend(spec.name, dict(p.host.tf_backend))
+        root["terraform"]["backend"] = render_backend(spec.key, dict(p.host.tf_backend))
     st.tf_root = root
     variables = need(st.logins, "logins").terraform_vars()
-    infra_digest = write_root(p, spec.name, root, variables)
+    infra_digest = write_root(p, spec.key, root, variables)
     st.infra_digest = infra_digest
-    if previous.get("infra_digest") == infra_digest and p.tf.has_state(spec.name):
+    if previous.get("infra_digest") == infra_digest and p.tf.has_state(spec.key):
         return StepResult("ok", "database, role and filestore unchanged")
-    result = p.tf.apply(spec.name)
+    result = p.tf.apply(spec.key)
     return StepResult("changed", f"terraform apply ({getattr(result, 'duration_s', 0):.1f}s)")
 
 
@@ -36,10 +36,10 @@ def retire_login(ctx: DeployContext) -> str:
     """After the handover: the previous login can no longer log in and its password is gone."""
     p, spec, st = ctx.platform, ctx.spec, ctx.state
     logins: DbLogins = need(st.logins, "logins")
-    if p.secrets.get(spec.name, PREVIOUS) is None:
+    if p.secrets.get(spec.key, PREVIOUS) is None:
         return ""
     if logins.retiring:
-        st.infra_digest = write_root(p, spec.name, need(st.tf_root, "tf_root"), logins.terraform_vars(retired=True))
-        p.tf.apply(spec.name)
-    p.secrets.discard(spec.name, PREVIOUS)
+        st.infra_digest = write_root(p, spec.key, need(st.tf_root, "tf_root"), logins.terraform_vars(retired=True))
+        p.tf.apply(spec.key)
+    p.secrets.discard(spec.key, PREVIOUS)
     return f"; login {logins.retiring} disabled" if logins.retiring else ""

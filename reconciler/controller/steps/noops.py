@@ -21,21 +21,22 @@ def drifted(p: Platform, noops: list[Action], specs: dict[str, EnvSpec], *, retr
     _repair_routes(p, noops, running, specs)
     out = []
     for a in noops:
-        if is_busy(p.host.state_dir, a.env):
+        key = p.project.key(a.env)  # the runtime, the locks and the secrets know it by key (docs/adr/0037)
+        if is_busy(p.host.state_dir, key):
             continue  # a restore or rollback has it (its containers may be stopped on purpose)
         if entries.get(a.env, {}).get("state") == "failed":
             if retry_failed:
                 out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                                   commit=a.commit, old_commit=a.commit, reason="retry of a failed deploy"))
             continue  # otherwise recorded once; retried when the branch moves, never in a loop
-        web = running[a.env].container("web") if a.env in running else None
+        web = running[key].container("web") if key in running else None
         recorded = entries.get(a.env, {}).get("credentials")
         what = web_drift(web, specs[a.env].commit, compare_commit=True)
         if what is not None:
             out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                               commit=a.commit, old_commit=a.commit,
                               reason=f"runtime drift: the web container {what}"))
-        elif recorded is not None and recorded != credentials(p.secrets, a.env):
+        elif recorded is not None and recorded != credentials(p.secrets, key):
             out.append(Action(env=a.env, action=ActionKind.REDEPLOY, branch=a.branch, tier=a.tier,
                               commit=a.commit, old_commit=a.commit,
                               reason="secrets rotated: the role's password and odoo.conf follow"))
@@ -47,15 +48,16 @@ def _repair_routes(p: Platform, noops: list[Action], running: dict[str, Any], sp
     every running environment's route with its container and fix only what differs."""
     routes = p.router.routes()
     for a in noops:
-        rt = running.get(a.env)
+        key = p.project.key(a.env)
+        rt = running.get(key)
         upstream = rt.web_upstream if rt is not None else None
         if upstream is None:
             continue
-        route = routes.get(a.env)
+        route = routes.get(key)
         hosts = tuple(specs[a.env]["domains"])
         ws = rt.websocket_upstream if rt is not None else None
         if route_drift(route, upstream, ws, hosts):
-            p.router.set_route(a.env, list(hosts), upstream, ws)
+            p.router.set_route(key, list(hosts), upstream, ws)
             p.progress(a.env, "route", "changed", f"repaired: {hosts[0]} -> {upstream}")
 
 

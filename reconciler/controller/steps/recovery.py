@@ -16,7 +16,7 @@ def abandon_handovers(ctx: DeployContext) -> None:
     for h in handovers:
         with contextlib.suppress(OdooOpsError):
             if h.old_upstream:
-                p.router.set_route(spec.name, spec["domains"], h.old_upstream, h.old_websocket)
+                p.router.set_route(spec.key, spec["domains"], h.old_upstream, h.old_websocket)
             p.runtime.abandon(h)
 
 
@@ -37,7 +37,7 @@ def restore_previous(ctx: DeployContext) -> None:
     if old and previous.get("state") == "running":
         restored = p.runtime.ensure(old)
         if restored.observed.web_upstream:
-            p.router.set_route(spec.name, spec["domains"], restored.observed.web_upstream,
+            p.router.set_route(spec.key, spec["domains"], restored.observed.web_upstream,
                                restored.observed.websocket_upstream)
 
 

@@ -12,5 +12,5 @@ def run(ctx: DeployContext) -> StepResult:
         raise OdooOpsError("RUNTIME_NO_PORT", f"the web container of {spec.name} publishes no port",
                            f"odooops logs {spec.name}")
     # HTTP and websocket upstreams switch together, in one write of the route.
-    changed = p.router.set_route(spec.name, spec["domains"], st.upstream, st.websocket_upstream)
+    changed = p.router.set_route(spec.key, spec["domains"], st.upstream, st.websocket_upstream)
     return StepResult(("changed" if changed else "ok"), f"{spec['domains'][0]} -> {st.upstream}")

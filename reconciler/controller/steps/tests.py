@@ -28,7 +28,7 @@ def run(ctx: DeployContext) -> StepResult:
         return StepResult("skipped", "the repository has no addons to test (tests.tags: all runs Odoo's whole suite)")
     copy: WorkingCopy | None = st.working_copy
     # On the working copy when there is one: what tests write never reaches the live database.
-    cmd = run_tests_command(copy.db if copy is not None else spec.name, tags)
+    cmd = run_tests_command(copy.db if copy is not None else spec.key, tags)
     run = p.runtime.run_once(container_spec, web, cmd, timeout_s=3600, tail=5000)
     passed = run.ok
     # Why it failed, from Odoo's log: the failing test and its assertion, or the install error.
