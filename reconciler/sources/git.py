@@ -17,6 +17,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FetchPrune, FileMode, RepositoryOpenFlag
 
+from reconciler.core.projects import LEGACY_PINS
 from reconciler.errors import OdooOpsError
 from reconciler.sources import notes
 from reconciler.sources.remote import (
@@ -27,6 +28,7 @@ from reconciler.sources.remote import (
     Callbacks,
     ensure_network_timeouts,
     git_error,
+    is_status_notes_ref,
     is_url,
     redact_url,
 )
@@ -43,8 +45,11 @@ FETCH_REFSPECS = (
     # Rollback pins are desired state too: one pushed (or deleted) by another server or by hand
     # from a checkout (`odooops rollback --clear` without a server) must reach the mirror.
     "+refs/odooops/pins/*:refs/odooops/pins/*",
+    # Pins of namespaced projects: refs/odooops/projects/<project>/pins/<env> (core.projects.ResourceNames).
+    "+refs/odooops/projects/*:refs/odooops/projects/*",
 )
-PINS = "refs/odooops/pins/"
+PINS = LEGACY_PINS  # the legacy project's pins
+PROJECT_REFS = "refs/odooops/projects/"  # every namespaced project's pins live below
 # How long refresh() waits for another process that is fetching into the same mirror.
 MIRROR_LOCK_TIMEOUT = 600.0
 
@@ -108,9 +113,22 @@ def _classify(name: str) -> tuple[str, str, int | None] | None:
 
 
 class GitSource:
-    """Reads heads and blobs from a local repository in place, or from a bare mirror of a URL."""
+    """Reads heads and blobs from a local repository in place, or from a bare mirror of a URL.
 
-    def __init__(self, location: str, state_dir: Path) -> None:
+    `notes_ref` is the project's status notes ref and `pin_prefix` where its rollback pins live (the legacy
+    project's by default; core.projects.ResourceNames gives a namespaced project's). Two projects made from
+    one repository share its mirror, so a refresh fetches (and keeps the unpushed local notes of) every
+    project's notes ref and pins, not only this source's."""
+
+    def __init__(self, location: str, state_dir: Path, *, notes_ref: str = NOTES_REF,
+                 pin_prefix: str = PINS) -> None:
+        if not is_status_notes_ref(notes_ref):
+            raise ValueError(f"not a status notes ref: {notes_ref!r} (expected {NOTES_REF} or {NOTES_REF}-<project>)")
+        if not (pin_prefix == PINS or (pin_prefix.startswith(PROJECT_REFS) and pin_prefix.endswith("/pins/"))):
+            raise ValueError(f"not a pin prefix the mirror fetches: {pin_prefix!r} "
+                             f"(expected {PINS} or {PROJECT_REFS}<project>/pins/)")
+        self.notes_ref = notes_ref
+        self.pin_prefix = pin_prefix
         self.location = location
         self.display = redact_url(location)
         self._url: str | None = location if is_url(location) else None
@@ -229,7 +247,8 @@ class GitSource:
             self._last_heads = now
             return _diff(before, now)
         # The notes write lock keeps in-process note writers out while the forced notes refspec
-        # may move refs/notes/odooops; _keep_local_notes then merges our unpushed notes back.
+        # may move the notes refs; _keep_local_notes then merges their unpushed notes back (every
+        # project's: a mirror is shared by the projects made from one repository).
         with self._locked(), notes.lock_for(self._repo):
             self._clear_stale_locks()
             before = self._all_targets()
@@ -240,9 +259,10 @@ class GitSource:
             except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
                 raise git_error(exc, self._url, "fetch") from None
             after = self._all_targets()
-            notes_before = before.get(NOTES_REF)
-            if notes_before and notes_before != after.get(NOTES_REF):
-                self._keep_local_notes(notes_before, after.get(NOTES_REF))
+            moved_notes = sorted(k for k, v in before.items() if is_status_notes_ref(k) and after.get(k) != v)
+            for ref in moved_notes:
+                self._keep_local_notes(ref, before[ref], after.get(ref))
+            if moved_notes:
                 after = self._all_targets()
             if after != before:
                 # One packed-refs file reads much faster than thousands of loose ref files.
@@ -289,8 +309,11 @@ class GitSource:
         return {k: v for k, v in self._all_targets().items() if _fetched(k)}
 
     def notes_ahead_of(self, remote: dict[str, str]) -> bool:
-        """True when the local notes ref strictly descends from the remote's (notes not pushed yet)."""
-        ours, theirs = self.local_refs().get(NOTES_REF), remote.get(NOTES_REF)
+        """True when this source's notes ref strictly descends from the remote's (notes not pushed yet)."""
+        return self._ahead(self.notes_ref, self.local_refs(), remote)
+
+    def _ahead(self, ref: str, local: dict[str, str], remote: dict[str, str]) -> bool:
+        ours, theirs = local.get(ref), remote.get(ref)
         if ours is None or ours == theirs:
             return False
         if theirs is None:
@@ -315,7 +338,8 @@ class GitSource:
             return None
         differing = {k for k in set(remote) | set(local) if remote.get(k) != local.get(k)}
         notes = {k for k in differing if k.startswith("refs/notes/")}
-        if notes == {NOTES_REF} and differing == notes and self.notes_ahead_of(remote):
+        # Any project's notes (the mirror may be shared) merely ahead of the remote: nothing to fetch.
+        if differing == notes and all(is_status_notes_ref(k) and self._ahead(k, local, remote) for k in notes):
             return None
         if notes:
             return self.refresh()  # notes need refresh()'s merge of unpushed local notes
@@ -368,17 +392,17 @@ class GitSource:
                                                                             if _classify(k)})
         return FetchResult(result.added, result.updated, result.deleted, False, *received)
 
-    def _keep_local_notes(self, ours: str, theirs: str | None) -> None:
-        """The forced notes refspec must not drop local notes that were not pushed yet."""
+    def _keep_local_notes(self, ref: str, ours: str, theirs: str | None) -> None:
+        """The forced notes refspec must not drop local notes of `ref` that were not pushed yet."""
         if theirs is not None and self._repo.descendant_of(theirs, ours):
             return
         try:
-            notes.merge_into_ref(self._repo, NOTES_REF, ours, theirs)
+            notes.merge_into_ref(self._repo, ref, ours, theirs)
         except notes.NotesRefMoved:
             # Only another process can move it while we hold both locks; its write carries on
             # from the fetched notes, and ours are re-written by the next reconcile.
-            log.warning("notes ref of %s moved during refresh; local notes %s not merged",
-                        self.display, ours)
+            log.warning("%s of %s moved during refresh; local notes %s not merged",
+                        ref, self.display, ours)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -494,13 +518,13 @@ class GitSource:
 
 
 def _targeted(name: str) -> bool:
-    """Refs the cheap poll fetches one by one: heads, pull/merge requests and rollback pins."""
-    return bool(_classify(name)) or name.startswith(PINS)
+    """Refs the cheap poll fetches one by one: heads, pull/merge requests and rollback pins (every project's)."""
+    return bool(_classify(name)) or name.startswith((PINS, PROJECT_REFS))
 
 
 def _fetched(name: str) -> bool:
     """True for the refs FETCH_REFSPECS bring into the mirror."""
-    return name.startswith(("refs/heads/", "refs/notes/", PINS)) or bool(_PULL_RE.match(name))
+    return name.startswith(("refs/heads/", "refs/notes/", PINS, PROJECT_REFS)) or bool(_PULL_RE.match(name))
 
 
 def _diff(before: dict[str, str], after: dict[str, str], notes: bool = False) -> FetchResult:

@@ -1,4 +1,6 @@
-"""Status notes under refs/notes/odooops: deterministic writes and lossless concurrent pushes."""
+"""Status notes under refs/notes/odooops (a namespaced project's: refs/notes/odooops-<project>, core.projects.
+notes_ref): deterministic writes and lossless concurrent pushes. Every function takes the notes ref as `ref`,
+the legacy project's by default."""
 
 from __future__ import annotations
 
@@ -81,18 +83,18 @@ def _note_bytes(repo: pygit2.Repository, commit: str, ref: str = NOTES_REF) -> b
     return data
 
 
-def read_note(repo: pygit2.Repository, commit: str) -> dict[str, Any] | None:
-    """The status note of commit, or None when there is none (or it is not a valid note)."""
-    raw = _note_bytes(repo, commit)
+def read_note(repo: pygit2.Repository, commit: str, *, ref: str = NOTES_REF) -> dict[str, Any] | None:
+    """The status note of commit in `ref`, or None when there is none (or it is not a valid note)."""
+    raw = _note_bytes(repo, commit, ref)
     doc = _parse(raw)
     if raw is not None and doc is None:
-        log.warning("ignoring unparsable status note on %s", commit)
+        log.warning("ignoring unparsable status note on %s in %s", commit, ref)
     return doc
 
 
-def iter_notes(repo: pygit2.Repository) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(commit, note) for every valid status note, in commit id order."""
-    tip = _ref_target(repo, NOTES_REF)
+def iter_notes(repo: pygit2.Repository, *, ref: str = NOTES_REF) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(commit, note) for every valid status note in `ref`, in commit id order."""
+    tip = _ref_target(repo, ref)
     if tip is None:
         return
     for commit, blob in sorted(_notes_map(repo, tip).items()):
@@ -103,9 +105,9 @@ def iter_notes(repo: pygit2.Repository) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def write_env_entry(
     repo: pygit2.Repository, commit: str, env: str, entry: dict[str, Any],
-    author: pygit2.Signature | None = None,
+    author: pygit2.Signature | None = None, *, ref: str = NOTES_REF,
 ) -> bool:
-    """Set environments[env] = entry in commit's note (written as `author`, by default the platform's
+    """Set environments[env] = entry in commit's note in `ref` (written as `author`, by default the platform's
     DEFAULT_AUTHOR); False (and no write) if bytes are equal."""
     author = author or pygit2.Signature(*DEFAULT_AUTHOR)
     if not isinstance(entry, dict):
@@ -119,7 +121,7 @@ def write_env_entry(
         )
     with lock_for(repo):
         for _ in range(20):
-            raw = _note_bytes(repo, commit)
+            raw = _note_bytes(repo, commit, ref)
             doc = _parse(raw) or {"environments": {}}
             doc["schema"] = SCHEMA
             doc["environments"][env] = entry
@@ -127,7 +129,7 @@ def write_env_entry(
             if raw == text.encode():
                 return False
             try:
-                repo.create_note(text, author, author, commit, NOTES_REF, True)
+                repo.create_note(text, author, author, commit, ref, True)
                 return True
             except pygit2.GitError as exc:
                 # Another process moved the notes ref between our read and write: re-read.
@@ -137,7 +139,8 @@ def write_env_entry(
     raise OdooOpsError(
         "NOTE_WRITE_CONFLICT",
         f"Could not write the status note of {env} on {commit}: the notes ref kept changing.",
-        "Check that no process rewrites refs/notes/odooops in a loop, then retry.",
+        f"Check that no process rewrites {ref} in a loop, then retry.",
+        {"commit": commit, "environment": env, "ref": ref},
     )
 
 
@@ -147,7 +150,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def lock_for(repo: pygit2.Repository) -> threading.Lock:
-    """The in-process lock that serialises writers of one repository's notes ref."""
+    """The in-process lock that serialises writers of one repository's notes refs (all projects' alike)."""
     with _write_locks_guard:
         return _write_locks.setdefault(str(Path(repo.path).resolve()), threading.Lock())
 
@@ -255,12 +258,12 @@ def _local_remote_path(url: str) -> str | None:
     return None if is_url(url) else url
 
 
-def _fetch_remote_tip(repo: pygit2.Repository, url: str) -> str | None:
-    """Fetch the remote notes ref into a private ref and return its target (None if absent)."""
+def _fetch_remote_tip(repo: pygit2.Repository, url: str, *, ref: str = NOTES_REF) -> str | None:
+    """Fetch the remote's notes ref `ref` into a private ref and return its target (None if absent)."""
     tmp = f"{_SYNC_PREFIX}{uuid.uuid4().hex}"
     remote = repo.remotes.create_anonymous(url)
     try:
-        remote.fetch([f"+{NOTES_REF}:{tmp}"], callbacks=Callbacks(url))
+        remote.fetch([f"+{ref}:{tmp}"], callbacks=Callbacks(url))
         return _ref_target(repo, tmp)
     except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
         raise git_error(exc, url, "fetch") from None
@@ -290,19 +293,20 @@ def _copy_objects(src: pygit2.Repository, dst: pygit2.Repository, root: str) -> 
             stack += [(e.id, False) for e in cast(pygit2.Tree, obj) if e.filemode != FileMode.COMMIT]
 
 
-def _push_local(repo: pygit2.Repository, path: str, tip: str, expected: str | None) -> None:
+def _push_local(repo: pygit2.Repository, path: str, tip: str, expected: str | None, *,
+                ref: str = NOTES_REF) -> None:
     try:
         remote = pygit2.Repository(path, RepositoryOpenFlag.NO_SEARCH)
     except pygit2.GitError as exc:
         raise git_error(OSError(f"could not find repository at {path}"), path, "push") from exc
     _copy_objects(repo, remote, tip)
-    if not _cas(remote, NOTES_REF, {expected}, tip):
-        raise NotesRefMoved(NOTES_REF)
+    if not _cas(remote, ref, {expected}, tip):
+        raise NotesRefMoved(ref)
 
 
-def _push_smart(repo: pygit2.Repository, url: str, commit: str) -> None:
-    """Push exactly `commit` (the merged notes) through a private ref: a refresh in another thread may move
-    refs/notes/odooops meanwhile (force-fetch, then merge back), and pushing the ref itself could then send
+def _push_smart(repo: pygit2.Repository, url: str, commit: str, *, ref: str = NOTES_REF) -> None:
+    """Push exactly `commit` (the merged notes) to `ref` through a private ref: a refresh in another thread may
+    move the notes ref meanwhile (force-fetch, then merge back), and pushing the ref itself could then send
     the remote its own tip and report success while our note stays unpushed."""
     callbacks = Callbacks(url)
     remote = repo.remotes.create_anonymous(url)
@@ -310,7 +314,7 @@ def _push_smart(repo: pygit2.Repository, url: str, commit: str) -> None:
     repo.references.create(private, pygit2.Oid(hex=commit), force=True)
     try:
         # No "+": the server refuses anything but a fast-forward of the value it advertised.
-        remote.push([f"{private}:{NOTES_REF}"], callbacks=callbacks)
+        remote.push([f"{private}:{ref}"], callbacks=callbacks)
     except pygit2.GitError as exc:
         low = str(exc).lower()
         if any(k in low for k in ("fastforward", "fast-forward", "not present locally")):
@@ -327,9 +331,10 @@ def _push_smart(repo: pygit2.Repository, url: str, commit: str) -> None:
 
 def push_notes(
     repo: pygit2.Repository, remote_url: str, attempts: int = 5, *,
-    base_delay: float = 0.1, author: pygit2.Signature | None = None,
+    base_delay: float = 0.1, author: pygit2.Signature | None = None, ref: str = NOTES_REF,
 ) -> PushResult:
-    """Push refs/notes/odooops without forcing; on a race fetch, merge and retry with backoff.
+    """Push the notes ref `ref` without forcing; on a race fetch, merge and retry with backoff. Only `ref`
+    moves, locally and on the remote: another project's notes ref in the same repository is left alone.
 
     Each attempt first fetches the remote notes and merges them in when they diverged (counted
     in `merges`); `retries` counts pushes the remote then rejected because it moved meanwhile.
@@ -339,21 +344,21 @@ def push_notes(
     ensure_network_timeouts()
     local_path = _local_remote_path(remote_url)
     for attempt in range(attempts):
-        ours = _ref_target(repo, NOTES_REF)
+        ours = _ref_target(repo, ref)
         if ours is None:
             return PushResult(False, retries, merges, None)
-        theirs = _fetch_remote_tip(repo, remote_url)
+        theirs = _fetch_remote_tip(repo, remote_url, ref=ref)
         try:
             if theirs != ours and theirs is not None and not repo.descendant_of(ours, theirs):
-                merged = merge_into_ref(repo, NOTES_REF, ours, theirs, author)
+                merged = merge_into_ref(repo, ref, ours, theirs, author)
                 merges += merged not in (ours, theirs)
                 ours = merged
             if theirs == ours:
                 return PushResult(False, retries, merges, ours)
             if local_path is not None:
-                _push_local(repo, local_path, ours, theirs)
+                _push_local(repo, local_path, ours, theirs, ref=ref)
             else:
-                _push_smart(repo, remote_url, ours)
+                _push_smart(repo, remote_url, ours, ref=ref)
             return PushResult(True, retries, merges, ours)
         except NotesRefMoved as why:
             retries += 1
@@ -365,9 +370,9 @@ def push_notes(
                 time.sleep(delay + random.uniform(0, delay))
     raise OdooOpsError(
         "NOTES_PUSH_CONFLICT",
-        f"Could not push {NOTES_REF} to {redact_url(remote_url)} after {attempts} attempts; "
+        f"Could not push {ref} to {redact_url(remote_url)} after {attempts} attempts; "
         f"last rejection: {reason}",
         "Retry later. If it persists, check that no process force-pushes the notes ref and "
-        "that no server hook refuses updates of refs/notes/odooops.",
-        {"location": redact_url(remote_url), "retries": retries, "last_rejection": reason},
+        f"that no server hook refuses updates of {ref}.",
+        {"location": redact_url(remote_url), "retries": retries, "last_rejection": reason, "ref": ref},
     )

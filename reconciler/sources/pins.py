@@ -1,5 +1,9 @@
 """Rollback pins under refs/odooops/pins/<env>: a commit holding pin.json per environment, read, written, pushed.
 
+A namespaced project's pins live under refs/odooops/projects/<project>/pins/<env> (core.projects.pin_prefix):
+every function takes the prefix as `prefix`, the legacy project's by default, and the env name is the ref
+minus the prefix.
+
 The ref points at a commit (tree: `pin.json`; parent: the env's previous pin, so `git log` of the ref
 is the pin history), not at a bare blob: libgit2's fetch negotiation fails with "object is not a
 committish" on any advertised ref that points at a blob the fetching side already has, which would
@@ -24,27 +28,29 @@ from reconciler.sources.git import CONFIG_FILE, PINS
 from reconciler.sources.notes import _copy_objects, _local_remote_path, _ref_target
 from reconciler.sources.remote import AuthenticationFailed, Callbacks, ensure_network_timeouts, git_error, redact_url
 
-PIN_PREFIX = PINS  # the mirror fetches this namespace (sources.git)
+PIN_PREFIX = PINS  # the legacy project's; the mirror fetches this namespace and PROJECT_REFS (sources.git)
 PIN_SCHEMA = "odooops/pin/v1"
 PIN_FILE = "pin.json"
 
 
-def pin_ref(env: str) -> str:
-    return PIN_PREFIX + env
+def pin_ref(env: str, *, prefix: str = PIN_PREFIX) -> str:
+    return prefix + env
 
 
-def _pin_refs(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> dict[str, str]:
-    """ref name -> target of every pin: one listing of the repository's references (or of `targets`,
-    a listing the caller already made: GitSource.ref_targets())."""
+def _pin_refs(repo: pygit2.Repository, targets: dict[str, str] | None = None, *,
+              prefix: str = PIN_PREFIX) -> dict[str, str]:
+    """ref name -> target of every pin under `prefix`: one listing of the repository's references (or of
+    `targets`, a listing the caller already made: GitSource.ref_targets())."""
     if targets is not None:
-        return {name: target for name, target in targets.items() if name.startswith(PIN_PREFIX)}
+        return {name: target for name, target in targets.items() if name.startswith(prefix)}
     return {r.name: str(r.target) for r in repo.listall_reference_objects()
-            if r.name.startswith(PIN_PREFIX) and isinstance(r.target, pygit2.Oid)}
+            if r.name.startswith(prefix) and isinstance(r.target, pygit2.Oid)}
 
 
-def pins_key(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> tuple[tuple[str, str], ...]:
-    """Changes whenever a pin is written, moved or removed (part of the plan memo key)."""
-    return tuple(sorted(_pin_refs(repo, targets).items()))
+def pins_key(repo: pygit2.Repository, targets: dict[str, str] | None = None, *,
+             prefix: str = PIN_PREFIX) -> tuple[tuple[str, str], ...]:
+    """Changes whenever a pin under `prefix` is written, moved or removed (part of the plan memo key)."""
+    return tuple(sorted(_pin_refs(repo, targets, prefix=prefix).items()))
 
 
 def _commit_info(repo: pygit2.Repository, commit: str) -> tuple[int, str | None] | None:
@@ -74,14 +80,16 @@ def parse_pin(data: bytes, env: str) -> Pin | None:
                actor=str(doc.get("actor") or ""), created_at=float(doc.get("created_at") or 0))
 
 
-def read_pins(repo: pygit2.Repository, targets: dict[str, str] | None = None) -> dict[str, Pin]:
-    """env -> pin, with the pinned commit's time and `.odooops.yaml` blob filled in.
+def read_pins(repo: pygit2.Repository, targets: dict[str, str] | None = None, *,
+              prefix: str = PIN_PREFIX) -> dict[str, Pin]:
+    """env -> pin of every pin under `prefix` (env: the ref minus the prefix), with the pinned commit's time and
+    `.odooops.yaml` blob filled in.
 
     A pin whose commit is not in the repository (not fetched yet, or garbage) is skipped: the
     environment then simply follows its branch."""
     out: dict[str, Pin] = {}
-    for name, target in _pin_refs(repo, targets).items():
-        env = name[len(PIN_PREFIX):]
+    for name, target in _pin_refs(repo, targets, prefix=prefix).items():
+        env = name[len(prefix):]
         blob = _pin_blob(repo, target)
         pin = parse_pin(blob.data, env) if blob is not None else None
         info = _commit_info(repo, pin.commit) if pin is not None else None
@@ -108,8 +116,8 @@ def pin_document(pin: Pin) -> dict[str, Any]:
 
 def write_pin(repo: pygit2.Repository, env: str, commit: str, branch_head: str, *, reason: str,
               actor: str, now: float | None = None,
-              publish: Callable[[str], None] | None = None) -> Pin:
-    """Point refs/odooops/pins/<env> at a new pin commit (replacing any earlier pin of env).
+              publish: Callable[[str], None] | None = None, prefix: str = PIN_PREFIX) -> Pin:
+    """Point <prefix><env> (refs/odooops/pins/<env>) at a new pin commit (replacing any earlier pin of env).
 
     With `publish`, the pin commit is handed to it (to push it to the remote) before the local ref
     moves: a mirror follows the remote's pins, so it must never hold one the remote lacks."""
@@ -122,7 +130,8 @@ def write_pin(repo: pygit2.Repository, env: str, commit: str, branch_head: str, 
     text = json.dumps(pin_document(pin), sort_keys=True, separators=(",", ":")) + "\n"
     builder = repo.TreeBuilder()
     builder.insert(PIN_FILE, repo.create_blob(text.encode()), pygit2.enums.FileMode.BLOB)
-    previous = repo.references.get(pin_ref(env))
+    ref = pin_ref(env, prefix=prefix)
+    previous = repo.references.get(ref)
     parents = [previous.target] if previous is not None and isinstance(repo.get(previous.target), pygit2.Commit) \
         else []
     # Authored as the acting user; the e-mail is not known here, the platform's is used.
@@ -131,13 +140,13 @@ def write_pin(repo: pygit2.Repository, env: str, commit: str, branch_head: str, 
     oid = repo.create_commit(None, author, author, message, builder.write(), parents)
     if publish is not None:
         publish(str(oid))
-    repo.references.create(pin_ref(env), oid, force=True)
+    repo.references.create(ref, oid, force=True)
     return pin
 
 
-def delete_pin(repo: pygit2.Repository, env: str) -> bool:
-    """Remove env's pin; False when there was none."""
-    ref = repo.references.get(pin_ref(env))
+def delete_pin(repo: pygit2.Repository, env: str, *, prefix: str = PIN_PREFIX) -> bool:
+    """Remove env's pin under `prefix`; False when there was none."""
+    ref = repo.references.get(pin_ref(env, prefix=prefix))
     if ref is None:
         return False
     ref.delete()
@@ -199,18 +208,19 @@ def publish_ref(repo: pygit2.Repository, remote_url: str, ref: str, target: str 
                            {"ref": ref})
 
 
-def push_pin(repo: pygit2.Repository, remote_url: str, env: str) -> None:
-    """Publish env's pin (or its removal) to the remote; pins are replaced, never merged."""
-    publish_ref(repo, remote_url, pin_ref(env), _ref_target(repo, pin_ref(env)), force=True)
+def push_pin(repo: pygit2.Repository, remote_url: str, env: str, *, prefix: str = PIN_PREFIX) -> None:
+    """Publish env's pin under `prefix` (or its removal) to the remote; pins are replaced, never merged."""
+    ref = pin_ref(env, prefix=prefix)
+    publish_ref(repo, remote_url, ref, _ref_target(repo, ref), force=True)
 
 
-def fetch_pins(repo: pygit2.Repository, remote_url: str) -> dict[str, str]:
-    """Bring the remote's pins into a mirror (pins removed there are removed here); ref -> target."""
+def fetch_pins(repo: pygit2.Repository, remote_url: str, *, prefix: str = PIN_PREFIX) -> dict[str, str]:
+    """Bring the remote's pins under `prefix` into a mirror (pins removed there are removed here); ref -> target."""
     ensure_network_timeouts()
     remote = repo.remotes.create_anonymous(remote_url)
     try:
-        remote.fetch([f"+{PIN_PREFIX}*:{PIN_PREFIX}*"], callbacks=Callbacks(remote_url),
+        remote.fetch([f"+{prefix}*:{prefix}*"], callbacks=Callbacks(remote_url),
                      prune=pygit2.enums.FetchPrune.PRUNE, message="odooops: pins")
     except (pygit2.GitError, AuthenticationFailed, OSError) as exc:
         raise git_error(exc, remote_url, "fetch") from None
-    return _pin_refs(repo)
+    return _pin_refs(repo, prefix=prefix)

@@ -59,10 +59,11 @@ def list_remote(location: str) -> int:
             raise git_error(exc, location, "fetch") from None
 
 
-def notes_push_access(location: str) -> PushAccess:
-    """Would a push of refs/notes/odooops be accepted? On this disk: the repository's refs and objects take
-    a probe file. Over a smart transport: the server accepts a push connection (receive-pack advertises its
-    refs, credentials included); nothing is sent, so a hook that refuses the ref itself is not seen."""
+def notes_push_access(location: str, *, notes_ref: str = NOTES_REF) -> PushAccess:
+    """Would a push of `notes_ref` (the project's notes ref; the legacy project's by default) be accepted?
+    On this disk: the repository's refs and objects take a probe file. Over a smart transport: the server
+    accepts a push connection (receive-pack advertises its refs, credentials included); nothing is sent, so
+    a hook that refuses the ref itself is not seen."""
     path = local_path(location)
     if path is not None:
         try:
@@ -76,9 +77,9 @@ def notes_push_access(location: str) -> PushAccess:
                 os.unlink(probe)
             except OSError as exc:
                 raise OdooOpsError(
-                    "GIT_PUSH_FAILED", f"cannot write {NOTES_REF} into {gitdir}: {exc.strerror or exc}",
+                    "GIT_PUSH_FAILED", f"cannot write {notes_ref} into {gitdir}: {exc.strerror or exc}",
                     f"give the user running OdooOps write access to {gitdir / sub} (chown -R or chmod -R u+w)",
-                    {"location": str(path)}) from exc
+                    {"location": str(path), "ref": notes_ref}) from exc
         return PushAccess(True, f"the repository on this disk ({gitdir}) takes writes to its objects and refs")
     ensure_network_timeouts()
     with _scratch_repo() as scratch:

@@ -8,12 +8,20 @@ from urllib.parse import unquote, urlsplit
 
 import pygit2
 
+from reconciler.core.projects import LEGACY_NOTES_REF
 from reconciler.errors import OdooOpsError
 
-NOTES_REF = "refs/notes/odooops"
+# The legacy project's notes ref; a namespaced project's is `<NOTES_REF>-<project>` (core.projects.ResourceNames).
+NOTES_REF = LEGACY_NOTES_REF
 # libgit2 waits forever by default; a hung remote must not hold the mirror lock for ever.
 CONNECT_TIMEOUT_MS = 30_000
 IO_TIMEOUT_MS = 300_000
+
+
+def is_status_notes_ref(name: str) -> bool:
+    """True for the notes refs OdooOps writes: the legacy project's and every namespaced project's."""
+    return name == NOTES_REF or name.startswith(NOTES_REF + "-")
+
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP_RE = re.compile(r"^(?:[^@/:\s]+@)?[^@/:\s]+:")
