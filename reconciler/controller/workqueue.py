@@ -1,9 +1,11 @@
-"""A work queue keyed by branch: one run per key at a time, a global limit, coalescing, backoff."""
+"""A work queue keyed by branch: one run per key at a time, a global limit shared fairly across projects,
+coalescing, backoff."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -47,6 +49,7 @@ class Item:
     not_before: float = 0.0
     submitted_at: float = 0.0
     coalesced: int = 0  # how many submissions this item absorbed
+    project: str | None = None  # None: the single (or legacy) project
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,12 @@ class Backoff:
 
 @dataclass
 class _State:
-    pending: OrderedDict[str, Item] = field(default_factory=OrderedDict)
+    pending: OrderedDict[str, Item] = field(default_factory=OrderedDict)  # oldest first
     running: dict[str, Item] = field(default_factory=dict)
     rerun: dict[str, Item] = field(default_factory=dict)  # submitted while its key was running
+    projects: list[str | None] = field(default_factory=list)  # in order of their first submission
+    last: int = -1  # index in `projects` of the project picked last; the next dispatch looks after it
+    caps: dict[str | None, int] = field(default_factory=dict)  # set_project_cap: a project's own quota
 
 
 def _keep_newest(_old: Any, new: Any) -> Any:
@@ -93,22 +99,39 @@ def _keep_newest(_old: Any, new: Any) -> Any:
 
 
 class WorkQueue:
-    """Per-key serialisation, at most `max_concurrent` runs at once, newest payload wins.
+    """Per-key serialisation, at most `max_concurrent` runs at once, newest payload wins, slots shared
+    fairly across projects.
 
     A key that is queued absorbs new submissions (its payload is replaced, not appended); a key
     that is running gets exactly one follow-up run with the newest payload. `clock` is monotonic
     seconds and injectable, so backoff can be tested without sleeping (call `wake()` after
     moving a fake clock).
+
+    Projects (docs/adr/0037, "Fair sharing"): each item belongs to the project it was submitted for
+    (None: the single or legacy project; keys are unique across projects). When a slot frees, a
+    round-robin cursor over the projects picks the oldest ready item of the first project that has
+    one and runs fewer than its cap, so a project with ready work waits for at most (projects - 1)
+    dispatches however much another one queued. A project's cap is `per_project_cap`, by default
+    all slots while one project has submitted work and ceil(max_concurrent / 2) from the second
+    on, lowered by `set_project_cap` (a project's own quota). Nothing else holds a slot back: a
+    project under its cap gets an idle slot even if every other project is idle. With one project
+    the order is today's: the oldest ready item first.
     """
 
     def __init__(self, run: Callable[[Item], Result], max_concurrent: int = 10, *,
                  clock: Callable[[], float] = time.monotonic, backoff: Backoff | None = None,
-                 merge: Merge = _keep_newest, name: str = "odooops-worker") -> None:
+                 merge: Merge = _keep_newest, name: str = "odooops-worker",
+                 per_project_cap: int | None = None) -> None:
         if max_concurrent < 1:
             raise OdooOpsError("USAGE", f"max_concurrent must be at least 1, not {max_concurrent}",
                                "pass --max-concurrent 1 or more")
+        if per_project_cap is not None and per_project_cap < 1:
+            raise OdooOpsError("USAGE", f"per_project_cap must be at least 1, not {per_project_cap}",
+                               "set the per-project cap to 1 or more, or leave it unset for the default "
+                               "(every slot for one project, half of them once a second one has work)")
         self._run = run
         self.max_concurrent = max_concurrent
+        self.per_project_cap = per_project_cap
         self.clock = clock
         self.backoff = backoff or Backoff()
         self._merge = merge
@@ -132,6 +155,27 @@ class WorkQueue:
             except Exception:  # an observer must never break the queue
                 log.exception("work queue hook failed on %s %s", event, item.key)
 
+    def set_project_cap(self, project: str | None, cap: int | None) -> None:
+        """Lower `project`'s cap to `cap` (its policy's quota; it never raises the cap above the queue's
+        own); None removes it. Takes effect at the next dispatch; running items are not stopped."""
+        if cap is not None and cap < 1:
+            raise OdooOpsError("USAGE", f"the concurrency cap of project {project!r} must be at least 1, "
+                               f"not {cap}", "set the project's quota to 1 or more, or remove it")
+        with self._cond:
+            if cap is None:
+                self._state.caps.pop(project, None)
+            else:
+                self._state.caps[project] = cap
+            self._cond.notify_all()
+
+    def _cap(self, project: str | None) -> int:
+        """The most runs `project` may have at once (with the lock held)."""
+        base = self.per_project_cap
+        if base is None:
+            base = self.max_concurrent if len(self._state.projects) < 2 else math.ceil(self.max_concurrent / 2)
+        own = self._state.caps.get(project)
+        return min(self.max_concurrent, base, own if own is not None else base)
+
     def depth(self) -> int:
         """Items waiting (including follow-ups of running keys), not counting running ones."""
         with self._cond:
@@ -142,16 +186,27 @@ class WorkQueue:
             return sorted(self._state.running)
 
     def snapshot(self) -> dict[str, Any]:
-        """Queue contents for `GET /status`."""
+        """Queue contents for `GET /status`; `projects` has each project's queued items (pending and
+        follow-ups, as `depth()` counts them), running items and cap, in round-robin order."""
         now = self.clock()
         with self._cond:
+            st = self._state
+
             def row(i: Item) -> dict[str, Any]:
                 return {"key": i.key, "reason": i.reason, "attempt": i.attempt,
-                        "waits_s": round(max(0.0, i.not_before - now), 3), "coalesced": i.coalesced}
+                        "waits_s": round(max(0.0, i.not_before - now), 3), "coalesced": i.coalesced,
+                        "project": i.project}
+
+            def count(items: dict[str, Item], project: str | None) -> int:
+                return sum(1 for i in items.values() if i.project == project)
+
+            projects = [{"project": p, "queued": count(st.pending, p) + count(st.rerun, p),
+                         "running": count(st.running, p), "cap": self._cap(p)} for p in st.projects]
             return {"max_concurrent": self.max_concurrent,
-                    "running": [row(i) for i in self._state.running.values()],
-                    "pending": [row(i) for i in self._state.pending.values()],
-                    "follow_ups": [row(i) for i in self._state.rerun.values()]}
+                    "running": [row(i) for i in st.running.values()],
+                    "pending": [row(i) for i in st.pending.values()],
+                    "follow_ups": [row(i) for i in st.rerun.values()],
+                    "projects": projects}
 
     def idle(self) -> bool:
         with self._cond:
@@ -159,11 +214,15 @@ class WorkQueue:
 
     # ------------------------------------------------------------------ producers
 
-    def submit(self, key: str, reason: str, payload: Any = None) -> str:
-        """Queue work for key; returns "queued", "coalesced" or "rerun" (key is running)."""
+    def submit(self, key: str, reason: str, payload: Any = None, *, project: str | None = None) -> str:
+        """Queue work for key of `project` (None: the single or legacy project); returns "queued",
+        "coalesced" or "rerun" (key is running). A key keeps the project it was first queued for while
+        it is queued or running (keys are unique across projects)."""
         now = self.clock()
         with self._cond:
             st = self._state
+            if project not in st.projects:
+                st.projects.append(project)
             if key in st.pending:
                 item = st.pending[key]
                 # Newest wins, but a backoff in progress stays: the infrastructure that failed
@@ -175,7 +234,8 @@ class WorkQueue:
             elif key in st.running:
                 prev = st.rerun.get(key)
                 if prev is None:
-                    item = Item(key, reason, payload, submitted_at=now, not_before=now)
+                    item = Item(key, reason, payload, submitted_at=now, not_before=now,
+                                project=st.running[key].project)
                     st.rerun[key] = item
                 else:
                     item = prev
@@ -184,7 +244,7 @@ class WorkQueue:
                     item.coalesced += 1
                 outcome = "rerun"
             else:
-                item = Item(key, reason, payload, submitted_at=now, not_before=now)
+                item = Item(key, reason, payload, submitted_at=now, not_before=now, project=project)
                 st.pending[key] = item
                 outcome = "queued"
             self._cond.notify()
@@ -230,23 +290,49 @@ class WorkQueue:
             return [*st.running.values(), *st.pending.values(), *st.rerun.values()]
 
     def _next(self) -> Item | None:
-        """The oldest ready item whose key is not running; blocks until there is one or stop."""
+        """The next item to run (see the class: round robin over projects under their cap, oldest ready
+        item of the chosen project); blocks until there is one or stop."""
         with self._cond:
             while not self._stopping:
-                now = self.clock()
-                soonest: float | None = None
-                for key, item in self._state.pending.items():
-                    if key in self._state.running:
-                        continue
-                    if item.not_before <= now:
-                        del self._state.pending[key]
-                        self._state.running[key] = item
-                        return item
-                    soonest = item.not_before if soonest is None else min(soonest, item.not_before)
-                # Wait for a submit/wake; with a real clock also until the next backoff expires.
-                timeout = None if soonest is None else min(max(soonest - now, 0.001), 1.0)
+                item, soonest = self._pick(self.clock())
+                if item is not None:
+                    return item
+                # Wait for a submit/wake/finish; with a real clock also until the next backoff expires.
+                timeout = None if soonest is None else min(max(soonest - self.clock(), 0.001), 1.0)
                 self._cond.wait(timeout)
             return None
+
+    def _pick(self, now: float) -> tuple[Item | None, float | None]:
+        """Move the chosen item to running (with the lock held); else None and the soonest backoff
+        deadline among items not yet due. One pass over the pending items, oldest first."""
+        st = self._state
+        # After the project picked last: one that submits its first item while another ran alone
+        # (appended behind it) is next in line.
+        order = st.projects[st.last + 1:] + st.projects[:st.last + 1]
+        rank = {p: n for n, p in enumerate(order)}
+        running: dict[str | None, int] = {}
+        for i in st.running.values():
+            running[i.project] = running.get(i.project, 0) + 1
+        full = {p for p in order if running.get(p, 0) >= self._cap(p)}
+        best: Item | None = None
+        soonest: float | None = None
+        for key, item in st.pending.items():
+            if key in st.running:
+                continue
+            if item.not_before > now:
+                soonest = item.not_before if soonest is None else min(soonest, item.not_before)
+                continue
+            if item.project in full or (best is not None and rank[item.project] >= rank[best.project]):
+                continue
+            best = item
+            if rank[item.project] == 0:
+                break  # the cursor's own project: nothing ranks higher
+        if best is None:
+            return None, soonest
+        del st.pending[best.key]
+        st.running[best.key] = best
+        st.last = st.projects.index(best.project)
+        return best, soonest
 
     def _worker(self) -> None:
         while (item := self._next()) is not None:
@@ -280,7 +366,7 @@ class WorkQueue:
                         payload = self._merge(payload, follow.payload)
                     retry = Item(item.key, base.reason, payload, attempt=item.attempt + 1,
                                  not_before=self.clock() + delay, submitted_at=base.submitted_at,
-                                 coalesced=base.coalesced)
+                                 coalesced=base.coalesced, project=item.project)
                     st.pending[item.key] = retry
                     event = ("retry", retry, {"error": result.error, "delay": delay})
                     follow = None
