@@ -59,7 +59,11 @@ def doctor_command(repo: str | None, policy_file: Path | None, webhook_secret_fi
 
             return compute_plan(Project.open(repo, state_dir=state, policy_file=policy_file, project=project_name))
 
-        project = ProjectTarget(repo, plan, webhook_secret_file)
+        from reconciler.controller.plan_snapshot import naming
+        from reconciler.core.projects import notes_ref
+
+        project = ProjectTarget(repo, plan, webhook_secret_file,
+                                notes_ref=notes_ref(naming(state, repo, project_name)))
     results = Doctor(host, project, timeout_s, serial).run()
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))

@@ -171,7 +171,7 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     journal = DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite", retention=webhook_retention)
     # /readyz runs doctor's checks against the daemon's own plan (its mirror, no fetch of its own).
     doctor = Doctor(host, ProjectTarget(repo, lambda: compute_plan(daemon.project(), refresh=False),
-                                        webhook_secret_file))
+                                        webhook_secret_file, notes_ref=daemon.project().source.notes_ref))
     app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
                      max_age=webhook_max_age, api=api, checks=CachedChecks(doctor.run))
     if webhook_secret_file is None:

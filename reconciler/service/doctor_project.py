@@ -55,6 +55,7 @@ class ProjectTarget:
     location: str
     plan: Callable[[], PlanOutcome]
     webhook_secret_file: Path | None = None
+    notes_ref: str = NOTES_REF  # the project's own (docs/adr/0037)
 
 
 @dataclass
@@ -217,7 +218,8 @@ def _project_checks(project: ProjectTarget, plan: Once | None) -> list[Check]:
     remote_hung = f"check the remote answers: git ls-remote {shown}"
     checks = [
         Check("project.remote", lambda: _remote(project.location), f"the remote {shown}", remote_hung),
-        Check("project.notes_push", lambda: _notes_push(project.location), f"the remote {shown}", remote_hung),
+        Check("project.notes_push", lambda: _notes_push(project.location, project.notes_ref), f"the remote {shown}",
+              remote_hung),
         Check("project.webhook_secret", lambda: _webhook_secret(project), str(project.webhook_secret_file or ""),
               "check the file system holding the webhook secret file"),
     ]
@@ -234,13 +236,13 @@ def _remote(location: str) -> Verdict:
     return OK, f"{redact_url(location)} answers: {refs} refs", ""
 
 
-def _notes_push(location: str) -> Verdict:
+def _notes_push(location: str, ref: str) -> Verdict:
     from reconciler.sources.probe import notes_push_access
 
-    access = notes_push_access(location)
+    access = notes_push_access(location, notes_ref=ref)
     if not access.checked:
         return SKIPPED, f"not checked: {access.detail}", ""
-    return OK, f"{NOTES_REF}: {access.detail}", ""
+    return OK, f"{ref}: {access.detail}", ""
 
 
 def _config(plan: Once) -> Verdict:

@@ -110,7 +110,8 @@ def _publisher(project: Project, env: str) -> Callable[[str | None], None] | Non
     """Sets env's pin (or removes it: None) on the remote of a mirrored project; None for a local repo."""
     if not project.source.is_mirror:
         return None
-    return lambda target: publish_ref(project.source.repo, project.location, pin_ref(env), target, force=True)
+    return lambda target: publish_ref(project.source.repo, project.location,
+                                      pin_ref(env, prefix=project.source.pin_prefix), target, force=True)
 
 
 def _restore_plan(entry: dict[str, Any], current: str, target: str) -> dict[str, Any] | None:
@@ -260,7 +261,7 @@ def rollback(project: Project, host: HostSettings, env: str, *, to_commit: str |
         # Remote first: the mirror follows the remote's pins (the daemon's poll would drop a pin that
         # exists only here), so the local ref moves only after the remote took it.
         pin = write_pin(project.source.repo, env, target, head, reason=reason, actor=actor,
-                        publish=_publisher(project, env))
+                        publish=_publisher(project, env), prefix=project.source.pin_prefix)
         pushed = True if project.source.is_mirror else None
         phases["pin"] = time.perf_counter() - t
 
@@ -357,9 +358,10 @@ def clear_pin(project: Project, env: str, actor: str) -> dict[str, Any]:
         project.source.refresh_if_changed()
     old = read_pins(project.source.repo, prefix=project.source.pin_prefix).get(env)
     publish = _publisher(project, env)
-    if publish is not None and project.source.repo.references.get(pin_ref(env)) is not None:
+    if publish is not None and project.source.repo.references.get(
+            pin_ref(env, prefix=project.source.pin_prefix)) is not None:
         publish(None)  # the remote first, as for a new pin (even a ref that is no valid pin)
-    removed = delete_pin(project.source.repo, env)
+    removed = delete_pin(project.source.repo, env, prefix=project.source.pin_prefix)
     pushed = True if removed and publish is not None else None
     return {"env": env, "cleared": removed, "pin": pin_document(old) if old else None, "pin_pushed": pushed,
             "actor": actor, "status": "cleared" if removed else "not_pinned"}
