@@ -23,6 +23,9 @@ else
 fi
 export ODOOOPS_STATE_DIR="$DEMO/state"
 export ODOOOPS_SECRET_KEY_FILE="$DEMO/secret.key"   # outside the state directory
+# The demo is the installation's project "acme": its resources are named acme--<env> (acme--production,
+# host acme--production.odooops.localhost), so it shares the embedded host with the tests' environments.
+export ODOOOPS_PROJECT="acme"
 # The example pins OCA/web by commit; this machine reaches no Git host, so map it to the local copy.
 export ODOOOPS_GIT_MIRRORS="https://github.com/OCA/web.git=file://$DEMO/oca-web.git"
 REPO="file://$DEMO/acme-odoo.git"
@@ -40,10 +43,10 @@ fi
 
 # A failed environment does not stop the demo: apply reports it (the failing step and its reason),
 # and status and the health of every environment are shown whatever happened.
-echo "==> odooops apply --repo $REPO --auto-approve" >&2
+echo "==> odooops apply --repo $REPO --project $ODOOOPS_PROJECT --auto-approve" >&2
 apply_rc=0
 odooops apply --repo "$REPO" --auto-approve 2>&1 | label || apply_rc=$?
-echo "==> odooops status --repo $REPO" >&2
+echo "==> odooops status --repo $REPO --project $ODOOOPS_PROJECT" >&2
 odooops status --repo "$REPO" 2>&1 | label
 echo "==> health of each environment through the router ($ODOOOPS_ROUTER_HTTP)" >&2
 odooops status --repo "$REPO" --json | python3 -c '

@@ -5,12 +5,12 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
 if [ -x scripts/services.sh ]; then
-  # Environment names are global on the embedded host: the demo's environments (production, ...) would
-  # collide with the ones the tests deploy. Start the tests on a fresh embedded host instead; the next
-  # demo rebuilds its environments (the root filesystems stay cached in /var/cache/odooops, so the
-  # Odoo image is rebuilt in about a minute and a half).
-  if [ -d .work/demo ]; then
-    echo "==> the demo ran in this checkout: resetting the embedded host under .work/ for the tests" >&2
+  # The demo is the project "acme" of the embedded host: its resources are named acme--<env> and the tests'
+  # environments run beside them (docs/adr/0037). A demo from before projects named its resources after
+  # the bare environment (production, ...), which the tests deploy too: that one is reset instead (the
+  # next demo rebuilds it; the root filesystems stay cached in /var/cache/odooops).
+  if [ -d .work/demo/state/projects ] && find .work/demo/state/projects -name 'state.sqlite' | grep -q .; then
+    echo "==> a demo from before projects ran in this checkout: resetting the embedded host under .work/" >&2
     bash scripts/services.sh stop
     rm -rf .work
   fi

@@ -1056,6 +1056,17 @@ ERRORS: dict[str, ErrorEntry] = {
             'SUBJECT`; on environments of other tiers this token is enough (docs/api.md#roles)'
         ),
     ),
+    'HOST_NAME_CLAIMED': ErrorEntry(
+        'conflict',
+        what=('ENV asks for the host name HOST, which the router already sends to environment OTHER (route '
+              'odooops-OTHER, of this or another project); two routes for one host name would take each other\'s '
+              'requests'),
+        fix=('change `domains` of ENV in .odooops.yaml of BRANCH, or destroy OTHER first; nothing of the other '
+             'environment was touched'),
+        why=('every project of an installation shares one router: a host name is served by one environment, the '
+             'first that routed it; derived names (<project>--<env>.<base domain>) never collide, explicit '
+             '`domains` can'),
+    ),
     'PROJECT_REPO_MISMATCH': ErrorEntry(
         'conflict',
         what='project NAME of this installation serves the repository REGISTERED, not GIVEN',

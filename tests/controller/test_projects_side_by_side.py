@@ -25,6 +25,7 @@ from reconciler.core.projects import ProjectName, ResourceNames
 from reconciler.errors import OdooOpsError
 from reconciler.platform.project_registry import ProjectRegistry
 from reconciler.sources.notes import read_note
+from tests.example_repo import commit_file
 
 
 def _name(prefix: str) -> str:
@@ -85,7 +86,7 @@ def _healthy(world: dict[str, Any], host_name: str) -> bool:
 def test_two_projects_with_the_same_branch_run_side_by_side(world: dict[str, Any]) -> None:
     a_name, b_name = _name("pa"), _name("pb")
     with _projects(world, a_name, b_name) as (a, b):
-        (out_a, rep_a), (out_b, rep_b) = _apply(world, a), _apply(world, b)
+        (_, rep_a), (_, rep_b) = _apply(world, a), _apply(world, b)
         [env] = [e.env for e in rep_a.environments]
         assert [e.env for e in rep_b.environments] == [env]  # the same environment name in both projects
         ka, kb = a.key(env), b.key(env)
@@ -153,3 +154,26 @@ def test_an_installation_from_before_projects_is_taken_over_under_its_names(worl
                 Project.open(str(world["tmp"] / "other"), state_dir=world["state"], project=new_name.upper())
             assert refused.value.code == "PROJECT_REPO_MISMATCH"
         assert _resources(world, env) == before
+
+
+def test_a_host_name_another_project_routes_is_refused_and_the_other_untouched(world: dict[str, Any]) -> None:
+    a_name, b_name = _name("pa"), _name("pb")
+    with _projects(world, a_name, b_name) as (a, b):
+        _, rep_a = _apply(world, a)
+        [env] = [e.env for e in rep_a.environments]
+        host = f"{a.key(env)}.{a.platform.base_domain}"
+        before = _resources(world, a.key(env))
+        # Project b (same repository) gets a branch whose .odooops.yaml claims a's host name explicitly.
+        claim = f"{world['branch']}-b"
+        config = (world["work"] / ".odooops.yaml").read_text(encoding="utf-8")
+        commit_file(world["work"], claim, ".odooops.yaml", config + f"  {claim}:\n    domains: [{host}]\n",
+                    "claim another project's host name")
+        outcome = compute_plan(b, branches=[claim])
+        report = Applier(b, world["host"]).apply(outcome)
+        [rep] = report.environments
+        assert rep.result == "failed" and rep.error is not None
+        assert rep.error["error"] == "HOST_NAME_CLAIMED" and a.key(env) in rep.error["message"], rep.error
+        assert rep.error["claimed_by"] == [a.key(env)] and rep.error["hosts"] == [host]
+        assert [s.name for s in rep.steps if s.result == "failed"] == ["route"]
+        # a's route, containers and database are as they were, and a still answers at its name.
+        assert _resources(world, a.key(env)) == before and _healthy(world, host)
