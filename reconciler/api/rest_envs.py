@@ -40,6 +40,9 @@ class EnvDetail(EnvSummary):
     tests: Any = None
     modules: Any = None
     error: dict[str, Any] | None = None
+    names: dict[str, str] | None = Field(
+        None, description="What the environment's resources are called: database, role, containers, network, route, "
+                          "host name, state folders, backup prefix, pin ref (docs/projects.md)")
 
 
 class Queued(BaseModel):

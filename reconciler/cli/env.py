@@ -103,6 +103,10 @@ def env_show(env: str, server: str | None, as_json: bool) -> None:
         if steps:
             click.echo("")
             table(steps, [("name", "step"), ("result", "result"), ("seconds", "seconds"), ("error", "error")])
+        names = data.get("names") or {}
+        if names:
+            click.echo("")
+            table([{"kind": k, "name": v} for k, v in names.items()], [("kind", "resource"), ("name", "name")])
     emit(data, as_json, human)
 
 

@@ -142,6 +142,9 @@ class Operations:
         env, e = self.entry(name)
         out = self.summary(env, e)
         out.update({k: e.get(k) for k in _PUBLIC_FIELDS})
+        # What its resources are called in PostgreSQL, Docker, the router and the state dir (docs/projects.md).
+        base = self.host.base_domain if self.host is not None else self.project.platform.base_domain
+        out["names"] = self.project.names(env).all_names(base)
         return out
 
     def deployments(self, name: str) -> list[dict[str, Any]]:
