@@ -188,16 +188,21 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
                                            "read the daemon's log and restart it"), 503)
 
     @app.get("/readyz", operation_id="readyz", summary="Readiness (no token)", openapi_extra={"security": []},
+             description="Every client gets the same status code and each check's id and status; each "
+                         "check's detail, fix and duration go to local clients only (as for /status and "
+                         "/metrics: this host, or a client a --trusted-proxy names).",
              responses={200: {"model": ReadyBody, "description": "polled once, and no host check failed"},
                         503: {"model": NotReadyBody, "description": "not polled yet (NOT_READY), or a host "
-                              "check failed (HOST_CHECK_FAILED, with every check's status and fix)"}})
-    def readyz() -> JSONResponse:
+                              "check failed (HOST_CHECK_FAILED, with every check's status)"}})
+    def readyz(request: Request) -> JSONResponse:
         if not daemon.is_ready():
             return error_response(OdooOpsError("NOT_READY", "the first poll of the repository has not succeeded "
                                                "yet", "wait, or read the daemon's log for the poll error"), 503)
         if checks is None:
             return JSONResponse({"status": "ready", "checks": []})
-        body, err = verdict(checks.get())
+        # Who is local is decided once, for the operator endpoints too (operator_only below); unlike them,
+        # /readyz stays open without a token, so a client that is not local gets no details, token or not.
+        body, err = verdict(checks.get(), details=rest.client_is_local(request))
         if err is not None:
             return error_response(err, 503)
         return JSONResponse(body)

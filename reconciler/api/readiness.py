@@ -1,4 +1,5 @@
-"""GET /readyz's host checks (`odooops doctor`'s), run at most once per few seconds whatever the probe rate."""
+"""GET /readyz's host checks (`odooops doctor`'s), run at most once per few seconds whatever the probe rate,
+and what of them a client is shown: every check's id and status, the rest to local clients only."""
 
 from __future__ import annotations
 
@@ -15,17 +16,29 @@ from reconciler.service.doctor import FAIL, CheckResult
 DEFAULT_TTL_S = 5.0
 
 
-class CheckBody(BaseModel):
+class CheckStatus(BaseModel):
+    """A check as every client sees it."""
+
     id: str
     status: str  # ok | warn | fail | skipped
+
+
+class CheckBody(CheckStatus):
+    """A check as a local client sees it: what it found (addresses, versions, drivers) and the fix."""
+
     detail: str
     fix: str
     duration_ms: int
 
 
+# The details go to local clients only (the host, or a client a --trusted-proxy names): to anyone else
+# PostgreSQL's address and version or Docker's storage driver are reconnaissance.
+Checks = list[CheckBody | CheckStatus]
+
+
 class ReadyBody(BaseModel):
     status: str
-    checks: list[CheckBody]
+    checks: Checks
 
 
 class NotReadyBody(BaseModel):
@@ -34,7 +47,7 @@ class NotReadyBody(BaseModel):
     remediation: str
     docs: str
     request_id: str | None = None
-    checks: list[CheckBody] = []
+    checks: Checks = []
 
 
 class CachedChecks:
@@ -60,12 +73,14 @@ class CachedChecks:
             return self._results
 
 
-def verdict(results: list[CheckResult]) -> tuple[dict[str, Any] | None, OdooOpsError | None]:
-    """(the 200 body, None) when no check failed, else (None, the 503 error carrying every check)."""
-    checks = [r.to_json() for r in results]
+def verdict(results: list[CheckResult], details: bool) -> tuple[dict[str, Any] | None, OdooOpsError | None]:
+    """(the 200 body, None) when no check failed, else (None, the 503 error carrying every check); each
+    check with its detail, fix and duration when `details`, else its id and status only."""
+    checks = [r.to_json() if details else {"id": r.id, "status": r.status} for r in results]
     bad = [r.id for r in results if r.status == FAIL]
     if not bad:
         return {"status": "ready", "checks": checks}, None
     return None, OdooOpsError("HOST_CHECK_FAILED", f"host checks failed: {', '.join(bad)}",
-                              "follow each failed check's fix (odooops doctor on the server's host shows the same)",
+                              "run odooops doctor on the server's host and follow each failed check's fix "
+                              "(a local client of /readyz gets them too)",
                               {"checks": checks})

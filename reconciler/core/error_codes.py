@@ -790,7 +790,8 @@ ERRORS: dict[str, ErrorEntry] = {
     'HOST_CHECK_FAILED': ErrorEntry(
         'unavailable',
         what='host checks failed: CHECK IDS',
-        fix="follow each failed check's fix (odooops doctor on the server's host shows the same)",
+        fix="run odooops doctor on the server's host and follow each failed check's fix "
+            "(a local client of /readyz gets them too)",
         why='GET /readyz runs the checks of `odooops doctor` (cached a few seconds); one of them failed',
     ),
     'HOST_CONFIG_INVALID': ErrorEntry(

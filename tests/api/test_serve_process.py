@@ -67,6 +67,14 @@ def test_serve_process(tmp_path: Path, services_env: dict[str, str]) -> None:
             assert httpx.get(f"{base}/status").status_code == 200  # operator endpoint, open on loopback
             # --trusted-proxy 127.0.0.1: its X-Forwarded-For names the client (uvicorn's own handling is off)
             assert httpx.get(f"{base}/status", headers={"X-Forwarded-For": "198.51.100.9"}).status_code == 401
+            # /readyz: the same answer for both, what the checks found only for the local client
+            local = httpx.get(f"{base}/readyz")
+            remote = httpx.get(f"{base}/readyz", headers={"X-Forwarded-For": "198.51.100.9"})
+            assert local.status_code == remote.status_code == 200, (local.text, remote.text)
+            assert [c["id"] for c in remote.json()["checks"]] == [c["id"] for c in local.json()["checks"]]
+            assert {"postgres.reachable", "docker.reachable"} <= {c["id"] for c in local.json()["checks"]}
+            assert all(set(c) == {"id", "status"} for c in remote.json()["checks"]), remote.text
+            assert all(set(c) == {"id", "status", "detail", "fix", "duration_ms"} for c in local.json()["checks"])
             # failed authentication: --auth-failure-limit 10/h allows a burst of 10 per address
             bad = [httpx.get(f"{base}/api/v1/environments", headers={"Authorization": "Bearer nope",
                                                                       "X-Forwarded-For": "198.51.100.9"}).status_code
