@@ -22,6 +22,8 @@ from reconciler.controller.daemon import Daemon, DaemonConfig
 from reconciler.controller.planning import Project, compute_plan
 from reconciler.core.model import Action, ActionKind
 from reconciler.core.projects import ProjectName, ResourceNames
+from reconciler.data.backup import create_backup, list_backups
+from reconciler.data.context import DataContext
 from reconciler.errors import OdooOpsError
 from reconciler.platform.project_registry import ProjectRegistry
 from reconciler.sources.notes import read_note
@@ -128,13 +130,16 @@ def test_two_projects_with_the_same_branch_run_side_by_side(world: dict[str, Any
         assert _resources(world, ka) == ra and _healthy(world, f"{ka}.{base}")
 
 
-def test_an_installation_from_before_projects_is_taken_over_under_its_names(world: dict[str, Any]) -> None:
+def test_an_installation_from_before_projects_is_taken_over_under_its_names(
+        world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ODOOOPS_BACKUP_KEY_FILE", str(world["tmp"] / "backup.key"))
     legacy_name, new_name = _name("pl"), _name("pn")
     with _projects(world, None) as (old,):
         _, rep = _apply(world, old)
         [env] = [e.env for e in rep.environments]
         before = _resources(world, env)
         assert before["containers"] and before["database"] is not None
+        old_backup = create_backup(DataContext.for_project(old, world["host"]), env)
         # The first project named for this repository takes its environments over: nothing is renamed and
         # the next plan changes nothing.
         taken = _open(world, legacy_name)
@@ -143,12 +148,22 @@ def test_an_installation_from_before_projects_is_taken_over_under_its_names(worl
         plan = compute_plan(taken, branches=[world["branch"]]).plan
         assert [a.action for a in plan.actions if a.env == env] == [ActionKind.NOOP]
         assert set(taken.store.entries()) == set(old.store.entries())
+        # Its backups and its status notes are where they were, and found through the named project.
+        taken_ctx = DataContext.for_project(taken, world["host"])
+        assert [m.id for m in list_backups(taken_ctx, env)] == [old_backup.id]
+        assert taken.source.notes_ref == "refs/notes/odooops"
+        note = read_note(pygit2.Repository(str(world["work"])), rep.environments[0].commit)
+        assert note and note["environments"][env]["state"] == "running" and env in taken.observed()
         # A second project of the same repository is namespaced and runs beside it.
         with _projects(world, new_name) as (new,):
             _, rep_new = _apply(world, new)
             assert new.name == ProjectName(new_name) and rep_new.environments[0].env == env
             assert _resources(world, new.key(env))["containers"]
             assert _resources(world, env) == before
+            # Each project lists its own backups of the environment of the same name, never the other's.
+            new_backup = create_backup(DataContext.for_project(new, world["host"]), env)
+            assert [m.id for m in list_backups(DataContext.for_project(new, world["host"]), env)] == [new_backup.id]
+            assert [m.id for m in list_backups(taken_ctx, env)] == [old_backup.id]
             # Naming the second project again with another repository is refused, nothing touched.
             with pytest.raises(OdooOpsError) as refused:
                 Project.open(str(world["tmp"] / "other"), state_dir=world["state"], project=new_name.upper())
