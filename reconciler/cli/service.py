@@ -14,6 +14,7 @@ import click
 from reconciler.cli.common import handle_errors
 from reconciler.cli.logformat import FORMATS
 from reconciler.cli.serve import STOP_GRACE_S
+from reconciler.core.projects import ProjectName
 from reconciler.errors import OdooOpsError
 from reconciler.platform.atomic import write_atomic
 from reconciler.platform.host import HOST_CONFIG_ENV, load_host_file
@@ -74,6 +75,9 @@ def service_group() -> None:
               help="URL of the project repository the service reconciles. Without it, serve reads ODOOOPS_REPO "
                    "from the environment file (CONFIG_DIR/odooops.env): the place for a URL with a password.")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
+@click.option("--project", "project_name", default=None, metavar="NAME",
+              help="The project this serve reconciles (serve --project): the unit is odooops-NAME.service, one per "
+                   "project of the host, and also reads CONFIG_DIR/odooops-NAME.env (docs/projects.md).")
 @click.option("--host-config", type=click.Path(path_type=Path, dir_okay=False), envvar="ODOOOPS_HOST_CONFIG",
               default=None, help="The host configuration file the service reads [env ODOOOPS_HOST_CONFIG].")
 @click.option("--user", "user_mode", is_flag=True,
@@ -94,7 +98,8 @@ def service_group() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the unit and the commands; change nothing.")
 @click.argument("serve_args", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def install_command(repo: str | None, listen: str, host_config: Path | None, user_mode: bool, run_as: str,
+def install_command(repo: str | None, listen: str, project_name: str | None, host_config: Path | None,
+                    user_mode: bool, run_as: str,
                     state_dir: Path | None, key_dir: Path | None, log_format: str, stop_grace: float,
                     start: bool, dry_run: bool, serve_args: tuple[str, ...]) -> None:
     """Write the unit of `odooops serve` for this host, reload systemd and enable it.
@@ -121,12 +126,15 @@ def install_command(repo: str | None, listen: str, host_config: Path | None, use
                if host_file is not None and (v := host_file.get(k)) is not None}
     if STATE_KEY in in_file and not state_given:
         state_dir = in_file[STATE_KEY]
+    project = ProjectName.parse(project_name).value if project_name is not None else None
+    env_file = f"odooops-{project}.env" if project else "odooops.env"
     if repo is not None and urlsplit(repo).password:
         raise OdooOpsError("USAGE", f"--repo {redact_url(repo)} carries a password, and a unit file is readable "
                            "by every user of the host", f"put ODOOOPS_REPO={redact_url(repo)} (with its password) "
-                           f"in {config_dir / 'odooops.env'} (mode 0640, group {run_as}) and run this again "
+                           f"in {config_dir / env_file} (mode 0640, group {run_as}) and run this again "
                            "without --repo")
-    command = (*current_program(), "serve", *(["--repo", repo] if repo else []), "--listen", listen,
+    command = (*current_program(), "serve", *(["--repo", repo] if repo else []),
+               *(["--project", project] if project else []), "--listen", listen,
                "--stop-grace", f"{stop_grace:g}", *serve_args)
     key_dir = _plain(key_dir, "--key-dir")
     key_files = {k: in_file.get(k) or key_dir / name for k, name in KEY_SETTINGS.items()}
@@ -135,9 +143,9 @@ def install_command(repo: str | None, listen: str, host_config: Path | None, use
                             user=run_as, user_mode=user_mode, log_format=log_format, stop_grace_s=stop_grace,
                             key_files={k: v for k, v in key_files.items() if k not in in_file},
                             writable=tuple(sorted({str(p.parent) for p in key_files.values()} | {str(key_dir)})),
-                            state_in_file=STATE_KEY in in_file and not state_given)
+                            state_in_file=STATE_KEY in in_file and not state_given, project=project)
     unit = render_unit(settings)
-    path = unit_path(user_mode, _config_home())
+    path = unit_path(user_mode, _config_home(), settings.unit_name)
     before, after = prepare_commands(settings), activate_commands(settings, start)
     if dry_run:
         click.echo(f"# {path}")

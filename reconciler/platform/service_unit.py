@@ -47,6 +47,11 @@ class UnitSettings:
     key_files: dict[str, Path] | None = None  # host file key -> path, for the keys the host file leaves open
     writable: tuple[str, ...] = ()  # the key files' directories (besides the state directory)
     state_in_file: bool = False  # the host file sets the state directory: no variable to override it
+    project: str | None = None  # one unit per project of the host (docs/projects.md): odooops-<project>.service
+
+    @property
+    def unit_name(self) -> str:
+        return UNIT_NAME if self.project is None else f"odooops-{self.project}.service"
 
 
 def quote(arg: str) -> str:
@@ -71,6 +76,9 @@ def render_unit(s: UnitSettings) -> str:
         "HOST_CONFIG": quote(str(s.host_config)) if s.host_config else "",
         # An installation (or host file) under a home directory must stay readable to the service.
         "PROTECT_HOME": "read-only" if any(_under_home(p) for p in (s.command[0], s.host_config)) else "yes",
+        # A project's unit also reads its own file (ODOOOPS_REPO with a password, ...) after the host's.
+        "PROJECT_ENV_FILE": f"odooops-{s.project}.env" if s.project else "",
+        "DESCRIPTION_PROJECT": f", project {s.project}" if s.project else "",
     }
     keys = s.key_files if s.key_files is not None else {k: s.key_dir / n for k, n in KEY_SETTINGS.items()}
     values["KEY_ENVIRONMENT"] = "\n".join(f"Environment={_KEY_VARIABLES[k]}={p}" for k, p in sorted(keys.items()))
@@ -80,7 +88,7 @@ def render_unit(s: UnitSettings) -> str:
         key = line.split("=", 1)[0]
         if (s.user_mode and key in SYSTEM_ONLY) or (s.host_config is None and "@HOST_CONFIG@" in line) \
                 or (s.state_in_file and line.startswith("Environment=ODOOOPS_STATE_DIR=")) \
-                or (not keys and "@KEY_ENVIRONMENT@" in line):
+                or (not keys and "@KEY_ENVIRONMENT@" in line) or (s.project is None and "@PROJECT_ENV_FILE@" in line):
             continue
         for name, value in values.items():
             line = line.replace(f"@{name}@", value)
@@ -88,9 +96,9 @@ def render_unit(s: UnitSettings) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def unit_path(user_mode: bool, config_home: Path) -> Path:
+def unit_path(user_mode: bool, config_home: Path, name: str = UNIT_NAME) -> Path:
     """Where systemd looks for an administrator's unit (or, with --user, the user's)."""
-    return config_home / "systemd" / "user" / UNIT_NAME if user_mode else Path("/etc/systemd/system") / UNIT_NAME
+    return config_home / "systemd" / "user" / name if user_mode else Path("/etc/systemd/system") / name
 
 
 def _user_exists(name: str) -> bool:
@@ -130,4 +138,4 @@ def prepare_commands(s: UnitSettings) -> list[list[str]]:
 def activate_commands(s: UnitSettings, start: bool) -> list[list[str]]:
     """After the unit is written: systemd reads it and starts it at boot (and now, with start)."""
     systemctl = ["systemctl", "--user"] if s.user_mode else ["systemctl"]
-    return [[*systemctl, "daemon-reload"], [*systemctl, "enable", *(["--now"] if start else []), UNIT_NAME]]
+    return [[*systemctl, "daemon-reload"], [*systemctl, "enable", *(["--now"] if start else []), s.unit_name]]

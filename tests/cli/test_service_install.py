@@ -177,3 +177,23 @@ def test_a_repository_password_stays_out_of_the_unit() -> None:
     assert proc.returncode == 0, proc.stderr
     s = settings(proc.stdout.partition("\n# commands\n")[0])
     assert "--repo" not in s["ExecStart"][0] and s["EnvironmentFile"] == ["-/etc/odooops/odooops.env"]
+
+
+def test_one_unit_per_project_of_the_host(tmp_path: Path) -> None:
+    unit, commands = dry_run("--project", "Acme Corp", "--listen", "127.0.0.1:8766")
+    s = settings(unit)
+    assert " serve --repo " in s["ExecStart"][0] and "--project acme-corp --listen 127.0.0.1:8766" in s["ExecStart"][0]
+    # the host's environment file, then the project's own (its ODOOOPS_REPO with a password wins)
+    assert s["EnvironmentFile"] == ["-/etc/odooops/odooops.env", "-/etc/odooops/odooops-acme-corp.env"]
+    assert s["Description"][0].endswith("(odooops serve, project acme-corp)")
+    assert commands[-3:] == [
+        "install -m 0644 /dev/stdin /etc/systemd/system/odooops-acme-corp.service  # the unit above",
+        "systemctl daemon-reload", "systemctl enable odooops-acme-corp.service"]
+    if shutil.which("systemd-analyze"):
+        verify(unit, tmp_path)
+    # without --project the unit is the host's single one, as before
+    plain, plain_commands = dry_run()
+    assert settings(plain)["EnvironmentFile"] == ["-/etc/odooops/odooops.env"]
+    assert plain_commands[-1] == "systemctl enable odooops.service"
+    bad = odooops("service", "install", "--repo", REPO, "--project", "a", "--dry-run")
+    assert bad.returncode != 0 and "PROJECT_NAME_INVALID" in bad.stdout + bad.stderr
