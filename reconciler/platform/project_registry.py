@@ -71,6 +71,10 @@ class ProjectRegistry:
         project took the installation over, this one does: scheme legacy, nothing renamed)."""
         name = ProjectName.parse(text)
         with self._db() as db:
+            row = db.execute("SELECT location, scheme, created_at FROM projects WHERE name = ?",
+                             (name.value,)).fetchone()
+            if row is not None:  # the common case: a read, no write lock
+                return self._check(text, name, location, row)
             db.execute("BEGIN IMMEDIATE")  # two processes naming one new project agree on its scheme
             try:
                 row = db.execute("SELECT location, scheme, created_at FROM projects WHERE name = ?",
@@ -84,6 +88,10 @@ class ProjectRegistry:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        return self._check(text, name, location, row)
+
+    @staticmethod
+    def _check(text: str, name: ProjectName, location: str, row: tuple[str, Scheme, float]) -> Registered:
         if row[0] != location:
             shown = f"{text!r}" if text == name.value else f"{text!r} (normalised: {name.value!r})"
             raise OdooOpsError(
