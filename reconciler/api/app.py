@@ -20,6 +20,7 @@ from reconciler.api import rest, routes, webhooks
 from reconciler.api.delivery_journal import DEFAULT_RETENTION, DeliveryJournal, Seen, body_digest
 from reconciler.api.errors import RequestIdMiddleware, status_for
 from reconciler.api.errors import error_response as _error_response
+from reconciler.api.project_paths import ProjectPathMiddleware
 from reconciler.api.readiness import CachedChecks, NotReadyBody, ReadyBody, verdict
 from reconciler.core.hints import Hint
 from reconciler.errors import OdooOpsError
@@ -27,6 +28,13 @@ from reconciler.platform.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = (
+    "REST API of the OdooOps reconciler; see docs/api.md.\n\n"
+    "Every path under /api/v1/ is also answered under /api/v1/projects/{project}/ (for example "
+    "/api/v1/projects/acme/environments), exactly alike, when {project} (normalised: \"Acme\" is acme) is "
+    "the project this server reconciles (`odooops serve --project`); any other project is refused with 404 "
+    "PROJECT_NOT_FOUND, so a client that names its project never acts on another project's environments "
+    "(`odooops --project NAME`). The operations are documented once, in their /api/v1/ form.")
 _OUTCOME = {400: "malformed", 401: "bad_signature", 403: "refused", 409: "conflict", 413: "too_large"}
 _OUTCOME_BY_CODE = {"WEBHOOK_TOO_OLD": "too_old", "WEBHOOK_PAYLOAD_TOO_DEEP": "too_deep",
                     "WEBHOOK_BAD_BRANCH": "bad_branch"}
@@ -111,8 +119,14 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
     without it the /api/v1 routes answer 503 (they are always declared, so the OpenAPI document is whole).
     With `checks` (`odooops doctor`'s, cached), /readyz also needs every one of them not to fail."""
     app = FastAPI(title="OdooOps API", version=__version__, docs_url=None, redoc_url=None,
-                  description="REST API of the OdooOps reconciler; see docs/api.md.")
+                  description=DESCRIPTION)
     app.router.redirect_slashes = False  # a stray "/" is a 404 JSON error, never a redirect elsewhere
+
+    def served() -> str | None:
+        return api.served_project() if api is not None else None
+
+    # Added before the request ids, so they wrap it: its 404 PROJECT_NOT_FOUND carries one too.
+    app.add_middleware(ProjectPathMiddleware, served=served)
     app.add_middleware(RequestIdMiddleware)
     routes.install(app, api)
     secrets = SecretSource(secret_file)
@@ -222,7 +236,7 @@ def create_app(daemon: Reconciler, secret_file: Path | None = None,
     @app.get("/status", include_in_schema=False)
     def status(request: Request) -> JSONResponse:
         operator_only(request, "operatorStatus")
-        return JSONResponse(daemon.status())
+        return JSONResponse({**daemon.status(), "project": served()})
 
     @app.post("/webhooks/{provider}", operation_id="receiveWebhook", summary="Signed webhook delivery (no token)",
               openapi_extra={"security": []}, status_code=202,

@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 
 from reconciler.api.errors import ApiError
+from reconciler.core.projects import ProjectName, is_valid_project_name
 from reconciler.platform.atomic import write_atomic
 
 ISSUER = "odooops"
@@ -56,6 +57,12 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+    @property
+    def projects(self) -> tuple[str, ...] | None:
+        """The projects the token is limited to (its `projects` claim), None when it has no such limit."""
+        names = self.claims.get("projects")
+        return None if names is None else tuple(names)
 
 
 def expand_scopes(scopes: Sequence[str] | None = None, role: str | None = None) -> list[str]:
@@ -121,6 +128,33 @@ class KeyRing:
         return cls("RS256", None, serialization.load_pem_public_key(raw))
 
 
+def project_names(names: Sequence[str]) -> list[str]:
+    """A token's `projects` claim from user input: each name normalised (ProjectName.parse, which refuses
+    an invalid one with PROJECT_NAME_INVALID), without duplicates, sorted."""
+    if not names:
+        raise ApiError("TOKEN_PROJECTS_EMPTY", "a token limited to projects needs at least one project",
+                       "pass --project NAME (repeatable), or leave the limit out for a token of every project",
+                       status=400)
+    return sorted({ProjectName.parse(name).value for name in names})
+
+
+def check_project(who: Principal, served: str | None) -> None:
+    """403 TOKEN_PROJECT_REFUSED when the token is limited to projects and this server's project is not one
+    of them; the unnamed project of an installation made before projects (None) takes only unlimited tokens."""
+    limit = who.projects
+    if limit is None or (served is not None and served in limit):
+        return
+    here = f"project {served!r}" if served is not None else "the installation's unnamed project"
+    mint = f" --project {served}" if served is not None else ""
+    raise ApiError("TOKEN_PROJECT_REFUSED",
+                   f"this server serves {here}; the token of {who.subject} is limited to the projects "
+                   f"{', '.join(limit)}",
+                   f"send the request to the server of one of the token's projects (odooops --project "
+                   f"{limit[0]} with its --server), or use a token for this project: odooops token create "
+                   f"--subject {who.subject}{mint}",
+                   {"project": served, "token_projects": list(limit)}, status=403)
+
+
 def _ring(key: KeyRing | Path | str | bytes) -> KeyRing:
     if isinstance(key, KeyRing):
         return key
@@ -131,9 +165,10 @@ def _ring(key: KeyRing | Path | str | bytes) -> KeyRing:
 
 def issue_claims(key: KeyRing | Path | str | bytes, subject: str, scopes: list[str] | tuple[str, ...] | None = None,
                  ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None,
-                 max_ttl_s: float = MAX_TTL_S) -> tuple[str, dict[str, Any]]:
+                 max_ttl_s: float = MAX_TTL_S, projects: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
     """(token, claims); scopes are validated and a role expanded into its scopes; max_ttl_s is the
-    server's longest lifetime (odooops serve --max-token-ttl)."""
+    server's longest lifetime (odooops serve --max-token-ttl); projects (normalised) limit the token to the
+    servers of those projects, None: every server that accepts the key."""
     ring = _ring(key)
     if ring.signing_key is None:
         raise ApiError("TOKEN_CANNOT_SIGN", "this key can only verify tokens (a public key)",
@@ -148,14 +183,16 @@ def issue_claims(key: KeyRing | Path | str | bytes, subject: str, scopes: list[s
     issued = int(time.time() if now is None else now)
     claims = {"iss": ring.issuer, "aud": ring.audience, "sub": subject, "iat": issued, "nbf": issued - LEEWAY_S,
               "exp": issued + int(ttl_s), "jti": uuid.uuid4().hex, "scope": " ".join(expand_scopes(scopes, role))}
+    if projects is not None:
+        claims["projects"] = project_names(projects)
     return jwt.encode(claims, ring.signing_key, algorithm=ring.algorithm), claims
 
 
 def issue_token(key: KeyRing | Path | str | bytes, subject: str, scopes: list[str] | tuple[str, ...] | None = None,
                 ttl_s: float = DEFAULT_TTL_S, *, role: str | None = None, now: float | None = None,
-                max_ttl_s: float = MAX_TTL_S) -> str:
+                max_ttl_s: float = MAX_TTL_S, projects: Sequence[str] | None = None) -> str:
     """A signed token for subject (usable without a server: `odooops token create --key-file`)."""
-    return issue_claims(key, subject, scopes, ttl_s, role=role, now=now, max_ttl_s=max_ttl_s)[0]
+    return issue_claims(key, subject, scopes, ttl_s, role=role, now=now, max_ttl_s=max_ttl_s, projects=projects)[0]
 
 
 def unauthorized(code: str, message: str) -> ApiError:
@@ -223,6 +260,10 @@ def verify_token(key: KeyRing | Path | str | bytes, token: str, *, now: float | 
         lifetime = float(claims["exp"]) - float(claims["iat"])
     except (TypeError, ValueError):
         raise unauthorized("TOKEN_INVALID", "the token's exp and iat are not numbers") from None
+    projects = claims.get("projects")
+    if projects is not None and not (isinstance(projects, list) and projects and all(
+            isinstance(p, str) and is_valid_project_name(p) for p in projects)):
+        raise unauthorized("TOKEN_INVALID", "the token's projects claim is not a list of project names")
     if lifetime > max_ttl_s + LEEWAY_S:
         raise unauthorized("TOKEN_LIFETIME_EXCEEDED", f"the token lives {int(lifetime)}s, longer than this "
                             f"server's --max-token-ttl ({int(max_ttl_s)}s)")

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from reconciler.api import client_address
 from reconciler.api.audit import AuditLog
-from reconciler.api.auth import MAX_TTL_S, KeyRing, Principal, TokenCache
+from reconciler.api.auth import MAX_TTL_S, KeyRing, Principal, TokenCache, check_project
 from reconciler.api.client_address import LOOPBACK, IPAddress, Network
 from reconciler.api.errors import REQUEST_ID, ApiError
 from reconciler.api.jobs import Job, JobRegistry
@@ -77,6 +77,14 @@ class ApiContext:
     max_token_ttl_s: float = MAX_TTL_S  # --max-token-ttl
     registry: TokenRegistry | None = None  # default: <state>/tokens/registry.sqlite3
     tokens: TokenCache = field(init=False)
+    _served: list[str | None] = field(default_factory=list, init=False, repr=False)
+
+    def served_project(self) -> str | None:
+        """The registered name of the project this server reconciles (`odooops serve --project`), None
+        for the installation's unnamed project; read once (it does not change while the server runs)."""
+        if not self._served:
+            self._served.append(self.ops.project.project_name)
+        return self._served[0]
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.keys, max_ttl_s=self.max_token_ttl_s)
@@ -178,6 +186,8 @@ def authenticate(request: Request, creds: HTTPAuthorizationCredentials | None) -
         if failures is not None:
             failures.take(client_key(request))
         raise
+    # A valid token for another project: refused, but no failed authentication (nothing was guessed).
+    check_project(who, ctx.served_project())
     return who
 
 

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.api.auth import DEFAULT_TTL_S, MAX_TTL_S, Principal, expand_scopes, issue_claims
+from reconciler.api.auth import DEFAULT_TTL_S, MAX_TTL_S, Principal, expand_scopes, issue_claims, project_names
 from reconciler.api.errors import ApiError
 from reconciler.api.rest import ENV_PATTERN, audited, ctx_of, op, principal_of
+from reconciler.core.projects import PROJECT_MAX, PROJECT_MIN, ProjectName
+from reconciler.errors import OdooOpsError
 
 router = APIRouter(tags=["admin"])
 EnvName = Path(..., pattern=ENV_PATTERN, description="Environment name, or a tier name matching one environment.")
@@ -18,6 +20,13 @@ Scope = Literal["env:read", "env:write", "logs:read", "shell", "db:read", "db:ba
                 "mail:read", "secrets:read", "secrets:write", "promote", "audit:read", "tokens:write",
                 "credentials:read", "production", "admin"]
 SecretName = Path(..., pattern=r"^[a-z][a-z0-9_]{0,62}$")
+
+
+PROJECT_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # reconciler.core.projects.is_valid_project_name's (a test compares)
+# The document states the normal form exactly; the server checks it itself (PROJECT_NAME_INVALID, with the
+# normal form of what was sent as the fix) instead of a bare validation error.
+ProjectField = Annotated[str, Field(max_length=100, json_schema_extra={
+    "pattern": PROJECT_PATTERN, "minLength": PROJECT_MIN, "maxLength": PROJECT_MAX})]
 
 
 class SecretNames(BaseModel):
@@ -62,6 +71,11 @@ class TokenBody(BaseModel):
     ttl_s: int | None = Field(None, ge=1, le=MAX_TTL_S, description=(
         "Lifetime in seconds; default 12 hours, shortened to what the server's --max-token-ttl and the "
         "calling token's own remaining lifetime allow. A longer one than either is refused."))
+    projects: Annotated[list[ProjectField], Field(min_length=1, max_length=32)] | None = Field(None, description=(
+        "Limit the token to these projects, named as they are registered (normal form: `odooops token create "
+        "--project \"Acme Corp\"` sends acme-corp): the servers of other projects refuse it (403 "
+        "TOKEN_PROJECT_REFUSED). Default: no limit when an admin asks, else the project of the server asked. "
+        "At most the calling token's own projects."))
 
 
 class Token(BaseModel):
@@ -70,6 +84,7 @@ class Token(BaseModel):
     expires_at: float
     scopes: list[str]
     subject: str
+    projects: list[str] | None = Field(None, description="The projects the token is limited to; null: no limit")
 
 
 class TokenInfo(BaseModel):
@@ -85,6 +100,7 @@ class TokenInfo(BaseModel):
     revoked_at: float | None = None
     revoked_by: str | None = None
     state: Literal["active", "revoked", "expired"]
+    projects: list[str] | None = Field(None, description="The projects the token is limited to; null: no limit")
 
 
 class TokenList(BaseModel):
@@ -160,7 +176,8 @@ def audit_verify(request: Request) -> dict[str, Any]:
     "Issue a token: at most the caller's own scopes, never outliving the caller's token or --max-token-ttl",
     status_code=201, errors=(), response_model=Token, action="token.create")
 def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
-    args = {"subject": body.subject, "scopes": body.scopes, "role": body.role, "ttl_s": body.ttl_s}
+    args = {"subject": body.subject, "scopes": body.scopes, "role": body.role, "ttl_s": body.ttl_s,
+            "projects": body.projects}
     ctx = ctx_of(request)
     with audited(request, "token.create", body.subject, args) as out:
         who = principal_of(request)
@@ -170,6 +187,7 @@ def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
             raise ApiError("TOKEN_SCOPE_NOT_ALLOWED",
                            f"a token cannot grant scopes its creator lacks: {' '.join(beyond)}",
                            "ask an admin to create this token", status=403)
+        projects = _token_projects(who, body.projects, ctx.served_project())
         now = int(time.time())
         ttl = body.ttl_s if body.ttl_s is not None else _default_ttl(who, now, ctx.max_token_ttl_s)
         if now + ttl > who.expires_at:
@@ -179,13 +197,46 @@ def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
                            f"the caller's token (which expires in {left}s)",
                            f"ask for ttl_s {left} or less (odooops token create --ttl {left}), or ask an admin for "
                            "a longer-lived token", {"max_ttl_s": left}, status=403)
-        token, claims = issue_claims(ctx.keys, body.subject, wanted, ttl, now=now, max_ttl_s=ctx.max_token_ttl_s)
+        token, claims = issue_claims(ctx.keys, body.subject, wanted, ttl, now=now, max_ttl_s=ctx.max_token_ttl_s,
+                                     projects=projects)
         assert ctx.registry is not None
         ctx.registry.record(Principal(body.subject, frozenset(wanted), claims["jti"], float(claims["exp"]), claims),
                             origin="api", created_by=who.subject, parent=who.jti)
-        out.update(jti=claims["jti"], expires_at=claims["exp"])
+        out.update(jti=claims["jti"], expires_at=claims["exp"], projects=claims.get("projects"))
     return {"id": claims["jti"], "token": token, "expires_at": float(claims["exp"]), "scopes": wanted,
-            "subject": body.subject}
+            "subject": body.subject, "projects": claims.get("projects")}
+
+
+def _normal(name: str) -> str:
+    """name, when it is a project name in its normal form; PROJECT_NAME_INVALID otherwise (naming the normal
+    form when there is one): the API takes names as the registry has them, the CLI normalises first."""
+    normal = ProjectName.parse(name).value
+    if normal != name:
+        raise OdooOpsError("PROJECT_NAME_INVALID", f"project name {name[:100]!r} is not in its normal form "
+                           f"{normal!r} (a-z, 0-9 and single hyphens)", f"send {normal!r}",
+                           {"input": name[:100], "suggestion": normal})
+    return name
+
+
+def _token_projects(who: Principal, asked: list[str] | None, served: str | None) -> list[str] | None:
+    """The projects a new token is limited to (None: none). Asked for: normalised, and within the
+    caller's own limit. Not asked for: the caller's limit for an admin; for everyone else this server's
+    project, so a token minted on one project's server does not reach the others (on the unnamed
+    project's server, which takes only unlimited tokens, the caller's limit, i.e. none)."""
+    mine = who.projects
+    if asked is not None:
+        wanted = project_names([_normal(name) for name in asked])
+        beyond = sorted(set(wanted) - set(mine)) if mine is not None else []
+        if beyond:
+            raise ApiError("TOKEN_PROJECT_NOT_ALLOWED",
+                           f"a token cannot reach projects its creator's token does not: {' '.join(beyond)} "
+                           f"(the token of {who.subject} is limited to {' '.join(mine or ())})",
+                           f"ask for projects among {' '.join(mine or ())}, or ask an admin to create this token",
+                           {"projects": beyond}, status=403)
+        return wanted
+    if who.is_admin or served is None:
+        return list(mine) if mine is not None else None
+    return [served]
 
 
 def _default_ttl(who: Principal, now: int, max_ttl_s: float) -> int:

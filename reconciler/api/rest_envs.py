@@ -223,7 +223,9 @@ def credentials(request: Request, env: str = EnvName) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@op(router, "GET", "/status", "getStatus", "Daemon status (queue, last poll)", errors=(),
+@op(router, "GET", "/status", "getStatus", "Daemon status (queue, last poll, the project it serves)", errors=(),
     response_model=dict[str, Any])
 def status(request: Request) -> dict[str, Any]:
-    return ctx_of(request).ops.status()
+    ctx = ctx_of(request)
+    # project: the served project's name, null for the installation's unnamed project
+    return {**ctx.ops.status(), "project": ctx.served_project()}

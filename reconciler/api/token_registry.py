@@ -29,13 +29,14 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_by TEXT,               -- subject of the token that minted it (api)
     parent TEXT,                   -- jti of the token that minted it (api): revoked with it
     revoked_at REAL,
-    revoked_by TEXT
+    revoked_by TEXT,
+    projects TEXT                  -- the projects the token is limited to (space-separated), NULL: no limit
 );
 CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at);
 CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent);
 """
 _COLUMNS = ("jti", "subject", "scopes", "issued_at", "expires_at", "origin", "created_by", "parent", "revoked_at",
-            "revoked_by")
+            "revoked_by", "projects")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ class TokenRegistry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        if not self._has_projects_column():
+            # A registry from before tokens could be limited to projects: its tokens have no limit.
+            try:
+                self._db.execute("ALTER TABLE tokens ADD COLUMN projects TEXT")
+            except sqlite3.OperationalError:
+                if not self._has_projects_column():  # else another serve of the host added it meanwhile
+                    raise
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._revoked: set[str] = set()
@@ -69,6 +77,9 @@ class TokenRegistry:
                 self._known.add(jti)
                 if revoked_at is not None:
                     self._revoked.add(jti)
+
+    def _has_projects_column(self) -> bool:
+        return "projects" in {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
 
     def close(self) -> None:
         self._db.close()
@@ -91,12 +102,13 @@ class TokenRegistry:
     def record(self, who: Principal, *, origin: str = "api", created_by: str | None = None,
                parent: str | None = None) -> None:
         issued = who.claims.get("iat")
+        projects = " ".join(who.projects) if who.projects is not None else None
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO tokens (jti, subject, scopes, issued_at, expires_at, origin, created_by, "
-                "parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "parent, projects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (who.jti, who.subject, " ".join(sorted(who.scopes)), float(issued) if issued is not None else None,
-                 who.expires_at, origin, created_by, parent))
+                 who.expires_at, origin, created_by, parent, projects))
             self._known.add(who.jti)
 
     def get(self, jti: str) -> dict[str, Any] | None:
@@ -146,6 +158,7 @@ def _row(row: tuple[Any, ...], now: float) -> dict[str, Any]:
     out = dict(zip(_COLUMNS, row, strict=True))
     out["id"] = out.pop("jti")
     out["scopes"] = out["scopes"].split()
+    out["projects"] = out["projects"].split() if out["projects"] is not None else None
     out["state"] = "revoked" if out["revoked_at"] is not None else (
         "expired" if out["expires_at"] + LEEWAY_S < now else "active")
     return out

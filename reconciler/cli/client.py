@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from reconciler.core.error_codes import exit_code as error_exit_code
+from reconciler.core.projects import ProjectName
 from reconciler.errors import OdooOpsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +39,8 @@ EXIT_AUTH = 4  # 401/403
 REFUSED_STATUSES = {412, 428}
 SERVE_HINT = "start the server with `odooops serve --repo URL` or pass the right --server / ODOOOPS_SERVER"
 LOGIN_HINT = "run `odooops login --server URL --token-stdin` or set ODOOOPS_TOKEN"
+PROJECT_ENV = "ODOOOPS_PROJECT"  # `odooops --project NAME` sets it (reconciler/cli/main.py)
+API_PREFIX = "/api/v1/"
 
 
 class ClientError(OdooOpsError):
@@ -124,7 +127,7 @@ def save_config(data: dict[str, Any], path: Path | None = None) -> Path:
 class Client:
     """One keep-alive connection to the server; JSON in, JSON out, server errors as ApiError."""
 
-    def __init__(self, server: str, token: str | None, timeout: float = 60.0) -> None:
+    def __init__(self, server: str, token: str | None, timeout: float = 60.0, project: str | None = None) -> None:
         parts = urlsplit(server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ClientError("USAGE", f"server {server!r} is not an http(s) URL",
@@ -134,12 +137,15 @@ class Client:
         self.prefix = parts.path.rstrip("/")
         self.token = token
         self.timeout = timeout
+        # With a project, /api/v1/... is sent as /api/v1/projects/NAME/...: another project's server refuses it.
+        self.project = ProjectName.parse(project).value if project else None
         self._conn: http.client.HTTPConnection | None = None
 
     @classmethod
-    def from_config(cls, server: str | None) -> Client:
+    def from_config(cls, server: str | None, project: str | None = None) -> Client:
         """--server, else ODOOOPS_SERVER (click passes it as server), else the config file; the token from
-        ODOOOPS_TOKEN, else the config file."""
+        ODOOOPS_TOKEN, else the config file; the project from `project`, else ODOOOPS_PROJECT (which
+        `odooops --project` sets), else none."""
         token = os.environ.get("ODOOOPS_TOKEN") or None
         config: dict[str, Any] = {}
         if not server or not token:
@@ -149,7 +155,8 @@ class Client:
             raise ClientError("NO_SERVER", "no OdooOps server configured",
                               "pass --server http://127.0.0.1:8765, set ODOOOPS_SERVER, or run "
                               "`odooops login --server URL --token-stdin`")
-        return cls(str(server), token or config.get("token"))
+        return cls(str(server), token or config.get("token"),
+                   project=project or os.environ.get(PROJECT_ENV) or None)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -168,6 +175,8 @@ class Client:
               timeout: float | None, extra_headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
         query = {k: ("true" if v is True else "false" if v is False else v)
                  for k, v in (query or {}).items() if v is not None}
+        if self.project is not None and path.startswith(API_PREFIX):
+            path = f"{API_PREFIX}projects/{self.project}/{path[len(API_PREFIX):]}"
         url = self.prefix + path + (f"?{urlencode(query)}" if query else "")
         headers = {"Accept": "application/json", "User-Agent": "odooops-cli"}
         if self.token:

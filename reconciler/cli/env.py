@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from reconciler.cli.client import (
+    PROJECT_ENV,
     ApiError,
     Client,
     ClientError,
@@ -27,6 +29,7 @@ from reconciler.cli.client import (
     table,
     wait_env,
 )
+from reconciler.errors import OdooOpsError
 
 ENV_COLUMNS = [("name", "name"), ("branch", "branch"), ("tier", "tier"), ("state", "state"),
                ("short_commit", "commit"), ("workers", "workers"), ("cron_workers", "cron"), ("url", "url")]
@@ -52,13 +55,13 @@ def login_command(server: str, token_stdin: bool, no_verify: bool, as_json: bool
         if not token:
             raise ClientError("USAGE", "no token on stdin", "pipe it in: `odooops token create ... | odooops login "
                               f"--server {server} --token-stdin`")
-        client = Client(server, token)
+        client = Client(server, token, project=os.environ.get(PROJECT_ENV) or None)
         warning = None
         if not no_verify:
             try:
                 client.get("/api/v1/environments")
             except ApiError as exc:
-                if exc.status != 403:
+                if exc.status != 403 or exc.code == "TOKEN_PROJECT_REFUSED":
                     raise
                 warning = "the token is valid but lacks env:read"
         try:
@@ -66,7 +69,7 @@ def login_command(server: str, token_stdin: bool, no_verify: bool, as_json: bool
         except ClientError:
             config = {}  # login replaces a broken or too-open config file with a correct one
         path = save_config({**config, "server": client.server, "token": token})
-    except ClientError as exc:
+    except OdooOpsError as exc:  # a ClientError, or PROJECT_NAME_INVALID from ODOOOPS_PROJECT
         fail(exc, as_json)
         return
     emit({"config": str(path), "server": client.server, "warning": warning}, as_json,

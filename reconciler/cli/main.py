@@ -13,6 +13,7 @@ import click
 import reconciler
 
 HOST_CONFIG_ENV = "ODOOOPS_HOST_CONFIG"  # as reconciler.platform.host, without importing it for every command
+PROJECT_ENV = "ODOOOPS_PROJECT"  # read by the server's client (reconciler/cli/client.py) and by --project
 
 # name -> "module:attribute"; importing every command up front would make `odooops plan` pay for
 # Docker, PostgreSQL and Terraform clients it never uses, and `odooops env list` miss its 300 ms.
@@ -144,7 +145,11 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
               help="Show the version, where it runs from and the Python version, and exit.")
 @click.option("--host-config", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="The host file (host.yaml) [env ODOOOPS_HOST_CONFIG; default /etc/odooops/host.yaml].")
-def main(host_config: Path | None) -> None:
+@click.option("--project", "project", envvar=PROJECT_ENV, default=None, metavar="NAME",
+              help="The project to act on [env ODOOOPS_PROJECT]: client commands address the server's "
+                   "/api/v1/projects/NAME/... (the server of another project refuses: PROJECT_NOT_FOUND); "
+                   "plan, apply, status --repo, doctor and serve take it as their --project.")
+def main(host_config: Path | None, project: str | None) -> None:
     """OdooOps: Odoo environments from Git.
 
     plan, apply, status and serve work on a repository directly; every other command is a client of
@@ -163,3 +168,8 @@ def main(host_config: Path | None) -> None:
         # Settings are read from the process environment (reconciler/platform/host.py), and the processes an
         # apply starts must read the same file: the flag becomes the variable, as an absolute path.
         os.environ[HOST_CONFIG_ENV] = str(host_config.absolute())
+    if project is not None:
+        # The group's callback runs before the command's options are read: as the variable, the name
+        # reaches both the client and the --project (envvar ODOOOPS_PROJECT) of the local commands, whose
+        # own --project, when given too, wins.
+        os.environ[PROJECT_ENV] = project

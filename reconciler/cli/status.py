@@ -100,7 +100,7 @@ def status_command(repo: str | None, server: str | None, as_json: bool, project_
     server answers, with its queue (running and waiting reconciles), last poll and backup schedule.
     """
     if repo is None:
-        server_status(server, as_json)
+        server_status(server, as_json, project_name)
         return
     # Imported when used (startup time): the planning pipeline loads only for a local status.
     from reconciler.controller.planning import Project
@@ -134,14 +134,15 @@ def status_command(repo: str | None, server: str | None, as_json: bool, project_
         click.echo(f"{r['env']}: failed{step}: {r['reason']}" + (f"\n  fix: {fix}" if fix else ""))
 
 
-def server_status(server: str | None, as_json: bool) -> None:
-    """GET /api/v1/status and /api/v1/environments: what runs and what the daemon is doing."""
+def server_status(server: str | None, as_json: bool, project: str | None = None) -> None:
+    """GET /api/v1/status and /api/v1/environments: what runs and what the daemon is doing (with a project,
+    at /api/v1/projects/PROJECT/...: the server of another project refuses)."""
     # Imported when used (startup time): the HTTP client loads only for a server's status.
     from reconciler.cli.client import Client, client_command, emit, table
 
     @client_command
     def show(server: str | None, as_json: bool) -> None:
-        client = Client.from_config(server)
+        client = Client.from_config(server, project)
         daemon = client.get("/api/v1/status")
         envs = client.get("/api/v1/environments").get("environments") or []
         data = {"environments": envs, "daemon": daemon}
@@ -155,7 +156,9 @@ def server_status(server: str | None, as_json: bool) -> None:
                    ("state", "state"), ("step", "applying"), ("url", "url")], "(no environments)")
             last = daemon.get("last_poll_at")
             when = time.strftime("%H:%M:%S", time.localtime(last)) if last else "never"
-            click.echo(f"\nrepository {daemon.get('repo', '?')}: last poll {when}; "
+            served = daemon.get("project")
+            click.echo(f"\nproject {served if served else '(unnamed)'}, repository {daemon.get('repo', '?')}: "
+                       f"last poll {when}; "
                        f"{len(queue.get('running') or [])} reconciling, {len(queue.get('pending') or [])} waiting; "
                        f"ready: {daemon.get('ready')}")
             for b in daemon.get("blocked") or []:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import click
 
 from reconciler.cli.client import Client, ClientError, client_command, emit, parse_duration, table
+from reconciler.core.projects import ProjectName
 
 
 @click.group("token")
@@ -33,15 +34,22 @@ def token_group() -> None:
               help="Sign offline with the server's key file instead of asking the server.")
 @click.option("--algorithm", type=click.Choice(["HS256", "RS256"]), default="HS256", show_default=True,
               help="Key type of --key-file.")
+@click.option("--project", "projects", multiple=True, metavar="NAME",
+              help="Repeatable: limit the token to these projects; the servers of other projects refuse it "
+                   "[default: no limit from an admin or with --key-file; else the project of the server asked].")
 @client_command
 def token_create(scopes: tuple[str, ...], role: str | None, ttl: str | None, subject: str | None,
-                 key_file: Path | None, algorithm: str, server: str | None, as_json: bool) -> None:
+                 key_file: Path | None, algorithm: str, projects: tuple[str, ...], server: str | None,
+                 as_json: bool) -> None:
     """Create a token and print it (only the token, on stdout, unless --json).
 
     \b
     odooops token create --role developer --subject alice --ttl 12h            # needs tokens:write
     odooops token create --key-file /etc/odooops/api.key --role admin --subject ops
+    odooops token create --key-file /etc/odooops/api.key --role developer --project acme --subject bob
     odooops token create --role tester | odooops login --server URL --token-stdin
+
+    (`odooops --project NAME token ...` picks the server's project; `token create --project` limits the token.)
     """
     if not scopes and not role:
         raise ClientError("USAGE", "a token needs --scope (repeatable) or --role", "pass e.g. --role developer")
@@ -53,11 +61,13 @@ def token_create(scopes: tuple[str, ...], role: str | None, ttl: str | None, sub
         from reconciler.api.auth import KeyRing, issue_claims
 
         token, claims = issue_claims(KeyRing.from_file(key_file, algorithm), subject, list(scopes),
-                                     ttl_s or 12 * 3600, role=role)
+                                     ttl_s or 12 * 3600, role=role, projects=list(projects) or None)
         data = {"id": claims["jti"], "token": token, "expires_at": claims["exp"], "scopes": claims["scope"].split(),
-                "subject": subject}
+                "subject": subject, "projects": claims.get("projects")}
     else:
-        body = {"subject": subject, "scopes": list(scopes) or None, "role": role, "ttl_s": ttl_s}
+        # The API takes project names in their normal form ("Acme Corp" -> acme-corp): normalised here.
+        body = {"subject": subject, "scopes": list(scopes) or None, "role": role, "ttl_s": ttl_s,
+                "projects": [ProjectName.parse(p).value for p in projects] or None}
         data = Client.from_config(server).post("/api/v1/tokens", body)
     emit(data, as_json, lambda: click.echo(data["token"]))
 
@@ -69,8 +79,9 @@ def _when(ts: float | None) -> str | None:
 @token_group.command("list")
 @client_command
 def token_list(server: str | None, as_json: bool) -> None:
-    """The tokens the server knows that have not expired, revoked ones too (needs tokens:write; an admin
-    sees all, others the tokens they hold or minted).
+    """The tokens the server knows that have not expired, revoked ones too, with the projects each is
+    limited to ("(all)": no limit) (needs tokens:write; an admin sees all, others the tokens they hold or
+    minted; the servers of one host share one list).
 
     \b
     odooops token list
@@ -80,9 +91,11 @@ def token_list(server: str | None, as_json: bool) -> None:
 
     def human() -> None:
         rows = [{**t, "scopes": " ".join(t["scopes"]), "expires": _when(t["expires_at"]),
-                 "by": t.get("created_by") or t.get("origin")} for t in data["tokens"]]
+                 "by": t.get("created_by") or t.get("origin"),
+                 "projects": " ".join(t["projects"]) if t.get("projects") is not None else "(all)"}
+                for t in data["tokens"]]
         table(rows, [("id", "id"), ("subject", "subject"), ("state", "state"), ("expires", "expires"),
-                     ("by", "created by"), ("scopes", "scopes")], empty="(no tokens)")
+                     ("by", "created by"), ("projects", "projects"), ("scopes", "scopes")], empty="(no tokens)")
 
     emit(data, as_json, human)
 

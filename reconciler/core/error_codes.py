@@ -1093,6 +1093,16 @@ ERRORS: dict[str, ErrorEntry] = {
         ),
         fix='use a valid name, for example SUGGESTION',
     ),
+    'PROJECT_NOT_FOUND': ErrorEntry(
+        'not_found',
+        what='this server serves project SERVED (or the unnamed project), not GIVEN',
+        fix=(
+            'send it to the server of GIVEN (its URL: --server / ODOOOPS_SERVER), or address this server\'s '
+            'project: odooops --project SERVED (the unnamed project: no --project, no ODOOOPS_PROJECT)'
+        ),
+        why=('each `odooops serve --project NAME` reconciles one project and answers /api/v1/projects/NAME/... '
+             'only for it, so a client that names its project never acts on another project\'s environments'),
+    ),
     'PROMOTION_APPLY_FAILED': ErrorEntry(
         'failed',
         what='BRANCH was fast-forwarded but deploying it to TARGET failed: GET',
@@ -1472,6 +1482,26 @@ ERRORS: dict[str, ErrorEntry] = {
             'odooops token list  # the tokens you hold or minted; an admin can revoke any; or: odooops token '
             'list  # the ids of the tokens you may revoke'
         ),
+    ),
+    'TOKEN_PROJECT_NOT_ALLOWED': ErrorEntry(
+        'forbidden',
+        what="a token cannot reach projects its creator's token does not: PROJECTS",
+        fix='ask for projects among those of your own token, or ask an admin to create this token',
+    ),
+    'TOKEN_PROJECT_REFUSED': ErrorEntry(
+        'forbidden',
+        what='this server serves project SERVED (or the unnamed project); the token of SUBJECT is limited to PROJECTS',
+        fix=(
+            "send the request to the server of one of the token's projects (odooops --project NAME with its "
+            '--server), or use a token for this project: odooops token create --subject SUBJECT --project SERVED'
+        ),
+        why=('a token with a projects claim is accepted only by the servers of those projects; the unnamed '
+             'project of an installation made before projects accepts only tokens without the claim'),
+    ),
+    'TOKEN_PROJECTS_EMPTY': ErrorEntry(
+        'invalid',
+        what='a token limited to projects needs at least one project',
+        fix='pass --project NAME (repeatable), or leave the limit out for a token of every project',
     ),
     'TOKEN_REVOKED': ErrorEntry(
         'unauthorized',
