@@ -25,6 +25,7 @@ from reconciler.api.permissions import Permission, named_envs, permission, produ
 from reconciler.api.ratelimit import RateLimiter, limited
 from reconciler.api.token_registry import TokenRegistry
 from reconciler.core.error_codes import audit_outcome
+from reconciler.core.projects import ProjectName
 from reconciler.errors import OdooOpsError
 from reconciler.service.operations import Actor, Operations
 
@@ -71,7 +72,7 @@ class ApiContext:
     # Privileged operations on production only from these networks (--allow-ip; default: this host).
     allow_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
     known_secrets: Callable[[], list[str]] = field(default=lambda: [])
-    jobs: JobRegistry | None = None  # default: <state>/jobs of the daemon's state directory
+    jobs: JobRegistry | None = None  # default: <state>/jobs, a named project's in <state>/jobs/<project>
     trusted_proxies: tuple[Network, ...] = ()  # --trusted-proxy: whose X-Forwarded-For is believed
     auth_failures: RateLimiter | None = field(default_factory=default_auth_failures)
     max_token_ttl_s: float = MAX_TTL_S  # --max-token-ttl
@@ -90,7 +91,12 @@ class ApiContext:
         self.tokens = TokenCache(self.keys, max_ttl_s=self.max_token_ttl_s)
         state = Path(self.ops.daemon.config.state_dir)
         if self.jobs is None:
-            self.jobs = JobRegistry(state / "jobs")
+            # The serves of a host (one per project) share the state directory: each project's jobs are
+            # its own (a serve that starts marks the running jobs it finds as interrupted; a token of
+            # one project must not read another's). The unnamed project keeps <state>/jobs. From the
+            # configured name: the project itself is opened on first use, not here.
+            named = self.ops.daemon.config.project
+            self.jobs = JobRegistry(state / "jobs" / ProjectName.parse(named).value if named else state / "jobs")
         if self.registry is None:
             self.registry = TokenRegistry(state / "tokens" / "registry.sqlite3", self.max_token_ttl_s)
 

@@ -1,8 +1,9 @@
 """The server's record of tokens by id (jti): who holds them, who minted them, and which are revoked.
 
 SQLite under the state directory (transactions make every change atomic; WAL keeps readers off the
-writer's lock). Revocations are also held in memory, so checking a request costs a set lookup and a
-revoked token is refused from the next request on, without a restart.
+writer's lock). Revocations are also held in memory, so checking a request costs a set lookup (and one
+PRAGMA: the serves of a host, one per project, share the file and reload it when another one changed it)
+and a revoked token is refused from the next request on, by every serve of the host, without a restart.
 """
 
 from __future__ import annotations
@@ -71,12 +72,22 @@ class TokenRegistry:
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._revoked: set[str] = set()
+        self._version: int | None = None
         with self._lock:
             self._prune(time.time())
-            for jti, revoked_at in self._db.execute("SELECT jti, revoked_at FROM tokens"):
-                self._known.add(jti)
-                if revoked_at is not None:
-                    self._revoked.add(jti)
+            self._reload()
+
+    def _reload(self) -> None:
+        """The in-memory sets from the file when another connection changed it: the serves of one host
+        (one per project) share this registry, so a token revoked through one is refused by all of them
+        from their next request on. PRAGMA data_version changes only with other connections' commits."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._version:
+            return
+        rows = self._db.execute("SELECT jti, revoked_at FROM tokens").fetchall()
+        self._known = {jti for jti, _ in rows}
+        self._revoked = {jti for jti, revoked_at in rows if revoked_at is not None}
+        self._version = version
 
     def _has_projects_column(self) -> bool:
         return "projects" in {row[1] for row in self._db.execute("PRAGMA table_info(tokens)")}
@@ -94,6 +105,8 @@ class TokenRegistry:
     def check(self, who: Principal) -> None:
         """401 TOKEN_REVOKED for a revoked token; a token the registry has not seen (signed offline with
         the key file) is recorded, so `token list` shows it and `token revoke` can name it."""
+        with self._lock:
+            self._reload()
         if who.jti in self._revoked:
             raise unauthorized("TOKEN_REVOKED", f"the bearer token {who.jti} was revoked")
         if who.jti not in self._known:

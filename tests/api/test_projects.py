@@ -21,6 +21,7 @@ import jwt
 import pytest
 
 from reconciler.api.auth import KeyRing, Principal, issue_claims, issue_token
+from reconciler.api.jobs import JobRegistry
 from reconciler.api.token_registry import TokenRegistry
 from reconciler.core import projects as projects_module
 from tests.api.conftest import OPENAPI, ROOT, ApiServer
@@ -248,6 +249,22 @@ def test_token_create_and_list_carry_the_projects(host: Host, tmp_path: Path) ->
     assert " beta " in row
 
 
+def test_each_projects_serve_has_its_own_jobs(host: Host) -> None:
+    """Each project's jobs in a folder of their own (jobs/NAME), not in one folder for the host: a serve
+    that starts marks the running jobs it finds as interrupted, and one project's token must not read
+    another project's jobs."""
+    registry = JobRegistry(host.state / "jobs" / "alpha")
+    try:
+        job = registry.submit("db.backup", "main", "dev@example.com", lambda: {"ok": True})
+        assert registry.wait(job.id, 30) is not None
+    finally:
+        registry.shutdown(wait=True)
+    token = host.token()
+    assert host.call("alpha", "GET", f"/api/v1/jobs/{job.id}", token).json()["state"] == "succeeded"
+    assert _error(host.call("beta", "GET", f"/api/v1/jobs/{job.id}", token))["error"] == "JOB_NOT_FOUND"
+    assert job.id not in {j["id"] for j in host.call("beta", "GET", "/api/v1/jobs", token).json()["jobs"]}
+
+
 def test_the_documented_project_pattern_is_the_rule() -> None:
     doc = json.loads(OPENAPI.read_text())["components"]["schemas"]["TokenBody"]["properties"]["projects"]
     items = next(s for s in doc["anyOf"] if s.get("type") == "array")["items"]
@@ -276,3 +293,14 @@ def test_a_registry_from_before_projects_is_upgraded(tmp_path: Path) -> None:
     finally:
         registry.close()
 
+
+def test_a_token_revoked_through_one_serve_is_refused_by_the_others(host: Host) -> None:
+    token = host.token(subject="leaver@example.com")
+    for project in ("alpha", "beta"):  # both serves have seen it (a key-file token, recorded at first use)
+        assert host.call(project, "GET", "/api/v1/environments", token).status_code == 200
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    admin = host.token(role="admin", subject="ops@example.com")
+    assert host.call("alpha", "DELETE", f"/api/v1/tokens/{jti}", admin).status_code == 200
+    for project in ("alpha", "beta"):
+        refused = host.call(project, "GET", "/api/v1/environments", token)
+        assert refused.status_code == 401 and _error(refused)["error"] == "TOKEN_REVOKED", project
