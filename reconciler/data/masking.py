@@ -407,7 +407,7 @@ def replace_attachments(conn: Connection, filestore: Path, scope: str = "all") -
         fname = f"{sha1[:2]}/{sha1}"
         path = filestore / fname
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _mkdir_like(filestore, path.parent)
             path.write_bytes(data)
             _like_parent(path)
         image = "coalesce(mimetype, '') LIKE 'image/%%'"
@@ -426,6 +426,19 @@ def replace_attachments(conn: Connection, filestore: Path, scope: str = "all") -
             path.unlink()  # removes this copy's link only; the source keeps its file
             unlinked += 1
     return {"attachments": total, "files_unlinked": unlinked}
+
+
+def _mkdir_like(root: Path, folder: Path) -> None:
+    """Create `folder` under `root` owned like `root` (Odoo's user): a folder this process made would be
+    root's, and Odoo could not read the file in it (a copy whose source had no file under that SHA-1 prefix)."""
+    st = root.stat()
+    missing = []
+    while not folder.exists() and folder != root:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(mode=0o750)
+        os.chown(made, st.st_uid, st.st_gid)
 
 
 def _like_parent(path: Path) -> None:

@@ -277,6 +277,9 @@ def test_text_attachments_get_new_files_binaries_keep_theirs(pg: Postgres, make_
     (store / "aa").mkdir(parents=True)
     (store / "aa" / "text1").write_bytes(b"jane@acme.com")
     (store / "aa" / "bin1").write_bytes(b"%PDF-1.4 binary")
+    odoo = (61000, 61000)  # the filestore belongs to Odoo's user, not to the process that masks
+    for path in (store, store / "aa", store / "aa" / "text1", store / "aa" / "bin1"):
+        os.chown(path, *odoo)
     with pg.connect(db) as conn:
         conn.execute("CREATE TABLE ir_attachment (id serial PRIMARY KEY, name varchar, res_model varchar, "
                      "res_id integer, type varchar, url varchar, mimetype varchar, store_fname varchar, "
@@ -290,3 +293,8 @@ def test_text_attachments_get_new_files_binaries_keep_theirs(pg: Postgres, make_
         assert rows[1][0] == "aa/bin1" and rows[0][0] != "aa/text1"
         assert b"jane" not in (store / rows[0][0]).read_bytes() and not (store / "aa" / "text1").exists()
         assert os.path.exists(store / "aa" / "bin1")
+        # The placeholder's folder (its SHA-1 prefix, absent from the source) and file are Odoo's: Odoo reads it.
+        new = store / rows[0][0]
+        assert not (store / "aa").samefile(new.parent)
+        owners = {(p.stat().st_uid, p.stat().st_gid) for p in (new, new.parent)}
+        assert owners == {odoo}
