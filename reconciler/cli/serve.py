@@ -6,14 +6,18 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-from reconciler.cli.common import handle_errors, project_option, state_dir_option
+from reconciler.cli.common import handle_errors, state_dir_option
 from reconciler.cli.logformat import FORMATS
 from reconciler.cli.logformat import configure as configure_logging
+from reconciler.core.projects import ProjectName, unique_projects
 from reconciler.errors import OdooOpsError
 from reconciler.platform.host import host_setting
 
@@ -55,8 +59,36 @@ def parse_ttl(text: str) -> int:
     return int(number) * units[unit]
 
 
+def _own_plan(daemon: Any, compute_plan: Callable[..., Any]) -> Any:
+    """The daemon's own plan (its mirror, no fetch of its own), for /readyz's checks."""
+    return compute_plan(daemon.project(), refresh=False)
+
+
+def served_projects(repo: str | None, projects: tuple[str, ...]) -> list[tuple[str | None, str]]:
+    """(project name or None, repository) of each project a serve reconciles: --repo with at most one
+    --project NAME, or, without --repo, one or more --project NAME=URL (names unique after normalising)."""
+    if repo is not None:
+        if len(projects) > 1 or any("=" in p for p in projects):
+            raise OdooOpsError("USAGE", "--repo names one project: pass at most one --project NAME with it",
+                               "serve one project: --repo URL [--project NAME]; several: --project NAME=URL "
+                               "--project NAME2=URL2 (without --repo)")
+        return [(ProjectName.parse(projects[0]).value if projects else None, repo)]
+    if not projects:
+        raise OdooOpsError("USAGE", "no repository to serve", "pass --repo URL (one project), or --project "
+                           "NAME=URL for each project of this serve (ODOOOPS_REPO sets --repo)")
+    out: list[tuple[str, str]] = []
+    for spec in projects:
+        name, sep, url = spec.partition("=")
+        if not sep or not url.strip():
+            raise OdooOpsError("USAGE", f"--project {spec!r} without --repo must be NAME=URL",
+                               f"pass --project {name or 'NAME'}=URL for each project, or --repo URL --project NAME")
+        out.append((name, url.strip()))
+    names = unique_projects(n for n, _ in out)  # PROJECT_NAME_COLLISION: two inputs, one name
+    return [(n.value, url) for n, (_, url) in zip(names, out, strict=True)]
+
+
 @click.command("serve")
-@click.option("--repo", required=True, envvar="ODOOOPS_REPO",
+@click.option("--repo", default=None, envvar="ODOOOPS_REPO",
               help="URL (or local path) of the project repository [env ODOOOPS_REPO: a URL with a password "
                    "stays out of `ps` and of the service unit].")
 @click.option("--listen", default="127.0.0.1:8765", show_default=True, help="HOST:PORT of the HTTP API.")
@@ -105,25 +137,32 @@ def parse_ttl(text: str) -> int:
 @click.option("--stop-grace", type=click.FloatRange(min=0), default=STOP_GRACE_S, show_default=True,
               help="Seconds SIGTERM waits for the running deploy steps to end before they are parked "
                    "(the service unit's TimeoutStopSec must be longer).")
-@project_option
+@click.option("--project", "projects", multiple=True, envvar="ODOOOPS_PROJECT", metavar="NAME | NAME=URL",
+              help="With --repo: the name of its project (resources named <project>--<env>). Without --repo, "
+                   "repeated NAME=URL: the projects this one serve reconciles, sharing --max-concurrent fairly "
+                   "(docs/projects.md) [env ODOOOPS_PROJECT].")
 @state_dir_option
 @handle_errors
-def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_file: Path | None,
+def serve_command(repo: str | None, listen: str, poll_interval: float, webhook_secret_file: Path | None,
                   max_concurrent: int, policy_file: Path | None, sweep_interval: float, max_payload_bytes: int,
                   webhook_max_age: float, webhook_retention: float,
                   api_key_file: Path | None, api_algorithm: str, audit_log: Path | None,
                   audit_key_file: Path | None, audit_anchor_interval: float, allow_ip: tuple[str, ...],
                   trusted_proxy: tuple[str, ...], max_token_ttl: str, auth_failure_limit: str,
                   rate_limit: str, log_level: str, log_format: str, stop_grace: float,
-                  project_name: str | None, state_dir: Path | None) -> None:
+                  projects: tuple[str, ...], state_dir: Path | None) -> None:
     """Reconcile continuously: poll the remote, take webhook hints, apply changes, expire TTLs.
 
     Endpoints: the REST API under /api/v1 (bearer tokens; docs/api.md), GET /healthz, /readyz (after the
     first poll, and none of `odooops doctor`'s checks failing), /metrics, /status; POST /webhooks/{github,gitlab,gitea}.
 
+    Several projects (--project NAME=URL, repeated): each is reached under /api/v1/projects/NAME/... and
+    /projects/NAME/... (webhooks, status, metrics, readyz); they share --max-concurrent fairly.
+
     SIGTERM (or SIGINT): no new work; each running deploy finishes its current step and is parked,
     re-queued at the next start; every lock is released; exit 0 (1 when a step outlived --stop-grace).
     """
+    served = served_projects(repo, projects)  # a usage error before anything starts
     import uvicorn
 
     # Imported when used (startup time): only `serve` loads the API, the daemon and their dependencies.
@@ -132,11 +171,15 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     from reconciler.api.auth import KeyRing
     from reconciler.api.client_address import LOOPBACK
     from reconciler.api.delivery_journal import DeliveryJournal
+    from reconciler.api.projects_router import ProjectsRouter
     from reconciler.api.ratelimit import RateLimiter, parse_rate
     from reconciler.api.readiness import CachedChecks
     from reconciler.api.rest import ApiContext
     from reconciler.controller.daemon import Daemon, DaemonConfig
+    from reconciler.controller.daemon.shared import daemon_backoff
+    from reconciler.controller.daemon.shared_queue import SharedQueue
     from reconciler.controller.planning import compute_plan, default_state_dir
+    from reconciler.controller.workqueue import merge_work
     from reconciler.platform.host import HostSettings
     from reconciler.service.doctor_project import Doctor, ProjectTarget
     from reconciler.service.operations import Operations
@@ -153,30 +196,42 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     max_ttl = parse_ttl(max_token_ttl)
     failure_rate, failure_burst = parse_rate(auth_failure_limit)
     keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
-    config = DaemonConfig(repo=repo, state_dir=state, poll_interval=poll_interval,
-                          max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval,
-                          request_event_wait=webhook_max_age, project=project_name)
-    daemon = Daemon(config, host)
-    ops = Operations(daemon, host)
+    # The projects of one serve share its workers, fairly (docs/adr/0037).
+    shared = SharedQueue(max_concurrent, backoff=daemon_backoff(), merge=merge_work) if repo is None else None
     audit_path = audit_log or state / "audit" / "audit.jsonl"
     # A keyed log whose key file is gone must not get a new key: its entries could never be checked again.
     audit_key = AuditKey.from_file(audit_key_file or default_audit_key_file(),
                                    create=not AuditLog(audit_path).is_keyed(), outside=[state, audit_path.parent])
-    audit = AuditLog(audit_path, audit_key, GitAnchors(repo, state / "audit" / "anchors.git"))
+    # One audit chain for the installation, anchored in the (first) project's repository.
+    audit = AuditLog(audit_path, audit_key, GitAnchors(served[0][1], state / "audit" / "anchors.git"))
     audit.seal()
-    api = ApiContext(keys=keys, ops=ops, audit=audit,
-                     limiter=RateLimiter(rate, burst), allow_nets=nets, trusted_proxies=proxies,
-                     auth_failures=RateLimiter(failure_rate, failure_burst), max_token_ttl_s=max_ttl,
-                     known_secrets=lambda: ops.secret_store().all_values())
-    journal = DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite", retention=webhook_retention)
-    # /readyz runs doctor's checks against the daemon's own plan (its mirror, no fetch of its own).
-    doctor = Doctor(host, ProjectTarget(repo, lambda: compute_plan(daemon.project(), refresh=False),
-                                        webhook_secret_file, notes_ref=daemon.project().source.notes_ref))
-    app = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
-                     max_age=webhook_max_age, api=api, checks=CachedChecks(doctor.run))
+    limiter, failures = RateLimiter(rate, burst), RateLimiter(failure_rate, failure_burst)
+    daemons, apps = [], {}
+    for name, url in served:
+        config = DaemonConfig(repo=url, state_dir=state, poll_interval=poll_interval,
+                              max_concurrent=max_concurrent, policy_file=policy_file, sweep_interval=sweep_interval,
+                              request_event_wait=webhook_max_age, project=name)
+        daemon = Daemon(config, host, shared_queue=shared)
+        ops = Operations(daemon, host)
+        api = ApiContext(keys=keys, ops=ops, audit=audit, limiter=limiter, allow_nets=nets, trusted_proxies=proxies,
+                         auth_failures=failures, max_token_ttl_s=max_ttl,
+                         known_secrets=ops.secret_store().all_values)
+        journal = DeliveryJournal(daemon.dir / "webhook-deliveries.sqlite", retention=webhook_retention)
+        # /readyz runs doctor's checks against the daemon's own plan (its mirror, no fetch of its own).
+        doctor = Doctor(host, ProjectTarget(url, partial(_own_plan, daemon, compute_plan), webhook_secret_file,
+                                            notes_ref=daemon.project().source.notes_ref))
+        daemons.append(daemon)
+        apps[name or ""] = create_app(daemon, webhook_secret_file, max_payload=max_payload_bytes, journal=journal,
+                                      max_age=webhook_max_age, api=api, checks=CachedChecks(doctor.run))
+    app = apps[served[0][0] or ""] if repo is not None else ProjectsRouter(
+        apps, lambda: {d.config.project or "": d.is_alive() for d in daemons})
     if webhook_secret_file is None:
         log.warning("no --webhook-secret-file: webhooks are refused, polling only")
-    daemon.start()
+    for daemon in daemons:
+        daemon.start()
+    if repo is None:
+        log.info("serving the projects %s, sharing %d workers", ", ".join(n or "" for n, _ in served),
+                 max_concurrent)
     anchoring = PeriodicAnchor(audit, audit_anchor_interval)
     anchoring.start()
     # proxy_headers=False: uvicorn would believe X-Forwarded-For from any loopback peer; the API
@@ -188,11 +243,12 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            # From the signal on, the daemon takes no new work, while the HTTP side shuts down.
-            if not daemon.stopping():
+            # From the signal on, the daemons take no new work, while the HTTP side shuts down.
+            if not daemons[0].stopping():
                 log.info("%s: stopping (no new work; running deploys park after their current step, "
                          "grace %.0fs)", signal.Signals(sig).name, stop_grace)
-            daemon.request_stop()
+            for daemon in daemons:
+                daemon.request_stop()
             super().handle_exit(sig, frame)
 
     server = Server(config_http)
@@ -208,9 +264,10 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
     try:
         server.run()
     finally:
-        daemon.request_stop()
+        for daemon in daemons:
+            daemon.request_stop()
         anchoring.stop()
-        clean = daemon.stop(stop_grace)
+        clean = all([daemon.stop(stop_grace) for daemon in daemons])
     if not clean:
         late = OdooOpsError("SERVE_STOP_GRACE_EXCEEDED",
                            f"a deploy step or a backup was still running {stop_grace:.0f}s after the stop signal; "
@@ -221,4 +278,4 @@ def serve_command(repo: str, listen: str, poll_interval: float, webhook_secret_f
         log.error("%s (fix: %s)", late.message, late.remediation, extra={"code": late.code})
         sys.exit(1)
     log.info("stopped: work finished or parked for the next start, locks released",
-             extra={"parked": sorted(daemon.parked.all())})
+             extra={"parked": sorted(b for d in daemons for b in d.parked.all())})

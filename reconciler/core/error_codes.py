@@ -1068,6 +1068,14 @@ ERRORS: dict[str, ErrorEntry] = {
              'first that routed it; derived names (<project>--<env>.<base domain>) never collide, explicit '
              '`domains` can'),
     ),
+    'PROJECT_REQUIRED': ErrorEntry(
+        'not_found',
+        what='this server serves several projects (NAMES): a request names one, and PATH does not',
+        fix=('address one project: /api/v1/projects/NAME/... (odooops --project NAME), its webhooks at '
+             '/projects/NAME/webhooks/github|gitlab|gitea, its status at /projects/NAME/status'),
+        why=('one `odooops serve --project NAME=URL ...` reconciles several projects; answering a request that '
+             'names none for one of them could act on the wrong project\'s environments'),
+    ),
     'PROJECT_REPO_MISMATCH': ErrorEntry(
         'conflict',
         what='project NAME of this installation serves the repository REGISTERED, not GIVEN',

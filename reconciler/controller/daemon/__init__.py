@@ -28,6 +28,7 @@ from reconciler.controller.daemon.shared import (
     DaemonConfig,
     SharedStateStore,
 )
+from reconciler.controller.daemon.shared_queue import ProjectQueue, SharedQueue
 from reconciler.controller.daemon.sweeper import Sweeper
 from reconciler.controller.plan_snapshot import naming, project_dir
 from reconciler.controller.planning import PlanOutcome, Project
@@ -49,7 +50,8 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
 
     def __init__(self, config: DaemonConfig, host: HostSettings | None, *,
                  applier_factory: Callable[[Project], ApplierLike] | None = None,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 shared_queue: SharedQueue | None = None) -> None:
         self.config = config
         self.host = host
         self.clock = clock  # wall clock for TTLs; injectable so tests can move time forward
@@ -63,8 +65,10 @@ class Daemon(Poller, RequestTracker, Scheduler, Sweeper):
         self._events_lock = threading.Lock()  # a hint arriving while the poll confirms is kept for the next
         self._closed = frozenset(self.closed.all())
         self._force_plan = False
-        self.queue = WorkQueue(self._reconcile, config.max_concurrent, backoff=config.backoff,
-                               merge=merge_work)
+        # One serve of several projects: the projects' daemons share one pool of workers, fairly.
+        self.queue: WorkQueue | ProjectQueue = (
+            shared_queue.view(config.project, self._reconcile) if shared_queue is not None and config.project
+            else WorkQueue(self._reconcile, config.max_concurrent, backoff=config.backoff, merge=merge_work))
         self.queue.add_hook(self._on_queue_event)
         self._hooks: list[Callable[[str, Action, Work], None]] = []
         self._progress_hooks: list[Callable[[str, str, str, str], None]] = []

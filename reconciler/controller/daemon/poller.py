@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from reconciler.controller.daemon.shared import DaemonConfig
+    from reconciler.controller.daemon.shared_queue import ProjectQueue
     from reconciler.controller.workqueue import Records, WorkQueue
     from reconciler.platform.metrics import Metrics
 
@@ -42,7 +43,7 @@ class Poller:
         metrics: Metrics
         _notes_retry: tuple[bool, float, float]
         polls: int
-        queue: WorkQueue
+        queue: WorkQueue | ProjectQueue
         _ready: threading.Event
         request_events: Records
         _shared: tuple[Any, float, PlanOutcome] | None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from reconciler.controller.backup_schedule import BackupScheduler
     from reconciler.controller.daemon.shared import ApplierLike, DaemonConfig
+    from reconciler.controller.daemon.shared_queue import ProjectQueue
     from reconciler.controller.workqueue import Claims, Records, WorkQueue
     from reconciler.platform.metrics import Metrics
 
@@ -52,7 +53,7 @@ class Scheduler:
         _hooks: list[Callable[[str, Action, Work], None]]
         metrics: Metrics
         _notes_retry: tuple[bool, float, float]
-        queue: WorkQueue
+        queue: WorkQueue | ProjectQueue
         _ready: threading.Event
         _shared: tuple[Any, float, PlanOutcome] | None
         _stop: threading.Event

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from reconciler.controller.daemon.shared import DaemonConfig
+    from reconciler.controller.daemon.shared_queue import ProjectQueue
     from reconciler.controller.workqueue import Claims, WorkQueue
     from reconciler.platform.host import HostSettings
     from reconciler.platform.metrics import Metrics
@@ -42,7 +43,7 @@ class Sweeper:
         host: HostSettings | None
         _local: threading.local
         metrics: Metrics
-        queue: WorkQueue
+        queue: WorkQueue | ProjectQueue
         _status: dict[str, Any]
 
         def _project(self) -> Project: ...
