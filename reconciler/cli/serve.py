@@ -197,7 +197,9 @@ def serve_command(repo: str | None, listen: str, poll_interval: float, webhook_s
     failure_rate, failure_burst = parse_rate(auth_failure_limit)
     keys = KeyRing.from_file(api_key_file or default_api_key_file(), api_algorithm, create=True)
     # The projects of one serve share its workers, fairly (docs/adr/0037).
-    shared = SharedQueue(max_concurrent, backoff=daemon_backoff(), merge=merge_work) if repo is None else None
+    cap = int(host_setting("limits.max_concurrent_per_project")) or None
+    shared = (SharedQueue(max_concurrent, backoff=daemon_backoff(), merge=merge_work, per_project_cap=cap)
+              if repo is None else None)
     audit_path = audit_log or state / "audit" / "audit.jsonl"
     # A keyed log whose key file is gone must not get a new key: its entries could never be checked again.
     audit_key = AuditKey.from_file(audit_key_file or default_audit_key_file(),

@@ -143,6 +143,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits.snapshot_max_age_s", "ODOOOPS_SNAPSHOT_MAX_AGE_S", "seconds", 24 * 3600.0, "86400"),
     Setting("limits.template_cap_bytes", "ODOOOPS_TEMPLATE_CAP_BYTES", "count", 10 * 1024**3, "10737418240"),
     Setting("limits.template_cap_count", "ODOOOPS_TEMPLATE_CAP_COUNT", "count", 5, "5"),
+    Setting("limits.max_concurrent_per_project", "ODOOOPS_MAX_CONCURRENT_PER_PROJECT", "count", 0, "4"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
