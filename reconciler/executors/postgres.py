@@ -35,6 +35,17 @@ _DATABASE_GRANTS = ("SELECT CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid
 ACCESS_ROLE_COMMENT = "odooops: access role of the database of the same name"
 
 
+# PostgreSQL does not lock a database's pg_database row for GRANT, REVOKE or ALTER DATABASE: two sessions
+# changing it at once (a clone securing its new copy while another process's access sweep repairs that same
+# copy) make one fail with "tuple concurrently updated". Every such change here first takes this lock.
+_DATABASE_ROW_LOCK = 0x0D00_0A0C  # advisory lock class of "the catalog row of a database"
+
+
+def _lock_database_row(conn: psycopg.Connection[Any], db: str) -> None:
+    """Serialise this transaction's changes of `db`'s catalog row with every other process's (until commit)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_DATABASE_ROW_LOCK, db))
+
+
 class Postgres:
     """One PostgreSQL server reached as its administrative role; every identifier is quoted by psycopg.sql."""
 
@@ -117,7 +128,8 @@ class Postgres:
     # ------------------------------------------------------------------ lifecycle
 
     def allow_connections(self, db: str, allowed: bool) -> None:
-        with self.connect() as conn:
+        with self.connect() as conn, conn.transaction():
+            _lock_database_row(conn, db)
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
                 sql.Identifier(db), sql.SQL("true" if allowed else "false")))
 
@@ -132,6 +144,7 @@ class Postgres:
         login from a container reach a database only if it is a member of the role of that name. One
         transaction; the result is checked before it commits."""
         with self.connect() as conn, conn.transaction():
+            _lock_database_row(conn, db)
             row = conn.execute("SELECT pg_get_userbyid(datdba), current_user FROM pg_database WHERE datname = %s",
                                (db,)).fetchone()
             if row is None:
@@ -377,7 +390,9 @@ class Postgres:
         while True:
             self.terminate(old)
             try:
-                with self.connect() as conn:
+                with self.connect() as conn, conn.transaction():
+                    for name in sorted((old, new)):  # a sweep may be securing either name (a fixed order: no deadlock)
+                        _lock_database_row(conn, name)
                     conn.execute(stmt)
                 break
             except pgerrors.ObjectInUse as exc:

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,39 @@ def test_secure_database_takes_back_what_was_given_away(cluster: Cluster) -> Non
     assert f"owner {intruder} -> {env}" in changes and any("from PUBLIC" in c for c in changes), changes
     assert_only(cluster, env, env, [intruder])
     assert cluster.pg.secure_database(env, env) == []  # idempotent
+
+
+def test_securing_one_database_from_several_processes_at_once_never_collides(cluster: Cluster) -> None:
+    """A clone securing its new copy while another process's access sweep repairs that same copy: PostgreSQL
+    does not lock a database's catalog row for GRANT/REVOKE/ALTER DATABASE, so without Postgres' own lock one
+    of them failed with "tuple concurrently updated" (seen in CI). Eight sessions secure one database at once."""
+    env = cluster.env("dev", database=False)
+    db = scratch_name("clone")
+    cluster.pg.create(db, None)
+    cluster.dbs.append(db)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def hammer(n: int) -> None:
+        try:
+            start.wait(30)
+            for i in range(15):
+                # Alternating owners: every call really rewrites the row (owner, grants), as a clone securing a
+                # copy for its environment and a sweep securing what it found do.
+                cluster.pg.secure_database(db, env if (n + i) % 2 else None)
+                cluster.pg.allow_connections(db, bool(i % 2))
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, [str(e) for e in errors[:3]]
+    cluster.pg.secure_database(db, env)
+    cluster.pg.allow_connections(db, True)
+    assert_only(cluster, db, env, [])
 
 
 # ---------------------------------------------------------------------- the access sweep
