@@ -14,16 +14,9 @@ import pytest
 
 from reconciler.controller.workqueue import Backoff, Item, Result, WorkQueue
 from reconciler.errors import OdooOpsError
+from tests.daemon.test_workqueue import FakeClock
 
 WAIT_S = 10.0  # a bound for a condition that holds within milliseconds; reached only when a test fails
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Gated:
