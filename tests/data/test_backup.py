@@ -34,7 +34,29 @@ def with_store(ctx: DataContext, store: dict[str, Any]) -> DataContext:
 
 
 def scratch_dbs(ctx: DataContext) -> set[str]:
-    return {d for d in ctx.pg.list_databases("oo_") if d.startswith(("oo_restore_", "oo_verify_", "oo_old_"))}
+    """The databases this module's own operations made (through ctx.pg) that still exist. Not every oo_*
+    database of the server: another test's restore, in flight on the shared server, is not ours to count."""
+    made: set[str] | None = getattr(ctx.pg, "made_by_tests", None)
+    if made is None:
+        made = set()
+        pg, create, clone, rename = ctx.pg, ctx.pg.create, ctx.pg.clone, ctx.pg.rename
+
+        def recording_create(db: str, owner: str | None = None) -> None:
+            made.add(db)
+            create(db, owner)
+
+        def recording_clone(src: str, dst: str, *args: Any, **kwargs: Any) -> Any:
+            made.add(dst)
+            return clone(src, dst, *args, **kwargs)
+
+        def recording_rename(old: str, new: str, *args: Any, **kwargs: Any) -> None:
+            made.add(new)
+            rename(old, new, *args, **kwargs)
+
+        for name, fn in (("create", recording_create), ("clone", recording_clone), ("rename", recording_rename),
+                         ("made_by_tests", made)):
+            setattr(pg, name, fn)
+    return {d for d in ctx.pg.list_databases("oo_") if d in made}
 
 
 def test_backup_manifest_checksums_dedupe_list_and_verify(deployed: dict[str, Any]) -> None:
@@ -80,6 +102,7 @@ def test_backup_manifest_checksums_dedupe_list_and_verify(deployed: dict[str, An
     before = scratch_dbs(ctx)
     report = verify_backup(ctx, env, second.id)
     assert report["ok"] and report["modules"] == len(second.modules) and report["uuid"] == second.database_uuid
+    assert report["database"] in ctx.pg.made_by_tests  # the recorder saw it made
     assert scratch_dbs(ctx) == before  # the oo_verify_* database is dropped
 
 
