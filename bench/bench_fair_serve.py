@@ -94,7 +94,9 @@ def run(work: Path, *, capped: bool, rounds: int, flood: int, max_concurrent: in
                          per_project_cap=None if capped else max_concurrent)
     out: dict[str, Any] = {"variant": "fair (default cap)" if capped else "round robin, no cap"}
     with git_daemon(served) as root:
-        daemons, apps, clones = {}, {}, {}
+        daemons: dict[str, Daemon] = {}
+        apps: dict[str, Any] = {}
+        clones: dict[str, Path] = {}
         for name in ("acme", "beta"):
             url = f"{root}/{name}.git"
             clones[name] = served / f"work-{name}"
