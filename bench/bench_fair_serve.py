@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import platform
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +125,8 @@ def run(work: Path, *, capped: bool, rounds: int, flood: int, max_concurrent: in
                     git(clones["beta"], "checkout", "-q", "-B", branch, "origin/base")
                     commit, sent = push(client, clones["beta"], "beta", branch, f"b {label} {n}")
                     with applies.cond:
-                        assert applies.cond.wait_for(lambda c=commit: c in applies.started, 600), "no apply of B"
+                        assert applies.cond.wait_for(partial(operator.contains, applies.started, commit), 600), \
+                            "no apply of B"
                     if n >= 2:
                         waits.append((applies.started[commit] - sent) * 1000)
                     wait_for(lambda: daemons["beta"].queue.idle(), 600, "B's apply done")
