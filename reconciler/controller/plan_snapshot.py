@@ -59,9 +59,10 @@ def project_dir(state_dir: Path, location: str, project: ProjectName | None = No
 def register(state_dir: Path, location: str, project: str) -> Registered:
     """The registered project `project` names (registered now if new: scheme legacy when it takes over the
     environments this repository has from before projects, docs/adr/0037)."""
-    legacy = StateStore(project_dir(state_dir, location) / "state.json")
-    return ProjectRegistry(state_dir).resolve(project, canonical_location(location),
-                                              legacy_state=bool(legacy.entries()))
+    def legacy_state() -> bool:  # read only when the name is new: a registered project costs one SELECT
+        return bool(StateStore(project_dir(state_dir, location) / "state.json").entries())
+
+    return ProjectRegistry(state_dir).resolve(project, canonical_location(location), legacy_state=legacy_state)
 
 
 def naming(state_dir: Path, location: str, project: str | None) -> ProjectName | None:

@@ -19,7 +19,7 @@ from reconciler.core.model import ActionKind, EnvSpec, Head, ObservedEnv, Pin, P
 from reconciler.core.naming import PRODUCTION_NAME
 from reconciler.core.plan import plan as make_plan
 from reconciler.core.policy import Policy, policy_from_raw, validate_policy
-from reconciler.core.projects import ProjectName, ResourceNames, notes_ref, pin_prefix
+from reconciler.core.projects import ProjectName, ResourceNames, key_of, notes_ref, pin_prefix
 from reconciler.core.resources import read_text
 from reconciler.platform.host import host_setting
 from reconciler.platform.state_store import StateStore, merge_observed
@@ -102,7 +102,7 @@ class Project:
 
     def key(self, env: str) -> str:
         """The identity of an environment's resources in PostgreSQL, Docker, the router and the state dir."""
-        return self.platform.names(env).key
+        return key_of(self.name, env)
 
     def heads(self, refs_digest: str | None = None, targets: dict[str, str] | None = None) -> list[Head]:
         """Branch and request heads; `refs_digest` (the caller's fresh source.refs_digest()) saves a read,

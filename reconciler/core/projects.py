@@ -138,6 +138,12 @@ def environment_key(project: ProjectName, env: str) -> str:
     return f"{project.value}{SEPARATOR}{head}{SHORTENED}{digest}"
 
 
+def key_of(project: ProjectName | None, env: str) -> str:
+    """An environment's key: the name itself for the legacy project (taken as it is, as it always was),
+    `environment_key` for a named one."""
+    return env if project is None else environment_key(project, env)
+
+
 @dataclass(frozen=True)
 class ResourceNames:
     """Every name an environment's resources have; `project=None` is the legacy scheme of an installation
@@ -155,7 +161,7 @@ class ResourceNames:
     @property
     def key(self) -> str:
         """The environment's identity in every shared system: PostgreSQL, Docker, the router, the state dir."""
-        return self.env if self.project is None else environment_key(self.project, self.env)
+        return key_of(self.project, self.env)
 
     # --------------------------------------------------------------------------------- PostgreSQL
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.core.projects import ProjectName, ResourceNames
+from reconciler.core.projects import ProjectName, ResourceNames, key_of
 from reconciler.errors import OdooOpsError
 from reconciler.executors.postgres import Postgres
 from reconciler.executors.runtime import RunResult, Runtime
@@ -46,7 +46,7 @@ class DataContext:
 
     def key(self, env: str) -> str:
         """An environment's database, owning role, secret scope, lock and filestore folder name."""
-        return env if self.project is None else ResourceNames(self.project, env).key
+        return key_of(self.project, env)
 
     @classmethod
     def for_project(cls, project: ProjectRef, host: HostSettings) -> DataContext:

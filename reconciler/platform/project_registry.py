@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +65,10 @@ class ProjectRegistry:
     def get(self, name: ProjectName) -> Registered | None:
         return next((p for p in self.all() if p.name == name), None)
 
-    def resolve(self, text: str, location: str, *, legacy_state: bool) -> Registered:
-        """The project `text` names, registered on first use for `location`. `legacy_state`: the state
-        directory already holds environments of `location` made before projects (then, unless another
-        project took the installation over, this one does: scheme legacy, nothing renamed)."""
+    def resolve(self, text: str, location: str, *, legacy_state: Callable[[], bool]) -> Registered:
+        """The project `text` names, registered on first use for `location`. `legacy_state()` (asked only
+        then): the state directory already holds environments of `location` made before projects (then,
+        unless another project took the installation over, this one does: scheme legacy, nothing renamed)."""
         name = ProjectName.parse(text)
         with self._db() as db:
             row = db.execute("SELECT location, scheme, created_at FROM projects WHERE name = ?",
@@ -81,7 +81,7 @@ class ProjectRegistry:
                                  (name.value,)).fetchone()
                 if row is None:
                     has_legacy = db.execute("SELECT 1 FROM projects WHERE scheme = 'legacy'").fetchone()
-                    scheme: Scheme = "legacy" if legacy_state and has_legacy is None else "namespaced"
+                    scheme: Scheme = "legacy" if has_legacy is None and legacy_state() else "namespaced"
                     row = (location, scheme, time.time())
                     db.execute("INSERT INTO projects VALUES (?, ?, ?, ?)", (name.value, *row))
                 db.execute("COMMIT")

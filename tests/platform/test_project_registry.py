@@ -14,22 +14,22 @@ from reconciler.platform.project_registry import ProjectRegistry
 
 def test_a_name_is_registered_once_and_bound_to_its_repository(tmp_path: Path) -> None:
     reg = ProjectRegistry(tmp_path)
-    first = reg.resolve("Acme", "/srv/acme.git", legacy_state=False)
+    first = reg.resolve("Acme", "/srv/acme.git", legacy_state=lambda: False)
     assert (first.name, first.scheme, first.naming) == (ProjectName("acme"), "namespaced", ProjectName("acme"))
-    assert reg.resolve("acme", "/srv/acme.git", legacy_state=True) == first  # registered: the flag is moot
+    assert reg.resolve("acme", "/srv/acme.git", legacy_state=lambda: True) == first  # registered: the flag is moot
     with pytest.raises(OdooOpsError) as refused:
-        reg.resolve("ACME", "/srv/other.git", legacy_state=False)
+        reg.resolve("ACME", "/srv/other.git", legacy_state=lambda: False)
     assert refused.value.code == "PROJECT_REPO_MISMATCH" and "'ACME' (normalised: 'acme')" in refused.value.message
     assert [p.to_json()["location"] for p in reg.all()] == ["/srv/acme.git"]
 
 
 def test_only_the_first_project_with_older_environments_takes_them_over(tmp_path: Path) -> None:
     reg = ProjectRegistry(tmp_path)
-    old = reg.resolve("old-one", "/srv/old.git", legacy_state=True)
+    old = reg.resolve("old-one", "/srv/old.git", legacy_state=lambda: True)
     assert old.scheme == "legacy" and old.naming is None
     # Another repository with state from before projects (impossible to run side by side before, possible on
     # disk) cannot take the installation over a second time: it is namespaced.
-    second = reg.resolve("old-two", "/srv/old2.git", legacy_state=True)
+    second = reg.resolve("old-two", "/srv/old2.git", legacy_state=lambda: True)
     assert second.scheme == "namespaced"
     assert {p.name.value: p.scheme for p in reg.all()} == {"old-one": "legacy", "old-two": "namespaced"}
 
@@ -41,7 +41,7 @@ def test_concurrent_first_uses_agree(tmp_path: Path) -> None:
     def register(i: int) -> None:
         try:
             results.append(ProjectRegistry(tmp_path).resolve(f"p{i % 3}x", f"/srv/{i % 3}.git",
-                                                             legacy_state=True).scheme)
+                                                             legacy_state=lambda: True).scheme)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -57,6 +57,6 @@ def test_concurrent_first_uses_agree(tmp_path: Path) -> None:
 
 def test_a_bad_name_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(OdooOpsError) as refused:
-        ProjectRegistry(tmp_path).resolve("--", "/srv/a.git", legacy_state=False)
+        ProjectRegistry(tmp_path).resolve("--", "/srv/a.git", legacy_state=lambda: False)
     assert refused.value.code == "PROJECT_NAME_INVALID"
     assert ProjectRegistry(tmp_path).all() == []

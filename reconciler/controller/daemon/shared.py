@@ -35,7 +35,7 @@ class DaemonConfig:
     sweep_interval: float = 300.0  # orphans, runtime drift, resubmission of unconverged work
     jitter: float = 0.2  # +-20% on the poll interval, so many daemons do not poll in step
     min_poll_gap: float = 0.05  # a webhook flood costs at most one poll per gap
-    backoff: Backoff = field(default_factory=lambda: daemon_backoff())
+    backoff: Backoff = field(default_factory=daemon_backoff)
     backup_tick: float = 60.0  # seconds between two looks at the environments' backup schedules
     # How long an open/close event whose head commit the mirror does not have (yet) stays pending:
     # the provider may move refs/pull/N/head a moment after it sends the event.
